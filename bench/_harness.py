@@ -1,0 +1,56 @@
+"""Timing helpers shared by the benchmark scripts: batches of calls timed with
+perf_counter_ns, GC off while timing, median and p99 of the per-call time, JSON out."""
+
+from __future__ import annotations
+
+import gc
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def measure(fn: Callable[[], object], *, batch: int = 1000, repeats: int = 300) -> dict[str, float]:
+    """ns per call of `fn`: `repeats` batches of `batch` calls; median, p99, min over batches."""
+    for _ in range(batch):  # warm up
+        fn()
+    per_call: list[float] = []
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(repeats):
+            t0 = time.perf_counter_ns()
+            for _ in range(batch):
+                fn()
+            per_call.append((time.perf_counter_ns() - t0) / batch)
+    finally:
+        if enabled:
+            gc.enable()
+    per_call.sort()
+    return {
+        "median_ns": statistics.median(per_call),
+        "p99_ns": per_call[min(len(per_call) - 1, int(len(per_call) * 0.99))],
+        "min_ns": per_call[0],
+    }
+
+
+def environment() -> dict[str, str]:
+    return {
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or "unknown",
+    }
+
+
+def write_json(name: str, payload: dict[str, Any]) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"environment": environment(), **payload}, indent=2) + "\n")
+    return path

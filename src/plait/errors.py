@@ -1,0 +1,45 @@
+"""plait's exception hierarchy: short, typed, and split by whose fault it is.
+
+* `UsageError` and its subclasses: the caller misused the API. Raised before any state
+  changes, so the object is exactly as it was.
+* `ProtocolError` and its subclasses: bytes from the network broke the rules. Parsers
+  (`plait.wire.decode`) raise `MalformedPacket`; the endpoint catches it, drops the
+  datagram, counts the reason and carries on. Network input never raises out of an
+  endpoint.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "EncodeError",
+    "MalformedPacket",
+    "PlaitError",
+    "ProtocolError",
+    "UsageError",
+]
+
+
+class PlaitError(Exception):
+    """Base class of every exception plait raises on purpose."""
+
+
+class UsageError(PlaitError, ValueError):
+    """The caller passed something plait cannot accept; nothing was changed."""
+
+
+class ConfigError(UsageError):
+    """A configuration value is out of range or inconsistent."""
+
+
+class EncodeError(UsageError):
+    """A packet handed to `plait.wire.encode` has a field outside its wire range."""
+
+
+class ProtocolError(PlaitError):
+    """Bytes from the network break the wire protocol."""
+
+
+class MalformedPacket(ProtocolError):  # noqa: N818  (the name users catch, fixed by the API)
+    """A datagram could not be parsed: truncated, bad length, unknown version or type,
+    reserved bits set, inconsistent fields, or trailing bytes."""
