@@ -88,6 +88,10 @@ class Verdict(IntEnum):
     """Below the window (or before `start`): cannot tell, so drop."""
 
 
+_NEW: Final = Verdict.NEW
+_DUPLICATE: Final = Verdict.DUPLICATE
+
+
 class ReceiveWindow:
     """Which of the last `size` unwrapped sequence numbers have arrived.
 
@@ -163,17 +167,26 @@ class ReceiveWindow:
 
     def receive(self, n: int) -> Verdict:
         """Record number `n` and return its verdict."""
-        verdict = self.check(n)
-        if verdict is Verdict.NEW:
+        top = self._top
+        if n == top + 1:  # the common case, inlined: one slot leaves, one enters
+            size, ring = self.size, self._ring
+            slot = n % size
+            if not ring[slot] and n - size >= self.start:
+                self.lost += 1
+            ring[slot] = 1
+            self._top = n
             self.received += 1
-            top = self._top
+            return _NEW
+        verdict = self.check(n)
+        if verdict is _NEW:
+            self.received += 1
             if n > top:
                 self._advance(n)
             else:
                 self.reordered += 1
                 self.max_reorder = max(self.max_reorder, top - n)
                 self._ring[n % self.size] = 1
-        elif verdict is Verdict.DUPLICATE:
+        elif verdict is _DUPLICATE:
             self.duplicates += 1
         else:
             self.too_old += 1
@@ -183,13 +196,6 @@ class ReceiveWindow:
 
     def _advance(self, n: int) -> None:
         top, size, ring = self._top, self.size, self._ring
-        if n == top + 1:  # the common case: one slot leaves, one enters
-            slot = n % size
-            if not ring[slot] and n - size >= self.start:
-                self.lost += 1
-            ring[slot] = 1
-            self._top = n
-            return
         if n - top >= size:  # everything in the window leaves
             lo = max(top - size + 1, self.start)
             if lo <= top:
