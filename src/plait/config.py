@@ -1,0 +1,163 @@
+"""Configuration: frozen, validated once at construction, shared by both ends.
+
+Every value has a unit in its name or docstring (``_ns`` is integer nanoseconds,
+``_bps`` bits per second). Out-of-range values raise `plait.errors.ConfigError` when the
+config is built, never later on the hot path.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+from plait._types import NS_PER_MS, NS_PER_S
+from plait.errors import ConfigError
+from plait.wire import UDP_IPV4_OVERHEAD, UDP_IPV6_OVERHEAD
+
+__all__ = ["Config", "FecConfig", "HealthConfig", "LinkConfig", "Scheduling"]
+
+MAX_LINKS = 16
+MIN_RATE_BPS = 8_000
+MAX_MESSAGE = 65_536
+
+
+def _positive(name: str, value: int) -> None:
+    if value <= 0:
+        raise ConfigError(f"{name} must be > 0, got {value}")
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+def _validate_range(lo: float, hi: float) -> Any:
+    def check(inst: object, attr: attrs.Attribute[Any], value: float) -> None:
+        if not lo <= value <= hi:
+            raise ConfigError(f"{attr.name} must be in [{lo}, {hi}], got {value}")
+
+    return check
+
+
+def _validate_positive(inst: object, attr: attrs.Attribute[Any], value: int) -> None:
+    _positive(attr.name, value)
+
+
+class Scheduling(enum.Enum):
+    """How the sender picks a link for each packet."""
+
+    DWRR = "dwrr"
+    """Deficit weighted round robin in proportion to each link's weight (default)."""
+    EARLIEST_ARRIVAL = "earliest"
+    """The link where the packet would arrive first: pacing backlog + serialization +
+    one-way delay."""
+
+
+@attrs.frozen
+class LinkConfig:
+    """One link. Its id is its index in `Config.links`, the same on both ends."""
+
+    rate_bps: int = attrs.field(validator=_validate_range(MIN_RATE_BPS, 10**11))
+    """The rate the sender paces this link to; also its static weight."""
+    ipv6: bool = False
+    """Counts 48 bytes of IPv6+UDP header per datagram instead of IPv4's 28."""
+
+    @property
+    def overhead(self) -> int:
+        """IP + UDP header bytes each datagram costs on this link."""
+        return UDP_IPV6_OVERHEAD if self.ipv6 else UDP_IPV4_OVERHEAD
+
+
+@attrs.frozen
+class HealthConfig:
+    """Link health: probing, the up/down bound, and the degraded-state thresholds.
+
+    A link is declared down when no round trip has been confirmed on it for
+    ``probe_interval_ns * down_after_probes`` (default 100 ms x 3 = 300 ms).
+    """
+
+    probe_interval_ns: int = attrs.field(default=100 * NS_PER_MS, validator=_validate_positive)
+    down_after_probes: int = attrs.field(default=3, validator=_validate_range(1, 100))
+    probation_ns: int = attrs.field(default=1 * NS_PER_S, validator=_validate_positive)
+    """How long a recovered link must stay good before it gets its full share back;
+    doubled for every demotion in a row (flap damping), up to `probation_max_ns`."""
+    probation_max_ns: int = attrs.field(default=30 * NS_PER_S, validator=_validate_positive)
+    loss_degrade: float = attrs.field(default=0.10, validator=_validate_range(0.0, 1.0))
+    """Loss fraction above which a link is degraded."""
+    loss_recover: float = attrs.field(default=0.03, validator=_validate_range(0.0, 1.0))
+    """Loss fraction it must stay under to recover (hysteresis)."""
+    rtt_degrade_factor: float = attrs.field(default=3.0, validator=_validate_range(1.0, 1000.0))
+    """Degraded when smoothed RTT exceeds this many times the link's own minimum ..."""
+    rtt_recover_factor: float = attrs.field(default=1.5, validator=_validate_range(1.0, 1000.0))
+    """... and recovered only when it is back under this many times the minimum ..."""
+    rtt_slack_ns: int = attrs.field(default=20 * NS_PER_MS, validator=_validate_range(0, 10**10))
+    """... plus this slack, so that links with a tiny minimum RTT do not flap on noise."""
+    degraded_share: float = attrs.field(default=0.25, validator=_validate_range(0.0, 1.0))
+    """A degraded link's weight is multiplied by this."""
+    min_rtt_window_ns: int = attrs.field(default=10 * NS_PER_S, validator=_validate_positive)
+
+    def __attrs_post_init__(self) -> None:
+        _check(self.loss_recover <= self.loss_degrade, "loss_recover must be <= loss_degrade")
+        _check(
+            self.rtt_recover_factor <= self.rtt_degrade_factor,
+            "rtt_recover_factor must be <= rtt_degrade_factor",
+        )
+        _check(self.probation_ns <= self.probation_max_ns, "probation_ns > probation_max_ns")
+
+    @property
+    def down_after_ns(self) -> int:
+        """The documented failover bound: silence this long marks a link down."""
+        return self.probe_interval_ns * self.down_after_probes
+
+
+@attrs.frozen
+class FecConfig:
+    """Reed-Solomon FEC: blocks of up to `k` data packets protected by `m` parity packets."""
+
+    k: int = attrs.field(default=8, validator=_validate_range(1, 64))
+    m: int = attrs.field(default=2, validator=_validate_range(1, 16))
+    flush_ns: int | None = None
+    """Longest a block stays open before its parity goes out; None: a quarter of the
+    latency budget."""
+    adaptive: bool = True
+    """Let k and m follow measured loss and the time budget, within these bounds."""
+
+
+def _links(value: Iterable[LinkConfig]) -> tuple[LinkConfig, ...]:
+    return tuple(value)
+
+
+def _validate_links(
+    inst: object, attr: attrs.Attribute[Any], value: tuple[LinkConfig, ...]
+) -> None:
+    _check(1 <= len(value) <= MAX_LINKS, f"1..{MAX_LINKS} links, got {len(value)}")
+    for link in value:
+        _check(isinstance(link, LinkConfig), f"links must be LinkConfig, got {type(link)}")
+
+
+def _validate_psk(inst: object, attr: attrs.Attribute[Any], value: bytes | None) -> None:
+    _check(value is None or len(value) == 32, "psk must be 32 bytes or None")
+
+
+@attrs.frozen
+class Config:
+    """One session's configuration; both ends must use equal configs."""
+
+    links: tuple[LinkConfig, ...] = attrs.field(converter=_links, validator=_validate_links)
+    fec: FecConfig | None = FecConfig()
+    psk: bytes | None = attrs.field(default=None, validator=_validate_psk)
+    latency_ns: int = attrs.field(default=150 * NS_PER_MS, validator=_validate_positive)
+    """Default deadline budget per message: ``send(..., deadline=None)`` means now + this."""
+    mtu: int = attrs.field(default=1280, validator=_validate_range(576, 65_535))
+    """Largest IP packet on any link; the default fits the IPv6 minimum."""
+    scheduling: Scheduling = Scheduling.DWRR
+    adaptive_weights: bool = False
+    """Weights from measured delivery rate and loss instead of the configured rates."""
+    health: HealthConfig = HealthConfig()
+    max_message: int = attrs.field(default=MAX_MESSAGE, validator=_validate_range(1, MAX_MESSAGE))
+    send_buffer_bytes: int = attrs.field(default=4 * 1024 * 1024, validator=_validate_positive)
+    """Bound on bytes queued for sending; beyond it `send` refuses (backpressure)."""
+    streams: int = attrs.field(default=8, validator=_validate_range(1, 256))

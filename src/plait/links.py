@@ -1,0 +1,311 @@
+"""Link health: is a link alive, and is it good? Integer nanoseconds throughout.
+
+"Alive" and "good" are kept apart:
+
+* **Alive** is decided by round trips only. Each side probes every link at least every
+  `probe_interval_ns`, and a PROBE is answered at once. Any echo of our own timestamp
+  proves a round trip. If no round trip has been confirmed for
+  ``probe_interval_ns * down_after_probes`` (default 300 ms), the link is **DOWN**. When
+  one is confirmed again, the link goes on **PROBATION** first.
+* **Good** is decided by loss, delay and its variation. Loss is measured from the peer's
+  link reports (exact per-link sequence counts). Delay is the smoothed RTT (RFC 6298)
+  against the link's own windowed minimum. An UP link whose loss or RTT crosses the
+  *degrade* thresholds becomes **DEGRADED**, and its share of traffic is cut. It earns the
+  share back only after staying under the lower *recover* thresholds for a probation
+  period. That is hysteresis in both value and time.
+
+Flap damping (after BGP route-flap damping, RFC 2439): every demotion doubles the
+probation period, up to `probation_max_ns`, and a full probation period of good service
+halves it again. So a link that swings between fast and slow stays out instead of
+flapping in and out on every swing.
+
+Also measured: RFC 3550 interarrival jitter of what the peer sends us, the inbound loss
+and reordering on each link (via `plait.seq.ReceiveWindow`), and the delivery rate.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from typing import Final
+
+from plait._types import NS_PER_US
+from plait.config import HealthConfig
+from plait.seq import SEQ16, SEQ32, ReceiveWindow
+
+__all__ = ["Jitter", "LinkHealth", "LinkState", "RttEstimator", "rtt_from_echo"]
+
+_SENT_RING: Final = 4096  # per-link history of cumulative bytes sent, by link sequence
+_REPORTS_KEPT: Final = 16
+_RTT_GRANULARITY_NS: Final = 1_000_000  # RFC 6298's G, for the RTO
+
+
+class LinkState(enum.IntEnum):
+    """A link's health state. Only UP and DEGRADED links carry data."""
+
+    DOWN = 0
+    """No round trip confirmed within the failover bound: carries only probes."""
+    PROBATION = 1
+    """Alive again after being down, still proving itself: carries only probes."""
+    DEGRADED = 2
+    """Alive but lossy or slow: carries a reduced share."""
+    UP = 3
+    """Alive and good: carries its full share."""
+
+
+class RttEstimator:
+    """Smoothed RTT and variation after RFC 6298, plus a windowed minimum."""
+
+    __slots__ = ("_min_at", "latest", "min_rtt", "rttvar", "samples", "srtt", "window_ns")
+
+    def __init__(self, window_ns: int) -> None:
+        self.window_ns = window_ns
+        self.srtt = 0
+        self.rttvar = 0
+        self.latest = 0
+        self.min_rtt = 0
+        self._min_at = 0
+        self.samples = 0
+
+    def on_sample(self, rtt_ns: int, now: int) -> None:
+        """Fold in one RTT sample measured at `now`."""
+        self.latest = rtt_ns
+        if self.samples == 0:
+            self.srtt, self.rttvar = rtt_ns, rtt_ns // 2
+        else:
+            self.rttvar = (3 * self.rttvar + abs(self.srtt - rtt_ns)) // 4
+            self.srtt = (7 * self.srtt + rtt_ns) // 8
+        self.samples += 1
+        if self.samples == 1 or rtt_ns <= self.min_rtt or now - self._min_at > self.window_ns:
+            self.min_rtt, self._min_at = rtt_ns, now
+
+    @property
+    def rto_ns(self) -> int:
+        """The retransmission timeout of RFC 6298 (without its 1 s floor)."""
+        return self.srtt + max(_RTT_GRANULARITY_NS, 4 * self.rttvar)
+
+
+class Jitter:
+    """RFC 3550 interarrival jitter of a peer's timestamps (µs, integer, §A.8)."""
+
+    __slots__ = ("_jitter16", "_transit")
+
+    def __init__(self) -> None:
+        self._transit: int | None = None
+        self._jitter16 = 0  # jitter * 16
+
+    def on_arrival(self, sender_ts_us: int, arrival_us: int) -> None:
+        transit = SEQ32.diff(arrival_us & SEQ32.mask, sender_ts_us)
+        if self._transit is not None:
+            d = abs(transit - self._transit)
+            self._jitter16 += d - ((self._jitter16 + 8) >> 4)
+        self._transit = transit
+
+    @property
+    def us(self) -> int:
+        return self._jitter16 >> 4
+
+
+def rtt_from_echo(echo_ts_us: int, echo_delay_us: int, now: int) -> int | None:
+    """RTT in ns from an echo of our own µs timestamp, or None if it is unusable
+    (held 65.535 ms or more by the peer, or not a plausible past time)."""
+    if echo_delay_us == 0xFFFF:
+        return None
+    elapsed_us = SEQ32.diff((now // NS_PER_US) & SEQ32.mask, echo_ts_us)
+    rtt_us = elapsed_us - echo_delay_us
+    return rtt_us * NS_PER_US if rtt_us >= 0 else None
+
+
+class LinkHealth:
+    """Everything plait knows about one link's health, fed by the endpoint.
+
+    Outbound (our datagrams to the peer): `on_sent` for each datagram, `on_echo` for
+    each echo of our timestamp, `on_report` for each of the peer's link reports.
+    Inbound (the peer's datagrams to us): `on_received`. Time passing: `update(now)`,
+    which applies state transitions; `deadline()` says when `update` is next needed.
+    """
+
+    __slots__ = (
+        "_bytes_at",
+        "_flaps",
+        "_good_since",
+        "_last_probe_sent",
+        "_reports",
+        "_sent_bytes",
+        "bytes_received",
+        "config",
+        "delivery_rate_bps",
+        "inbound",
+        "jitter",
+        "last_proof",
+        "link",
+        "loss",
+        "rtt",
+        "sent",
+        "state",
+        "state_since",
+        "transitions",
+    )
+
+    def __init__(self, link: int, config: HealthConfig, now: int) -> None:
+        self.link = link
+        self.config = config
+        self.state = LinkState.UP  # optimistic: a session's first packets must not wait
+        self.state_since = now
+        self.transitions = 0
+        self.last_proof = now
+        self._good_since: int | None = None
+        self._flaps = 0
+        self.rtt = RttEstimator(config.min_rtt_window_ns)
+        self.jitter = Jitter()
+        self.inbound = ReceiveWindow(size=1024)
+        self.sent = 0
+        self._sent_bytes = 0
+        self._bytes_at = [0] * _SENT_RING
+        self._reports: deque[tuple[int, int, int]] = deque(maxlen=_REPORTS_KEPT)
+        self.loss = 0.0
+        self.delivery_rate_bps = 0
+        self.bytes_received = 0
+        self._last_probe_sent = now
+
+    # --- outbound --------------------------------------------------------------------
+
+    def on_sent(self, size: int, now: int) -> int:
+        """Count one datagram of `size` bytes sent; returns its unwrapped link sequence."""
+        seq = self.sent
+        self.sent += 1
+        self._sent_bytes += size
+        self._bytes_at[seq % _SENT_RING] = self._sent_bytes
+        return seq
+
+    def probe_due(self, now: int) -> int:
+        """When this link's next probe is due (a probe each interval, data or not)."""
+        return self._last_probe_sent + self.config.probe_interval_ns
+
+    def on_probe_sent(self, now: int) -> None:
+        self._last_probe_sent = now
+
+    def on_echo(self, rtt_ns: int | None, now: int) -> None:
+        """A round trip was confirmed at `now`; `rtt_ns` is its sample, if usable."""
+        self.last_proof = now
+        if rtt_ns is not None and rtt_ns >= 0:
+            self.rtt.on_sample(rtt_ns, now)
+        if self.state is LinkState.DOWN:
+            self._enter(LinkState.PROBATION, now)
+            self._good_since = now
+        self.update(now)
+
+    def on_report(self, link_seq: int, received: int, now: int) -> None:
+        """The peer's report for this link: highest link sequence it received and how
+        many datagrams it has received on the link, mod 2^16."""
+        if self.sent == 0:
+            return
+        top = SEQ16.unwrap(link_seq, self.sent - 1)
+        if not 0 <= top < self.sent:
+            return  # a report for datagrams we never sent: ignore
+        if self._reports:
+            _, last_top, last_received = self._reports[-1]
+            if top < last_top:
+                return  # an old report overtaken by a newer one
+            received = last_received + ((received - last_received) & SEQ16.mask)
+        self._reports.append((now, top, received))
+        first_at, first_top, first_received = self._reports[0]
+        span = top - first_top
+        if span <= 0:
+            return
+        got = received - first_received
+        self.loss = min(1.0, max(0.0, 1.0 - got / span))
+        if top - first_top < _SENT_RING and now > first_at:
+            sent_bytes = self._bytes_at[top % _SENT_RING] - self._bytes_at[first_top % _SENT_RING]
+            delivered = sent_bytes * min(1.0, got / span)
+            self.delivery_rate_bps = int(delivered * 8 * 1_000_000_000 / (now - first_at))
+        self.update(now)
+
+    # --- inbound ---------------------------------------------------------------------
+
+    def on_received(self, seq: int, size: int, sender_ts_us: int, now: int) -> None:
+        """One datagram from the peer arrived on this link. `seq` is its link sequence,
+        already unwrapped (``inbound.unwrap``) and checked new (``inbound.check``)."""
+        self.inbound.receive(seq)
+        self.jitter.on_arrival(sender_ts_us, now // NS_PER_US)
+        self.bytes_received += size
+
+    # --- state -----------------------------------------------------------------------
+
+    def _enter(self, state: LinkState, now: int) -> None:
+        if state is self.state:
+            return
+        if state < self.state and self.state >= LinkState.DEGRADED:  # out of service
+            self._flaps += 1
+        self.state, self.state_since = state, now
+        self.transitions += 1
+
+    def probation_ns(self) -> int:
+        """The current probation period: doubled per demotion in a row (flap damping)."""
+        cfg = self.config
+        return min(cfg.probation_ns << min(self._flaps, 20), cfg.probation_max_ns)
+
+    def _quality(self) -> tuple[bool, bool]:
+        """(bad, good): over the degrade thresholds / under the recover thresholds."""
+        cfg, rtt = self.config, self.rtt
+        bad = self.loss > cfg.loss_degrade
+        good = self.loss <= cfg.loss_recover
+        if rtt.samples:
+            base = rtt.min_rtt + cfg.rtt_slack_ns
+            bad = bad or rtt.srtt > rtt.min_rtt * cfg.rtt_degrade_factor + cfg.rtt_slack_ns
+            good = good and rtt.srtt <= max(base, rtt.min_rtt * cfg.rtt_recover_factor)
+        return bad, good
+
+    def update(self, now: int) -> LinkState:
+        """Apply whatever transitions are due at `now`; return the state."""
+        cfg = self.config
+        if now - self.last_proof > cfg.down_after_ns:
+            self._enter(LinkState.DOWN, now)
+            self._good_since = None
+            return self.state
+        if self.state is LinkState.DOWN:
+            return self.state
+        bad, good = self._quality()
+        if bad:
+            self._good_since = None
+            if self.state is LinkState.UP:
+                self._enter(LinkState.DEGRADED, now)
+            return self.state
+        if not good:
+            self._good_since = None
+            return self.state
+        if self._good_since is None:
+            self._good_since = now
+        if now - self._good_since >= self.probation_ns():
+            if self.state is LinkState.UP:
+                self._flaps = max(0, self._flaps - 1)  # a full period of good service
+            else:
+                self._enter(LinkState.UP, now)
+            self._good_since = now
+        return self.state
+
+    def deadline(self) -> int | None:
+        """The next time `update` can change something without new input; None when
+        nothing can (a DOWN link changes only when a round trip is confirmed)."""
+        if self.state is LinkState.DOWN:
+            return None
+        down_at = self.last_proof + self.config.down_after_ns + 1
+        if self._good_since is not None:
+            return min(down_at, self._good_since + self.probation_ns())
+        return down_at
+
+    @property
+    def carries_data(self) -> bool:
+        return self.state >= LinkState.DEGRADED
+
+    def weight_factor(self) -> float:
+        """Multiplier on this link's weight for its state."""
+        if self.state is LinkState.UP:
+            return 1.0
+        if self.state is LinkState.DEGRADED:
+            return self.config.degraded_share
+        return 0.0
+
+    def one_way_ns(self) -> int:
+        """Estimated one-way delay to the peer: half the smoothed RTT (0 before samples)."""
+        return self.rtt.srtt // 2
