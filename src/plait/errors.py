@@ -11,11 +11,14 @@
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationFailed",
+    "BackpressureError",
     "ConfigError",
     "EncodeError",
     "MalformedPacket",
     "PlaitError",
     "ProtocolError",
+    "SessionClosedError",
     "UsageError",
 ]
 
@@ -43,3 +46,16 @@ class ProtocolError(PlaitError):
 class MalformedPacket(ProtocolError):  # noqa: N818  (the name users catch, fixed by the API)
     """A datagram could not be parsed: truncated, bad length, unknown version or type,
     reserved bits set, inconsistent fields, or trailing bytes."""
+
+
+class AuthenticationFailed(ProtocolError):  # noqa: N818  (names the event, like MalformedPacket)
+    """A sealed datagram did not authenticate (wrong key, forged, or altered)."""
+
+
+class BackpressureError(PlaitError):
+    """`send` was refused because the send buffer is full; nothing was queued. Retry
+    after datagrams have gone out (the buffer drains at the links' rates)."""
+
+
+class SessionClosedError(UsageError):
+    """The session is closed; it takes no more messages."""

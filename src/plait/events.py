@@ -1,0 +1,99 @@
+"""Events an endpoint hands to its user through `Endpoint.next_event()`.
+
+Small frozen records, one per thing that happened, in the order it happened. Use
+``match`` over `Event`; new kinds are only ever added, never changed.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = [
+    "Event",
+    "FecRecovered",
+    "LinkDegraded",
+    "LinkDown",
+    "LinkUp",
+    "MessageExpired",
+    "MessageReceived",
+    "SessionClosed",
+    "SessionEstablished",
+]
+
+
+@attrs.frozen
+class MessageReceived:
+    """A whole message arrived in order on its stream, before its deadline."""
+
+    data: bytes
+    stream: int
+    msg: int
+    """The message's number on its stream (counts from 0; unwrapped, never repeats)."""
+    deadline: int
+    """Its deadline in this endpoint's clock (ns); it was delivered before it."""
+
+
+@attrs.frozen
+class MessageExpired:
+    """A message passed its deadline without being delivered; it never will be."""
+
+    stream: int
+    msg: int
+    sent: bool
+    """True on the sending side (it could not be sent or confirmed in time), False on
+    the receiving side (it did not arrive complete in time)."""
+
+
+@attrs.frozen
+class LinkUp:
+    """A link carries data again (after being down or degraded)."""
+
+    link: int
+
+
+@attrs.frozen
+class LinkDegraded:
+    """A link is alive but lossy or slow; its share of traffic is reduced."""
+
+    link: int
+
+
+@attrs.frozen
+class LinkDown:
+    """No round trip was confirmed on a link within the failover bound."""
+
+    link: int
+
+
+@attrs.frozen
+class FecRecovered:
+    """FEC rebuilt `count` lost packets of one block without a round trip."""
+
+    count: int
+
+
+@attrs.frozen
+class SessionEstablished:
+    """Both ends agree on the session (the HELLO exchange completed)."""
+
+    session: int
+
+
+@attrs.frozen
+class SessionClosed:
+    """The session ended: closed by us, by the peer (`by_peer`), or for a protocol error."""
+
+    code: int
+    by_peer: bool
+
+
+Event = (
+    MessageReceived
+    | MessageExpired
+    | LinkUp
+    | LinkDegraded
+    | LinkDown
+    | FecRecovered
+    | SessionEstablished
+    | SessionClosed
+)
