@@ -161,3 +161,5 @@ class Config:
     send_buffer_bytes: int = attrs.field(default=4 * 1024 * 1024, validator=_validate_positive)
     """Bound on bytes queued for sending; beyond it `send` refuses (backpressure)."""
     streams: int = attrs.field(default=8, validator=_validate_range(1, 256))
+    feedback_interval_ns: int = attrs.field(default=10 * NS_PER_MS, validator=_validate_positive)
+    """Longest the receiver waits, after new data, before sending a FEEDBACK."""

@@ -16,6 +16,7 @@ __all__ = [
     "LinkUp",
     "MessageExpired",
     "MessageReceived",
+    "MessageUnconfirmed",
     "SessionClosed",
     "SessionEstablished",
 ]
@@ -39,9 +40,23 @@ class MessageExpired:
 
     stream: int
     msg: int
+    """The message's number on its stream; -1 if it expired before any of it was sent."""
     sent: bool
-    """True on the sending side (it could not be sent or confirmed in time), False on
-    the receiving side (it did not arrive complete in time)."""
+    """True on the sending side (it could not be sent in full in time), False on the
+    receiving side (it did not arrive complete in time)."""
+    handle: int = -1
+    """On the sending side, the handle `Endpoint.send` returned for it; else -1."""
+
+
+@attrs.frozen
+class MessageUnconfirmed:
+    """Sending side: a message was sent, but its deadline passed before the peer
+    acknowledged all of it. It was most likely lost (if the peer knew of it, the peer
+    reports `MessageExpired`); in rare cases only the acknowledgement was lost."""
+
+    stream: int
+    msg: int
+    handle: int
 
 
 @attrs.frozen
@@ -90,6 +105,7 @@ class SessionClosed:
 Event = (
     MessageReceived
     | MessageExpired
+    | MessageUnconfirmed
     | LinkUp
     | LinkDegraded
     | LinkDown

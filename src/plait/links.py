@@ -178,9 +178,14 @@ class LinkHealth:
         self._bytes_at[seq % _SENT_RING] = self._sent_bytes
         return seq
 
-    def probe_due(self, now: int) -> int:
+    @property
+    def probe_at(self) -> int:
         """When this link's next probe is due (a probe each interval, data or not)."""
         return self._last_probe_sent + self.config.probe_interval_ns
+
+    @property
+    def bytes_sent(self) -> int:
+        return self._sent_bytes
 
     def on_probe_sent(self, now: int) -> None:
         self._last_probe_sent = now

@@ -43,6 +43,11 @@ class Pacer:
         """The earliest time (>= now) at which the next datagram may leave."""
         return max(self._next, now)
 
+    @property
+    def free_at(self) -> int:
+        """When the link is free of everything booked so far (may be in the past)."""
+        return self._next
+
     def ready(self, now: int) -> bool:
         """True when a datagram may leave at `now`."""
         return self._next <= now

@@ -303,7 +303,7 @@ def _feedback_problem(
 # --- encoding --------------------------------------------------------------------------
 
 
-def pack_header(  # noqa: PLR0917  (hot path: positional calls are cheaper)
+def pack_header(
     ptype: PacketType, session: int, link_seq: int, ts: int, echo_ts: int | None, echo_delay: int
 ) -> bytes:
     """Fast path of `encode_header`: the header from plain values (echo_ts None: no echo).
@@ -329,7 +329,7 @@ def encode_header(ptype: PacketType, header: Header) -> bytes:
     return pack_header(ptype, header.session, header.link_seq, header.ts, echo.ts, echo.delay)
 
 
-def pack_data(  # noqa: PLR0917  (hot path: positional calls are cheaper)
+def pack_data(
     seq: int,
     deadline: int,
     stream: int,

@@ -1,0 +1,773 @@
+"""`Endpoint`: one sans-I/O plait session over many links.
+
+It composes the parts and holds no algorithm of its own: `Outbox` (stream queues,
+numbering, repair), `Inbox` (dedup, reassembly, ordered delivery), `LinkSet` (pacing,
+health, link choice), `plait.fec` (parity out, rebuilds in), `plait.crypto` (AEAD), and
+`ClockMap` (the peer's deadlines in our clock).
+
+Every caller follows one loop::
+
+    ep.receive_datagram(data, link=i, now=now)   # or ep.handle_timer(now=now), ep.send(...)
+    for datagram, link in ep.datagrams_to_send(now=now):
+        transmit(link, datagram)
+    while (event := ep.next_event()) is not None:
+        dispatch(event)
+    rearm_timer(ep.next_deadline())
+
+Network input never raises: a datagram that is malformed, unauthenticated, replayed or
+from another session is dropped and counted in `stats().drops` by reason. API misuse
+raises a `plait.errors.UsageError` before anything changes.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Callable
+from typing import Final
+
+from plait import crypto
+from plait.clock import ClockMap
+from plait.config import Config, FecConfig, Scheduling
+from plait.errors import AuthenticationFailed, MalformedPacket, SessionClosedError, UsageError
+from plait.events import (
+    Event,
+    FecRecovered,
+    LinkDegraded,
+    LinkDown,
+    LinkUp,
+    SessionClosed,
+    SessionEstablished,
+)
+from plait.fec import BlockDecoder, BlockEncoder, choose_params
+from plait.inbox import Inbox
+from plait.links import LinkState
+from plait.linkset import LinkSet
+from plait.outbox import Item, Outbox
+from plait.rs import ErasureCodec, default_codec
+from plait.seq import SEQ16, SEQ32
+from plait.stats import FecStatsSnapshot, LinkStats, Stats
+from plait.wire import (
+    ECHO_SIZE,
+    HEADER_SIZE,
+    TAG_SIZE,
+    Close,
+    Feedback,
+    Hello,
+    LinkReport,
+    PacketType,
+    Parity,
+    Probe,
+    decode_body,
+    encode_body,
+    parse_data,
+    parse_header,
+)
+
+__all__ = ["Endpoint"]
+
+_DATA_OVERHEAD: Final = 14  # DATA fixed fields + fragment fields
+_MAX_EVENTS: Final = 65_536
+_MAX_RANGES: Final = 32
+_COPIES: Final = {None: 0, "best2": 1, "all": 15}
+Meta = tuple[int, int, int, int | None, int]  # link seq (unwrapped), size, ts, echo ts, delay
+_CODEC: list[ErasureCodec] = []  # one shared codec per process: stateless but for caches
+
+
+def _codec() -> ErasureCodec:
+    if not _CODEC:
+        _CODEC.append(default_codec())
+    return _CODEC[0]
+
+
+class Endpoint:
+    """One end of a plait session. Time is integer ns of the caller's monotonic clock."""
+
+    def __init__(
+        self, config: Config, *, initiator: bool, now: int, rng: random.Random | None = None
+    ) -> None:
+        """
+        Args:
+            config: the session's configuration (equal on both ends).
+            initiator: True on the end that starts the session.
+            now: the caller's clock.
+            rng: entropy for the session id and nonces. Default: seeded from `now`, which
+                is reproducible; with a psk, pass ``random.Random(os.urandom(32))`` so two
+                sessions never share keys (adapters do).
+        """
+        if not isinstance(config, Config):
+            raise UsageError("config must be a plait.Config")
+        self.config = config
+        self.initiator = initiator
+        self._rng = rng if rng is not None else random.Random(f"plait:{now}:{initiator}")
+        self._events: deque[Event] = deque()
+        self._events_dropped = 0
+        self._drops: dict[str, int] = {}
+        self.links = LinkSet(config, now)
+        self._states = [ln.health.state for ln in self.links.links]  # as last reported
+        self._clock = ClockMap()
+        self.latency_ns = config.latency_ns
+        overhead = max(lc.overhead for lc in config.links)
+        tag = TAG_SIZE if config.psk else 0
+        max_payload = config.mtu - overhead - HEADER_SIZE - ECHO_SIZE - _DATA_OVERHEAD - tag
+        self._fec_config = config.fec
+        encoder = self._new_encoder(config.fec)
+        self._decoder = BlockDecoder(_codec()) if config.fec is not None else None
+        self.outbox = Outbox(
+            self._emit,
+            links=len(config.links),
+            max_payload=max_payload,
+            send_buffer_bytes=config.send_buffer_bytes,
+            fec=encoder,
+        )
+        self.inbox = Inbox(self._emit, self._clock.to_local)
+        self._control: deque[tuple[int, PacketType, bytes, bool]] = deque()
+        self._spread: dict[int, list[int]] = {}  # FEC block base -> datagrams per link
+        self._feedback_due: int | None = None
+        self._last_feedback = now
+        self._next_tune = now
+        self.closed = False
+        self.established = False
+        self._hello_at = now
+        self._sealer: crypto.Sealer | None = None
+        self._opener: crypto.Opener | None = None
+        self._hello_key = crypto.hello_key(config.psk) if config.psk else b""
+        self._nonce_i = b""
+        self._nonce_r = b""
+        self._locked = False  # an authenticated non-HELLO datagram of the session arrived
+        if initiator:
+            self.session = self._rng.getrandbits(32)
+            self._nonce_i = self._rng.randbytes(16)
+            self._queue_hellos(response=False)
+        else:
+            self.session = -1
+
+    # --- the public API --------------------------------------------------------------------
+
+    def send(
+        self,
+        data: bytes,
+        *,
+        now: int,
+        stream: int = 0,
+        deadline: int | None = None,
+        duplicate: str | None = None,
+    ) -> int:
+        """Queue a message; returns its handle (see `MessageExpired.handle`).
+
+        Args:
+            data: up to `Config.max_message` bytes.
+            stream: 0 .. `Config.streams` - 1; ordering is per stream.
+            deadline: absolute ns; None means ``now + latency_ns``.
+            duplicate: None, "best2" (also on the next best link) or "all" (every link):
+                for small critical messages.
+        Raises:
+            UsageError: a bad argument, or the session is closed. Nothing changes.
+            BackpressureError: the send buffer is full. Nothing changes.
+        """
+        if self.closed:
+            raise SessionClosedError("the session is closed")
+        if not 0 <= stream < self.config.streams:
+            raise UsageError(f"stream must be in 0..{self.config.streams - 1}")
+        if len(data) > self.config.max_message:
+            raise UsageError(f"a message is at most {self.config.max_message} bytes")
+        if duplicate not in _COPIES:
+            raise UsageError('duplicate must be None, "best2" or "all"')
+        due = now + self.latency_ns if deadline is None else deadline
+        if due <= now:
+            raise UsageError("the deadline has already passed")
+        return self.outbox.send(bytes(data), stream, due, _COPIES[duplicate])
+
+    def datagrams_to_send(self, *, now: int) -> list[tuple[bytes, int]]:
+        """Every datagram due by `now`, as (datagram, link id), pacing respected."""
+        out: list[tuple[bytes, int]] = []
+        while self._control:
+            link, ptype, body, force_echo = self._control.popleft()
+            out.append((self._transmit(link, ptype, body, now, force_echo), link))
+        if not self._can_seal():
+            return out
+        links = self.links
+        can_arrive = self._can_arrive_fn(now)
+        while True:
+            item = self.outbox.take(now, can_arrive)
+            if item is None:
+                break
+            chosen = links.choose(
+                item.size + HEADER_SIZE,
+                item.deadline,
+                now,
+                allowed=self._spread_rule(item),
+                earliest=item.kind != 0,
+                avoid=item.avoid,
+            )
+            if chosen is not None:
+                self._send_item(item, chosen, now, out)
+            elif links.wake_at is not None:
+                self.outbox.hold(item)
+                break
+            else:
+                self.outbox.abandon(item)  # it cannot arrive in time on any link
+        return out
+
+    def receive_datagram(self, data: bytes, *, link: int, now: int) -> None:
+        """Feed one datagram that arrived on `link`. Never raises on its contents."""
+        if not 0 <= link < len(self.links):
+            raise UsageError(f"no link {link}")
+        try:
+            self._receive(data, link, now)
+        except MalformedPacket as exc:
+            self._drop("malformed: " + str(exc))
+        except AuthenticationFailed:
+            self._drop("authentication")
+        self._sync_states()
+
+    def next_event(self) -> Event | None:
+        """The oldest undelivered event, or None."""
+        return self._events.popleft() if self._events else None
+
+    def next_deadline(self) -> int | None:
+        """When `handle_timer` should next be called (absolute ns), or None. A pure query."""
+        times = [
+            self.outbox.deadline(),
+            self.inbox.deadline(),
+            self._feedback_due,
+        ]
+        if self._can_seal():
+            for ln in self.links.links:
+                times.append(ln.health.deadline())
+                times.append(ln.health.probe_at)
+                oldest = self.outbox.oldest_unacked(ln.id)
+                if oldest is not None:
+                    times.append(oldest + self._loss_timeout(ln.id))
+            if self.outbox.pending():
+                times.append(self.links.wake_at or self.links.next_free())
+        if self.initiator and not self.established and not self.closed:
+            times.append(self._hello_at + self.config.health.probe_interval_ns)
+        due = [t for t in times if t is not None]
+        return min(due) if due else None
+
+    def handle_timer(self, *, now: int) -> None:
+        """Do whatever is due by `now`. Safe to call early, late or twice."""
+        if self.closed:
+            return
+        hc = self.config.health
+        if self.initiator and not self.established and now >= self._hello_at + hc.probe_interval_ns:
+            self._queue_hellos(response=False)
+            self._hello_at = now
+        if self._can_seal():
+            for ln in self.links.links:
+                if now >= ln.health.probe_at:
+                    self._control.append((ln.id, PacketType.PROBE, encode_body(Probe()), False))
+                    ln.health.on_probe_sent(now)
+                ln.health.update(now)
+            self._sync_states()
+        if self._feedback_due is not None and now >= self._feedback_due:
+            self._queue_feedback(now)
+        for ln in self.links.links:
+            self.outbox.check_timeout(ln.id, now, self._loss_timeout(ln.id))
+        self.outbox.on_timer(now)
+        self.inbox.on_timer(now)
+        if self._decoder is not None:
+            self._decoder.expire(self.inbox.window.floor)
+        if now >= self._next_tune:
+            self._tune_fec(now)
+
+    def close(self, *, now: int, code: int = 0) -> None:
+        """Tell the peer (CLOSE on every link) and stop. Idempotent."""
+        if self.closed:
+            return
+        if self.session >= 0:
+            for ln in self.links.links:
+                self._control.append(
+                    (ln.id, PacketType.CLOSE, encode_body(Close(code=code)), False)
+                )
+        self.closed = True
+        self._emit(SessionClosed(code=code, by_peer=False))
+
+    # --- live changes ------------------------------------------------------------------------
+
+    def set_link_rate(self, link: int, rate_bps: int) -> None:
+        """Change a link's rate (pacing and static weight) without reconnecting."""
+        if not 0 <= link < len(self.links) or rate_bps < 8_000:
+            raise UsageError("bad link or rate")
+        self.links.set_rate(link, rate_bps)
+
+    def set_adaptive_weights(self, adaptive: bool) -> None:
+        """Switch between configured and measured link weights, at once."""
+        self.links.adaptive = adaptive
+        self.links.update_weights()
+
+    def set_scheduling(self, scheduling: Scheduling) -> None:
+        self.links.scheduling = Scheduling(scheduling)
+
+    def set_latency(self, latency_ns: int) -> None:
+        """Change the default deadline budget for messages sent from now on."""
+        if latency_ns <= 0:
+            raise UsageError("latency_ns must be > 0")
+        self.latency_ns = latency_ns
+
+    def set_fec(self, fec: FecConfig | None, *, now: int) -> None:
+        """Change FEC for blocks started from now on (None: off); the open block is flushed."""
+        if fec is not None and not isinstance(fec, FecConfig):
+            raise UsageError("fec must be a FecConfig or None")
+        self.outbox.flush_fec(now, force=True)
+        self._fec_config = fec
+        self.outbox.fec = self._new_encoder(fec)
+        if fec is not None and self._decoder is None:
+            self._decoder = BlockDecoder(_codec())
+
+    # --- sending internals ------------------------------------------------------------------
+
+    def _can_seal(self) -> bool:
+        """True when more than HELLO may go out: a session, and with a psk, its keys."""
+        if self.session < 0 or self.closed:
+            return False
+        return self._sealer is not None or not self.config.psk
+
+    def _new_encoder(self, fec: FecConfig | None) -> BlockEncoder | None:
+        if fec is None:
+            return None
+        flush = fec.flush_ns if fec.flush_ns is not None else self.latency_ns // 4
+        return BlockEncoder(_codec(), fec.k, fec.m, flush)
+
+    def _can_arrive_fn(self, now: int) -> Callable[[int, int], bool]:
+        links = self.links
+
+        def can_arrive(size: int, deadline: int) -> bool:
+            return links.can_arrive(size + HEADER_SIZE, deadline, now)
+
+        return can_arrive
+
+    def _spread_rule(self, item: Item) -> Callable[[int], bool] | None:
+        """FEC spread: a link may carry at most max(m, ceil((k+m)/links)) of a block, so
+        losing one link costs a block no more than m shards where the links allow it."""
+        fec = self.outbox.fec
+        base = self._block_base(item)
+        if fec is None or base is None:
+            return None
+        counts = self._spread.get(base)
+        if counts is None:
+            return None
+        up = max(1, len(self.links.carrying()))
+        cap = max(fec.m, -(-(fec.k + fec.m) // up))
+        return lambda link: counts[link] < cap
+
+    def _block_base(self, item: Item) -> int | None:
+        """The FEC block `item` belongs to (None: FEC off, or a repair)."""
+        fec = self.outbox.fec
+        if fec is None or item.kind == 1:
+            return None
+        if item.is_parity:
+            return item.seq
+        base = fec.block_base
+        return self.outbox.next_seq if base is None else base
+
+    def _send_item(self, item: Item, link: int, now: int, out: list[tuple[bytes, int]]) -> None:
+        base = self._block_base(item)
+        body = self.outbox.commit(item, now)
+        ptype = PacketType.PARITY if item.is_parity else PacketType.DATA
+        datagram = self._transmit(link, ptype, body, now, False)
+        self.outbox.on_transmitted(item, link, self.links.links[link].health.sent - 1, now)
+        out.append((datagram, link))
+        if base is not None:
+            counts = self._spread.setdefault(base, [0] * len(self.links))
+            counts[link] += 1
+            while len(self._spread) > 8:
+                del self._spread[next(iter(self._spread))]
+        if item.copies:
+            others = [ln for ln in self.links.carrying() if ln.id != link]
+            others.sort(key=lambda ln: (ln.arrival(len(body), now), ln.id))
+            out.extend(
+                (self._transmit(ln.id, ptype, body, now, False), ln.id)
+                for ln in others[: item.copies]
+            )
+
+    def _transmit(
+        self, link: int, ptype: PacketType, body: bytes, now: int, force_echo: bool
+    ) -> bytes:
+        header, seq = self.links.stamp(
+            link, ptype, max(self.session, 0), now, force_echo=force_echo
+        )
+        if not self.config.psk:
+            datagram = header + body
+        elif ptype is PacketType.HELLO:
+            bound = self._nonce_i if not self.initiator else b""
+            datagram = crypto.seal_hello(self._hello_key, header, body, link, seq, bound)
+        elif self._sealer is not None:
+            datagram = self._sealer.seal(header, body, link, seq)
+        else:
+            datagram = header + body  # unreachable: nothing else is sent before keys exist
+        self.links.sent(link, len(datagram), now)
+        return datagram
+
+    def _queue_hellos(self, *, response: bool) -> None:
+        nonce = self._nonce_r if response else self._nonce_i
+        body = encode_body(Hello(nonce=nonce, response=response))
+        for ln in self.links.links:
+            self._control.append((ln.id, PacketType.HELLO, body, response))
+
+    def _queue_feedback(self, now: int) -> None:
+        largest, first_run, pairs = self.inbox.feedback_ranges(_MAX_RANGES)
+        reports = tuple(
+            LinkReport(
+                ln.id,
+                (ln.health.inbound.highest or 0) & 0xFFFF,
+                ln.health.inbound.received & 0xFFFF,
+                min(0xFFFF, ln.health.jitter.us),
+            )
+            for ln in self.links.links
+            if ln.health.inbound.highest is not None
+        )
+        body = Feedback(
+            largest=largest & 0xFFFF_FFFF, first_run=first_run, ranges=pairs, links=reports
+        )
+        link = self.links.best_link(now)
+        self._control.append((link, PacketType.FEEDBACK, encode_body(body), False))
+        self._feedback_due = None
+        self._last_feedback = now
+
+    # --- receiving internals -----------------------------------------------------------------
+
+    def _drop(self, reason: str) -> None:
+        self._drops[reason] = self._drops.get(reason, 0) + 1
+
+    def _emit(self, event: Event) -> None:
+        if len(self._events) >= _MAX_EVENTS:
+            self._events.popleft()
+            self._events_dropped += 1
+        self._events.append(event)
+
+    def _receive(self, data: bytes, link: int, now: int) -> None:
+        if self.closed:
+            self._drop("closed")
+            return
+        ptype, session, link_seq, ts, echo_ts, echo_delay, offset = parse_header(data)
+        if ptype is PacketType.HELLO:
+            self._receive_hello(data, link, now, session, offset)
+            return
+        if session != self.session:
+            self._drop("other session" if self.session >= 0 else "no session yet")
+            return
+        seq = self.links.check_seq(link, link_seq)
+        if seq is None:
+            self._drop("replay")
+            return
+        if self.config.psk:
+            if self._opener is None:
+                self._drop("no keys yet")
+                return
+            body: bytes | memoryview = self._opener.open(data, offset, link, seq)
+            offset = 0
+        else:
+            body = data
+        handler = _HANDLERS[ptype]
+        handler(self, body, offset, link, now, (seq, len(data), ts, echo_ts, echo_delay))
+        self._locked = True
+
+    def _accept(self, link: int, now: int, meta: Meta) -> None:
+        """The datagram checked out: record its link sequence, timestamp and echo."""
+        seq, size, ts, echo_ts, echo_delay = meta
+        self.links.received(link, seq, size, ts, echo_ts, echo_delay, now)
+        ln = self.links.links[link]
+        self._clock.on_timestamp(ts, now, ln.pacer.tx_ns(size))
+        self._clock.min_rtt_ns = self.links.min_rtt()
+        self._clock.margin_ns = self._clock_margin()
+
+    def _receive_hello(self, data: bytes, link: int, now: int, session: int, offset: int) -> None:
+        _, _, link_seq, ts, echo_ts, echo_delay, _ = parse_header(data)
+        seq = self.links.check_seq(link, link_seq)
+        if seq is None:
+            self._drop("replay")
+            return
+        if self.config.psk:
+            bound = self._nonce_i if self.initiator else b""  # a response names our HELLO
+            body = crypto.open_hello(self._hello_key, data, offset, link, seq, bound)
+            hello = decode_body(PacketType.HELLO, body)
+        else:
+            hello = decode_body(PacketType.HELLO, data, offset)
+        if not isinstance(hello, Hello):
+            return
+        if self.initiator:
+            handled = self._hello_initiator(hello, session)
+        else:
+            handled = self._hello_responder(hello, session, link, now)
+        if not handled:
+            self._drop("unexpected HELLO")
+            return
+        self._accept(link, now, (seq, len(data), ts, echo_ts, echo_delay))
+
+    def _hello_initiator(self, hello: Hello, session: int) -> bool:
+        """The responder's answer: the session is established, keys for both directions."""
+        if not hello.response or session != self.session:
+            return False
+        if self.established:
+            return hello.nonce == self._nonce_r  # a repeated answer
+        self._nonce_r = hello.nonce
+        if self.config.psk:
+            i2r, r2i = crypto.session_keys(self.config.psk, session, self._nonce_i, hello.nonce)
+            self._sealer, self._opener = crypto.Sealer(i2r), crypto.Opener(r2i)
+        self.established = True
+        self._emit(SessionEstablished(session=self.session))
+        probe = encode_body(Probe())
+        for ln in self.links.links:  # echo the responder's HELLO: its first RTT samples
+            self._control.append((ln.id, PacketType.PROBE, probe, True))
+        return True
+
+    def _hello_responder(self, hello: Hello, session: int, link: int, now: int) -> bool:
+        """The initiator's HELLO: adopt its session, or answer a repeat on that link. A
+        session that has not yet authenticated anything but its HELLO (half-open) gives way
+        to a new HELLO, so a replayed old HELLO cannot lock out the real initiator."""
+        if hello.response:
+            return False
+        if self.session >= 0:
+            if session == self.session and hello.nonce == self._nonce_i:
+                body = encode_body(Hello(nonce=self._nonce_r, response=True))
+                self._control.append((link, PacketType.HELLO, body, True))  # answer lost
+                return True
+            if self._locked:
+                return False  # another (or an old) session: one Endpoint, one session
+            self.links.reset_inbound()
+        self.session, self._nonce_i = session, hello.nonce
+        self._nonce_r = self._rng.randbytes(16)
+        if self.config.psk:
+            i2r, r2i = crypto.session_keys(self.config.psk, session, hello.nonce, self._nonce_r)
+            self._opener, self._sealer = crypto.Opener(i2r), crypto.Sealer(r2i)
+        self.established = True
+        self._emit(SessionEstablished(session=session))
+        self._queue_hellos(response=True)
+        return True
+
+    def _on_data(
+        self, body: bytes | memoryview, offset: int, link: int, now: int, meta: Meta
+    ) -> None:
+        fields = parse_data(body, offset)
+        self._accept(link, now, meta)
+        seq, new = self._record(fields, now)
+        if new and self._decoder is not None:
+            self._rebuilt(self._decoder.on_data(seq, bytes(body[offset:])), now)
+
+    def _record(
+        self, fields: tuple[int, int, int, int, bytes, int, int], now: int
+    ) -> tuple[int, bool]:
+        """Hand one DATA record to the inbox; returns its unwrapped sequence and whether
+        it was new."""
+        seq_wire, deadline_us, stream, msg, payload, index, count = fields
+        seq = self.inbox.window.unwrap(seq_wire, SEQ32)
+        deadline = self._clock.unwrap_us(deadline_us, now)
+        new = self.inbox.on_record(seq, deadline, stream, msg, payload, index, count, now)
+        if new:
+            self._feedback_soon(now)
+        return seq, new
+
+    def _rebuilt(self, rebuilt: list[tuple[int, bytes]], now: int) -> None:
+        if not rebuilt:
+            return
+        count = 0
+        for _, record in rebuilt:
+            try:
+                fields = parse_data(record, 0)
+            except MalformedPacket:
+                self._drop("malformed: rebuilt record")
+                continue
+            count += self._record(fields, now)[1]
+        if count:
+            self._emit(FecRecovered(count=count))
+
+    def _on_parity(
+        self, body: bytes | memoryview, offset: int, link: int, now: int, meta: Meta
+    ) -> None:
+        parity = decode_body(PacketType.PARITY, body, offset)
+        self._accept(link, now, meta)
+        if self._decoder is None or not isinstance(parity, Parity):
+            return
+        base = self.inbox.window.unwrap(parity.base, SEQ32)
+        self._rebuilt(self._decoder.on_parity(base, parity), now)
+
+    def _on_feedback(
+        self, body: bytes | memoryview, offset: int, link: int, now: int, meta: Meta
+    ) -> None:
+        fb = decode_body(PacketType.FEEDBACK, body, offset)
+        self._accept(link, now, meta)
+        if not isinstance(fb, Feedback):
+            return
+        if fb.first_run:
+            hi = SEQ32.unwrap(fb.largest, self.outbox.next_seq)
+            lo = hi - fb.first_run + 1
+            self.outbox.on_acked(lo, hi)
+            for gap, run in fb.ranges:
+                hi = lo - gap - 1
+                lo = hi - run + 1
+                self.outbox.on_acked(lo, hi)
+        for report in fb.links:
+            if report.link >= len(self.links):
+                continue
+            ln = self.links.links[report.link]
+            ln.health.on_report(report.link_seq, report.received, now)
+            if ln.health.sent:
+                highest = SEQ16.unwrap(report.link_seq, ln.health.sent - 1)
+                self.outbox.on_link_report(report.link, highest, now, self._loss_timeout(ln.id))
+
+    def _on_probe(
+        self, body: bytes | memoryview, offset: int, link: int, now: int, meta: Meta
+    ) -> None:
+        decode_body(PacketType.PROBE, body, offset)
+        self._accept(link, now, meta)
+        self._control.append((link, PacketType.PROBE_ACK, b"\x00", True))
+
+    def _on_probe_ack(
+        self, body: bytes | memoryview, offset: int, link: int, now: int, meta: Meta
+    ) -> None:
+        decode_body(PacketType.PROBE_ACK, body, offset)
+        self._accept(link, now, meta)
+
+    def _on_close(
+        self, body: bytes | memoryview, offset: int, link: int, now: int, meta: Meta
+    ) -> None:
+        close = decode_body(PacketType.CLOSE, body, offset)
+        self._accept(link, now, meta)
+        if isinstance(close, Close) and not self.closed:
+            self.closed = True
+            self._emit(SessionClosed(code=close.code, by_peer=True))
+
+    # --- timers internals ------------------------------------------------------------------
+
+    def _loss_timeout(self, link: int) -> int:
+        """How long a record may stay unacknowledged on `link` before it counts as lost.
+        Losses are mostly found from the peer's link reports; this timeout is for tails,
+        so it is generous: RTO + a quarter RTT + two feedback intervals (the peer's delay
+        before it reports, and its report queueing behind data)."""
+        rtt = self.links.links[link].health.rtt
+        base = rtt.rto_ns + rtt.srtt // 4 if rtt.samples else self.config.health.probe_interval_ns
+        return base + 2 * self.config.feedback_interval_ns
+
+    def _feedback_soon(self, now: int) -> None:
+        if self._feedback_due is None:
+            self._feedback_due = max(now, self._last_feedback + self.config.feedback_interval_ns)
+
+    def _clock_margin(self) -> int:
+        """The early bias of the peer-clock mapping: twice the jitter of the link with the
+        smallest RTT (the one whose transit sets the minimum), at least 1 ms and at most
+        an eighth of the latency budget."""
+        sampled = [ln for ln in self.links.links if ln.health.rtt.samples]
+        if not sampled:
+            return 1_000_000
+        fastest = min(sampled, key=lambda ln: (ln.health.rtt.min_rtt, ln.id))
+        return min(max(1_000_000, 2_000 * fastest.health.jitter.us), self.latency_ns // 8)
+
+    def _sync_states(self) -> None:
+        """Report every link whose health state changed since it was last reported."""
+        for ln in self.links.links:
+            before, after = self._states[ln.id], ln.health.state
+            if after is not before:
+                self._states[ln.id] = after
+                self._link_changed(ln.id, before, after)
+
+    def _link_changed(self, link: int, before: LinkState, after: LinkState) -> None:
+        carried = before >= LinkState.DEGRADED
+        if after is LinkState.DOWN:
+            self.outbox.on_link_down(link)
+        if carried and after < LinkState.DEGRADED:
+            self._emit(LinkDown(link=link))
+        elif after is LinkState.UP and before is not LinkState.UP:
+            self._emit(LinkUp(link=link))
+        elif after is LinkState.DEGRADED:
+            self._emit(LinkDegraded(link=link))
+        self.links.update_weights()
+
+    def _tune_fec(self, now: int) -> None:
+        """Re-size FEC blocks from measured loss, twice a second."""
+        self._next_tune = now + 500_000_000
+        fec, encoder = self._fec_config, self.outbox.fec
+        if fec is None or encoder is None or not fec.adaptive:
+            return
+        carrying = self.links.carrying()
+        total = sum(ln.rate_bps for ln in carrying) or 1
+        loss = sum(ln.health.loss * ln.rate_bps for ln in carrying) / total
+        interval = max(1, (1200 * 8 * 1_000_000_000) // total)
+        k, m, flush = choose_params(
+            k_max=fec.k,
+            m_max=fec.m,
+            loss=loss,
+            burst=1.0,
+            budget_ns=self.latency_ns,
+            packet_interval_ns=interval,
+        )
+        if fec.flush_ns is not None:
+            flush = fec.flush_ns
+        encoder.set_params(k, m, flush)
+
+    # --- statistics --------------------------------------------------------------------------
+
+    def stats(self) -> Stats:
+        """A frozen snapshot of the session's counters."""
+        links = tuple(
+            LinkStats(
+                link=ln.id,
+                state=ln.health.state.name,
+                weight=self.links.striper.weight(ln.id),
+                srtt_ns=ln.health.rtt.srtt,
+                rttvar_ns=ln.health.rtt.rttvar,
+                min_rtt_ns=ln.health.rtt.min_rtt,
+                loss=ln.health.loss,
+                jitter_us=ln.health.jitter.us,
+                delivery_rate_bps=ln.health.delivery_rate_bps,
+                datagrams_sent=ln.datagrams_out,
+                bytes_sent=ln.health.bytes_sent,
+                datagrams_received=ln.datagrams_in,
+                bytes_received=ln.health.bytes_received,
+                inbound_lost=ln.health.inbound.lost,
+                inbound_reordered=ln.health.inbound.reordered,
+                replays=ln.replays,
+                transitions=ln.health.transitions,
+            )
+            for ln in self.links.links
+        )
+        enc, dec = self.outbox.fec, self._decoder
+        fec = None
+        if enc is not None or dec is not None:
+            es = enc.stats if enc is not None else None
+            ds = dec.stats if dec is not None else None
+            fec = FecStatsSnapshot(
+                k=enc.k if enc else 0,
+                m=enc.m if enc else 0,
+                blocks_sent=es.blocks_sent if es else 0,
+                parity_sent=es.parity_sent if es else 0,
+                overhead=es.overhead if es else 0.0,
+                parity_received=ds.parity_received if ds else 0,
+                recovered=ds.recovered if ds else 0,
+                blocks_recovered=ds.blocks_recovered if ds else 0,
+                blocks_lost=ds.blocks_lost if ds else 0,
+            )
+        o, i = self.outbox.stats, self.inbox.stats
+        return Stats(
+            session=max(self.session, 0),
+            established=self.established,
+            closed=self.closed,
+            links=links,
+            messages_sent=o.messages,
+            messages_delivered=i.delivered,
+            messages_expired_sending=o.expired,
+            messages_expired_receiving=i.expired,
+            records_sent=o.records,
+            repairs=o.repairs,
+            losses_detected=o.lost,
+            acked=o.acked,
+            duplicates_dropped=i.duplicates,
+            late_arrivals=i.late,
+            fec=fec,
+            buffered_bytes=self.outbox.buffered_bytes,
+            drops=dict(self._drops),
+            events_dropped=self._events_dropped,
+        )
+
+
+Handler = Callable[[Endpoint, bytes | memoryview, int, int, int, Meta], None]
+#: Packet type -> handler (HELLO is handled before the session check).
+_HANDLERS: Final[dict[PacketType, Handler]] = {
+    PacketType.DATA: Endpoint._on_data,
+    PacketType.PARITY: Endpoint._on_parity,
+    PacketType.FEEDBACK: Endpoint._on_feedback,
+    PacketType.PROBE: Endpoint._on_probe,
+    PacketType.PROBE_ACK: Endpoint._on_probe_ack,
+    PacketType.CLOSE: Endpoint._on_close,
+}

@@ -1,0 +1,283 @@
+"""The receiving half of a session: dedup, reassembly, per-stream order, deadlines.
+
+Rules:
+
+* **Exactly once.** Every DATA record carries a session-wide data sequence; a record
+  whose sequence was seen before (on any link, or rebuilt by FEC) is dropped. Memory
+  is a fixed `ReceiveWindow` over sequence numbers.
+* **Reassembly.** Fragments are keyed by (stream, message); partial messages are bounded
+  in number and bytes, the oldest evicted (and counted).
+* **Order with deadlines.** A stream delivers message n as soon as n is complete and
+  every earlier message was delivered or expired; in-order messages are never held.
+  A gap is waited for no longer than the deadline of the first complete message after
+  it (per-stream deadlines are assumed non-decreasing, so that bounds the missing one's).
+  Then the missing messages are reported expired and delivery goes on.
+* **Never late.** Deadlines arrive in the sender's µs clock and stay in it; they are
+  mapped to ours (`plait.clock`) each time a decision is made, so the mapping used is
+  the newest. A message is delivered only while ``now <= deadline``, otherwise it is
+  reported expired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from plait.events import Event, MessageExpired, MessageReceived
+from plait.seq import SEQ16, ReceiveWindow, Verdict
+
+__all__ = ["Inbox"]
+
+_NEVER: Final = 1 << 62
+
+
+_EXPIRED: Final = None  # in place of a message's data: it expired, skip it in order
+
+
+class _Partial:
+    __slots__ = ("count", "deadline", "got", "nbytes", "parts")
+
+    def __init__(self, count: int, deadline: int) -> None:
+        self.count = count
+        self.deadline = deadline
+        self.parts: list[bytes | None] = [None] * count
+        self.got = 0
+        self.nbytes = 0
+
+
+class _Stream:
+    """Per-stream order: the next message due and the complete ones waiting behind a gap."""
+
+    __slots__ = ("next_msg", "waiting")
+
+    def __init__(self) -> None:
+        self.next_msg = 0
+        self.waiting: dict[int, tuple[bytes | None, int]] = {}  # msg -> (data, peer deadline)
+
+
+class InboxStats:
+    __slots__ = (
+        "delivered",
+        "delivered_bytes",
+        "duplicates",
+        "expired",
+        "late",
+        "partials_evicted",
+        "records",
+        "stale",
+        "too_old",
+    )
+
+    def __init__(self) -> None:
+        self.records = self.duplicates = self.too_old = self.stale = 0
+        self.delivered = self.delivered_bytes = self.expired = self.late = 0
+        self.partials_evicted = 0
+
+
+class Inbox:
+    """Turns DATA records into `MessageReceived` / `MessageExpired` events."""
+
+    __slots__ = (
+        "_emit",
+        "_local",
+        "_partial_bytes",
+        "_partials",
+        "_streams",
+        "max_partial_bytes",
+        "max_partials",
+        "stats",
+        "window",
+    )
+
+    def __init__(
+        self,
+        emit: Callable[[Event], None],
+        to_local: Callable[[int], int],
+        *,
+        window: int = 32_768,
+        max_partials: int = 1024,
+        max_partial_bytes: int = 8 * 1024 * 1024,
+    ) -> None:
+        self._emit = emit
+        self._local = to_local
+        self.window = ReceiveWindow(size=window)
+        self._partials: dict[tuple[int, int], _Partial] = {}
+        self._partial_bytes = 0
+        self.max_partials = max_partials
+        self.max_partial_bytes = max_partial_bytes
+        self._streams: dict[int, _Stream] = {}
+        self.stats = InboxStats()
+
+    # --- records -------------------------------------------------------------------------
+
+    def check(self, seq: int) -> bool:
+        """True when data sequence `seq` (unwrapped) would be new."""
+        return self.window.check(seq) is Verdict.NEW
+
+    def on_record(
+        self,
+        seq: int,
+        deadline: int,
+        stream: int,
+        msg_wire: int,
+        payload: bytes,
+        frag_index: int,
+        frag_count: int,
+        now: int,
+    ) -> bool:
+        """One DATA record (received or rebuilt); `deadline` is in the peer's µs clock,
+        unwrapped. Returns False when it was a duplicate or too old (and was dropped)."""
+        verdict = self.window.receive(seq)
+        if verdict is not Verdict.NEW:
+            if verdict is Verdict.DUPLICATE:
+                self.stats.duplicates += 1
+            else:
+                self.stats.too_old += 1
+            return False
+        self.stats.records += 1
+        st = self._streams.get(stream)
+        if st is None:
+            st = self._streams[stream] = _Stream()
+        msg = SEQ16.unwrap(msg_wire, st.next_msg)
+        if msg < st.next_msg or msg in st.waiting:
+            self.stats.stale += 1  # its message was delivered or expired already
+            return True
+        if frag_count == 1:
+            self._complete(st, stream, msg, payload, deadline, now)
+            return True
+        key = (stream, msg)
+        part = self._partials.get(key)
+        if part is None:
+            part = self._new_partial(key, frag_count, deadline)
+        elif part.count != frag_count or frag_index >= part.count:
+            self.stats.stale += 1  # inconsistent fragment fields: ignore this one
+            return True
+        if part.parts[frag_index] is None:
+            part.parts[frag_index] = payload
+            part.got += 1
+            part.nbytes += len(payload)
+            self._partial_bytes += len(payload)
+        if part.got == part.count:
+            del self._partials[key]
+            self._partial_bytes -= part.nbytes
+            data = b"".join(p for p in part.parts if p is not None)
+            self._complete(st, stream, msg, data, part.deadline, now)
+        return True
+
+    def _new_partial(self, key: tuple[int, int], count: int, deadline: int) -> _Partial:
+        while self._partials and (
+            len(self._partials) >= self.max_partials or self._partial_bytes > self.max_partial_bytes
+        ):
+            old = self._partials.pop(next(iter(self._partials)))
+            self._partial_bytes -= old.nbytes
+            self.stats.partials_evicted += 1
+        part = self._partials[key] = _Partial(count, deadline)
+        return part
+
+    def _complete(
+        self, st: _Stream, stream: int, msg: int, data: bytes, deadline: int, now: int
+    ) -> None:
+        if now > self._local(deadline):  # complete but too late: a placeholder keeps order
+            self.stats.late += 1
+            st.waiting[msg] = (_EXPIRED, deadline)
+        else:
+            st.waiting[msg] = (data, deadline)
+        self._drain(st, stream, now)
+
+    def _deliver(self, st: _Stream, stream: int, msg: int, data: bytes, deadline: int) -> None:
+        st.next_msg = msg + 1
+        self.stats.delivered += 1
+        self.stats.delivered_bytes += len(data)
+        self._emit(MessageReceived(data=data, stream=stream, msg=msg, deadline=deadline))
+
+    def _expire_through(self, st: _Stream, stream: int, last: int) -> None:
+        """Report messages next_msg .. last as expired and move past them."""
+        for msg in range(st.next_msg, last + 1):
+            part = self._partials.pop((stream, msg), None)
+            if part is not None:
+                self._partial_bytes -= part.nbytes
+            self.stats.expired += 1
+            self._emit(MessageExpired(stream=stream, msg=msg, sent=False))
+        st.next_msg = max(st.next_msg, last + 1)
+
+    def _drain(self, st: _Stream, stream: int, now: int) -> None:
+        """Deliver what waits in order; skip past gaps whose wait is over."""
+        waiting, local = st.waiting, self._local
+        while waiting:
+            item = waiting.pop(st.next_msg, None)
+            if item is not None:
+                data, deadline = item
+                due = local(deadline)
+                if data is None or now > due:  # an expired placeholder, or too late now
+                    self._expire_through(st, stream, st.next_msg)
+                else:
+                    self._deliver(st, stream, st.next_msg, data, due)
+                continue
+            data, deadline = waiting[min(waiting)]
+            if data is not None and now < local(deadline):
+                return  # still worth waiting for the gap
+            self._expire_through(st, stream, min(waiting) - 1)
+
+    # --- time ----------------------------------------------------------------------------
+
+    def deadline(self) -> int | None:
+        """When a gap's wait or a partial message's deadline next runs out."""
+        best = _NEVER
+        local = self._local
+        for st in self._streams.values():
+            if st.waiting:
+                data, deadline = st.waiting[min(st.waiting)]
+                best = min(best, local(deadline) if data is not None else 0)
+        for part in self._partials.values():
+            best = min(best, local(part.deadline) + 1)
+        return None if best == _NEVER else best
+
+    def on_timer(self, now: int) -> None:
+        """Release gaps whose wait is over; drop partial messages past their deadline."""
+        for (stream, msg), part in list(self._partials.items()):
+            if now > self._local(part.deadline):
+                st = self._streams[stream]
+                del self._partials[(stream, msg)]
+                self._partial_bytes -= part.nbytes
+                if msg >= st.next_msg:
+                    st.waiting[msg] = (_EXPIRED, part.deadline)
+        for stream, st in self._streams.items():
+            if st.waiting:
+                self._drain(st, stream, now)
+
+    # --- feedback --------------------------------------------------------------------------
+
+    def received_ranges(self) -> list[tuple[int, int]]:
+        """Received data sequences inside the window, ascending inclusive ranges."""
+        return self.window.received_ranges()
+
+    def feedback_ranges(self, max_ranges: int) -> tuple[int, int, tuple[tuple[int, int], ...]]:
+        """(largest, first_run, (gap, run) pairs) describing the received sequences for a
+        FEEDBACK, highest first; stops where a value would not fit 16 bits."""
+        ranges = self.window.received_ranges()
+        if not ranges:
+            return 0, 0, ()
+        lo, hi = ranges[-1]
+        if hi - lo + 1 > 0xFFFF:
+            return hi, 0xFFFF, ()
+        pairs: list[tuple[int, int]] = []
+        below = lo
+        for r_lo, r_hi in reversed(ranges[-max_ranges:-1]):
+            gap, run = below - r_hi - 1, r_hi - r_lo + 1
+            if gap > 0xFFFF or run > 0xFFFF:
+                break
+            pairs.append((gap, run))
+            below = r_lo
+        return hi, hi - lo + 1, tuple(pairs)
+
+    @property
+    def partials(self) -> int:
+        return len(self._partials)
+
+    @property
+    def partial_bytes(self) -> int:
+        return self._partial_bytes
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(st.waiting) for st in self._streams.values())

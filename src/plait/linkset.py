@@ -1,0 +1,232 @@
+"""The links of a session: per-link pacing, health, echo state, and the link choice.
+
+Choosing a link for a datagram of `size` bytes due by `deadline`:
+
+* only links that carry data (UP or DEGRADED) are candidates, and only those where the
+  datagram can still arrive in time: pacing backlog + serialization + one-way delay
+  (half the smoothed RTT) must land by the deadline;
+* **DWRR** (the default): among the candidates free now, the `Striper` picks in
+  proportion to the links' weights (configured rates, or measured delivery rates when
+  adaptive; a degraded link's weight is cut to `degraded_share`);
+* **earliest arrival**: the candidate where the datagram would arrive first, even if
+  that means waiting for its pacer;
+* FEC spread: a caller can forbid links that already carry their share of a block.
+
+If a candidate exists but none is free now, the caller waits until `wake_at`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from plait.config import Config, Scheduling
+from plait.dwrr import Striper
+from plait.links import LinkHealth, LinkState, rtt_from_echo
+from plait.pacing import Pacer
+from plait.seq import SEQ16, ReceiveWindow, Verdict
+from plait.wire import PacketType, pack_header
+
+__all__ = ["Link", "LinkSet"]
+
+_M32: Final = 0xFFFF_FFFF
+
+
+class Link:
+    """One link's runtime state."""
+
+    __slots__ = (
+        "datagrams_in",
+        "datagrams_out",
+        "echo_at",
+        "echo_fresh",
+        "echo_ts",
+        "health",
+        "id",
+        "pacer",
+        "rate_bps",
+        "replays",
+    )
+
+    def __init__(self, link: int, rate_bps: int, overhead: int, config: Config, now: int) -> None:
+        self.id = link
+        self.rate_bps = rate_bps
+        self.health = LinkHealth(link, config.health, now)
+        self.pacer = Pacer(rate_bps, overhead=overhead, now=now)
+        self.echo_ts = 0
+        self.echo_at = 0
+        self.echo_fresh = False
+        self.datagrams_out = 0
+        self.datagrams_in = 0
+        self.replays = 0
+
+    def arrival(self, size: int, now: int) -> int:
+        """When a datagram of `size` bytes handed over now would reach the peer."""
+        pacer = self.pacer
+        return pacer.next_release(now) + pacer.tx_ns(size) + self.health.one_way_ns()
+
+
+class LinkSet:
+    """All links of a session, and the choice between them."""
+
+    __slots__ = ("adaptive", "links", "scheduling", "striper", "wake_at")
+
+    def __init__(self, config: Config, now: int) -> None:
+        self.links = [
+            Link(i, lc.rate_bps, lc.overhead, config, now) for i, lc in enumerate(config.links)
+        ]
+        self.scheduling = config.scheduling
+        self.adaptive = config.adaptive_weights
+        self.striper: Striper[int] = Striper()
+        for link in self.links:
+            self.striper.add_link(link.id, max(1, link.rate_bps // 1000))
+        self.wake_at: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.links)
+
+    # --- weights ---------------------------------------------------------------------------
+
+    def update_weights(self) -> None:
+        """Re-derive every link's striping weight from its rate (or measured delivery
+        rate when adaptive) and its health state."""
+        for link in self.links:
+            base = link.rate_bps
+            if self.adaptive and link.health.delivery_rate_bps > 0:
+                base = int(link.health.delivery_rate_bps * (1.0 - link.health.loss))
+            weight = max(1, int(base * link.health.weight_factor()) // 1000)
+            if self.striper.weight(link.id) != weight:
+                self.striper.set_weight(link.id, weight)
+
+    def set_rate(self, link: int, rate_bps: int) -> None:
+        """Change a link's configured rate (pacing and static weight) mid-session."""
+        self.links[link].rate_bps = rate_bps
+        self.links[link].pacer.set_rate(rate_bps)
+        self.update_weights()
+
+    # --- choosing ---------------------------------------------------------------------------
+
+    def carrying(self) -> list[Link]:
+        return [link for link in self.links if link.health.carries_data]
+
+    def can_arrive(self, size: int, deadline: int, now: int) -> bool:
+        """True when some data-carrying link could deliver `size` bytes by `deadline`."""
+        return any(
+            link.arrival(size, now) <= deadline for link in self.links if link.health.carries_data
+        )
+
+    def choose(
+        self,
+        size: int,
+        deadline: int,
+        now: int,
+        *,
+        allowed: Callable[[int], bool] | None = None,
+        earliest: bool = False,
+        avoid: int = -1,
+    ) -> int | None:
+        """The link for a datagram now, or None (then `wake_at` says when to retry, or is
+        None if no link can take it in time)."""
+        self.wake_at = None
+        candidates = [
+            link
+            for link in self.links
+            if link.health.carries_data and link.arrival(size, now) <= deadline
+        ]
+        if allowed is not None:  # a preference only: never a reason to drop a datagram
+            candidates = [link for link in candidates if allowed(link.id)] or candidates
+        if len(candidates) > 1 and avoid >= 0:
+            candidates = [link for link in candidates if link.id != avoid] or candidates
+        if not candidates:
+            return None
+        if earliest or self.scheduling is Scheduling.EARLIEST_ARRIVAL:
+            best = min(candidates, key=lambda link: (link.arrival(size, now), link.id))
+            if best.pacer.ready(now):
+                return best.id
+            self.wake_at = best.pacer.next_release(now)
+            return None
+        ready = {link.id for link in candidates if link.pacer.ready(now)}
+        if ready:
+            chosen = self.striper.choose(size, ready.__contains__)
+            if chosen is not None:
+                return chosen
+        self.wake_at = min(link.pacer.next_release(now) for link in candidates)
+        return None
+
+    def next_free(self) -> int | None:
+        """The earliest time a data-carrying link is free again (None: no such link)."""
+        times = [link.pacer.free_at for link in self.links if link.health.carries_data]
+        return min(times) if times else None
+
+    # --- sending ------------------------------------------------------------------------------
+
+    def stamp(
+        self, link: int, ptype: PacketType, session: int, now: int, *, force_echo: bool = False
+    ) -> tuple[bytes, int]:
+        """The header for the next datagram on `link`, and its link sequence (unwrapped).
+        Carries an echo when a peer timestamp is waiting to be echoed (or `force_echo`)."""
+        ln = self.links[link]
+        seq = ln.health.sent
+        ts = (now // 1000) & _M32
+        if (ln.echo_fresh or force_echo) and ln.echo_at:
+            delay = min(0xFFFF, (now - ln.echo_at) // 1000)
+            ln.echo_fresh = False
+            return pack_header(ptype, session, seq & 0xFFFF, ts, ln.echo_ts, delay), seq
+        return pack_header(ptype, session, seq & 0xFFFF, ts, None, 0), seq
+
+    def sent(self, link: int, size: int, now: int) -> None:
+        """A datagram of `size` bytes went out on `link` now."""
+        ln = self.links[link]
+        ln.health.on_sent(size, now)
+        ln.pacer.reserve(size, now)
+        ln.datagrams_out += 1
+
+    # --- receiving ----------------------------------------------------------------------------
+
+    def reset_inbound(self) -> None:
+        """Forget what arrived on every link (a half-open session was replaced)."""
+        for ln in self.links:
+            ln.health.inbound = ReceiveWindow(size=ln.health.inbound.size)
+            ln.echo_at = 0
+            ln.echo_fresh = False
+
+    def check_seq(self, link: int, link_seq: int) -> int | None:
+        """The unwrapped link sequence of a datagram just received on `link`, or None if it
+        is a replay or too old (counted)."""
+        window = self.links[link].health.inbound
+        seq = window.unwrap(link_seq, SEQ16)
+        if window.check(seq) is not Verdict.NEW:
+            self.links[link].replays += 1
+            return None
+        return seq
+
+    def received(
+        self,
+        link: int,
+        seq: int,
+        size: int,
+        ts: int,
+        echo_ts: int | None,
+        echo_delay: int,
+        now: int,
+    ) -> LinkState:
+        """Record an authenticated datagram: its sequence, timestamp (to echo back) and
+        echo (an RTT sample and proof the link works both ways). Returns the state."""
+        ln = self.links[link]
+        ln.datagrams_in += 1
+        ln.health.on_received(seq, size, ts, now)
+        ln.echo_ts, ln.echo_at, ln.echo_fresh = ts, now, True
+        if echo_ts is not None:
+            ln.health.on_echo(rtt_from_echo(echo_ts, echo_delay, now), now)
+        return ln.health.state
+
+    def min_rtt(self) -> int:
+        """The smallest RTT seen on any link (0 before any sample)."""
+        rtts = [ln.health.rtt.min_rtt for ln in self.links if ln.health.rtt.samples]
+        return min(rtts) if rtts else 0
+
+    def best_link(self, now: int) -> int:
+        """The data-carrying link with the lowest arrival time for a small datagram
+        (any link if none carries data): where feedback goes."""
+        pool = self.carrying() or self.links
+        return min(pool, key=lambda ln: (ln.arrival(64, now), ln.id)).id

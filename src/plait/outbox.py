@@ -1,0 +1,397 @@
+"""The sending half of a session: stream queues, numbering, in-flight records, repair.
+
+Rules:
+
+* Messages are cut into fragments when `send` accepts them and wait in one FIFO per
+  stream; `DeficitRoundRobin` takes turns between streams, so a burst on one stream
+  never blocks another.
+* A fragment gets its data sequence (and its message, a message number) only when it
+  is actually transmitted. Messages dropped before sending leave no gap for the
+  receiver to wait on.
+* Nothing is queued per link: the endpoint takes the next item only when a link is
+  free (`take`), and puts it back (`hold`) if its best link is not free yet.
+* Sent records stay tracked until acknowledged, or until their deadline passes.
+  Losses are found per link, from the link sequence numbers the peer reports (a
+  record sent on a link is lost once three later datagrams on that link have
+  arrived), or by timeout. A lost record is re-sent (`repair`) only if it can still
+  arrive in time.
+* Memory: queued and in-flight bytes together never exceed `send_buffer_bytes`;
+  `send` raises `BackpressureError` beyond it, and changes nothing.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Callable
+from typing import Final
+
+from plait.dwrr import DeficitRoundRobin
+from plait.errors import BackpressureError
+from plait.events import Event, MessageExpired, MessageUnconfirmed
+from plait.fec import BlockEncoder
+from plait.wire import Parity, encode_body, pack_data
+
+__all__ = ["Item", "Outbox"]
+
+_REORDER: Final = 3  # later datagrams on the same link before a gap counts as loss
+_NEW, _REPAIR, _PARITY = 0, 1, 2
+
+
+class _Msg:
+    __slots__ = (
+        "copies",
+        "deadline",
+        "deadline_us",
+        "done",
+        "frags",
+        "handle",
+        "msg",
+        "stream",
+        "unacked",
+        "unconfirmed",
+    )
+
+    def __init__(
+        self, stream: int, frags: list[bytes], deadline: int, handle: int, copies: int
+    ) -> None:
+        self.stream = stream
+        self.frags = frags
+        self.deadline = deadline
+        self.deadline_us = deadline // 1000
+        self.handle = handle
+        self.msg = -1  # assigned when its first fragment goes out
+        self.done = False  # fully handed over, or expired
+        self.copies = copies
+        self.unacked = 0  # records sent and not acknowledged yet
+        self.unconfirmed = False  # reported MessageUnconfirmed
+
+
+class _Sent:
+    __slots__ = ("deadline", "links", "msg", "record")
+
+    def __init__(self, record: bytes, msg: _Msg) -> None:
+        self.record = record
+        self.msg = msg
+        self.deadline = msg.deadline
+        self.links: list[int] = []
+
+
+class Item:
+    """What goes out next: a new fragment, a repair, or a parity shard."""
+
+    __slots__ = ("avoid", "body", "copies", "deadline", "frag", "kind", "msg", "seq", "size")
+
+    def __init__(self, kind: int, size: int, deadline: int) -> None:
+        self.kind = kind
+        self.size = size  # body bytes
+        self.deadline = deadline
+        self.msg: _Msg | None = None
+        self.frag = 0
+        self.seq = -1
+        self.body = b""
+        self.copies = 0
+        self.avoid = -1  # a link not to use, if there is a choice
+
+    @property
+    def is_parity(self) -> bool:
+        return self.kind == _PARITY
+
+
+class OutboxStats:
+    __slots__ = ("acked", "expired", "lost", "messages", "records", "repairs", "unconfirmed")
+
+    def __init__(self) -> None:
+        self.messages = self.records = self.repairs = self.lost = 0
+        self.acked = self.expired = self.unconfirmed = 0
+
+
+class Outbox:
+    """Queues messages, numbers and tracks records, and finds what to repair."""
+
+    __slots__ = (
+        "_emit",
+        "_expiry",
+        "_handles",
+        "_held",
+        "_inflight",
+        "_inflight_bytes",
+        "_inflight_expiry",
+        "_links",
+        "_next_msg",
+        "_parity",
+        "_queued_bytes",
+        "_repairs",
+        "_streams",
+        "fec",
+        "max_payload",
+        "next_seq",
+        "send_buffer_bytes",
+        "stats",
+    )
+
+    def __init__(
+        self,
+        emit: Callable[[Event], None],
+        *,
+        links: int,
+        max_payload: int,
+        send_buffer_bytes: int,
+        fec: BlockEncoder | None,
+    ) -> None:
+        self._emit = emit
+        self.max_payload = max_payload
+        self.send_buffer_bytes = send_buffer_bytes
+        self.fec = fec
+        self._streams: DeficitRoundRobin[int, tuple[_Msg, int]] = DeficitRoundRobin()
+        self._next_msg: dict[int, int] = {}
+        self._handles = 0
+        self._expiry: list[tuple[int, int, _Msg]] = []  # (deadline, handle, message) queued
+        self._queued_bytes = 0
+        self._held: Item | None = None
+        self._repairs: deque[int] = deque()
+        self._parity: deque[Item] = deque()
+        self.next_seq = 0
+        self._inflight: dict[int, _Sent] = {}
+        self._inflight_bytes = 0
+        self._inflight_expiry: list[tuple[int, int]] = []  # (deadline, seq)
+        self._links: list[deque[tuple[int, int, int]]] = [deque() for _ in range(links)]
+        self.stats = OutboxStats()
+
+    # --- accepting messages ----------------------------------------------------------------
+
+    @property
+    def buffered_bytes(self) -> int:
+        return self._queued_bytes + self._inflight_bytes
+
+    def send(self, data: bytes, stream: int, deadline: int, copies: int) -> int:
+        """Queue a message and return its handle (1, 2, ...: `MessageExpired.handle`);
+        raises BackpressureError, changing nothing, when the send buffer is full."""
+        if self.buffered_bytes + len(data) > self.send_buffer_bytes:
+            raise BackpressureError(
+                f"send buffer full ({self.buffered_bytes} of {self.send_buffer_bytes} bytes)"
+            )
+        p = self.max_payload
+        frags = [data[i : i + p] for i in range(0, len(data), p)] or [b""]
+        self._handles += 1
+        m = _Msg(stream, frags, deadline, self._handles, copies)
+        if stream not in self._streams:
+            self._streams.add_queue(stream)
+            self._next_msg[stream] = 0
+        for index, frag in enumerate(frags):
+            self._streams.push(stream, (m, index), len(frag))
+        self._queued_bytes += len(data)
+        heapq.heappush(self._expiry, (deadline, m.handle, m))
+        self.stats.messages += 1
+        return m.handle
+
+    # --- choosing what goes next -----------------------------------------------------------
+
+    def pending(self) -> bool:
+        return bool(self._held or self._repairs or self._parity or len(self._streams))
+
+    def take(self, now: int, can_arrive: Callable[[int, int], bool]) -> Item | None:
+        """The next item to transmit: held, repairs, parity, then new fragments. Items
+        that can no longer arrive in time (`can_arrive(size, deadline)`) are dropped."""
+        if self._held is not None:
+            item, self._held = self._held, None
+            if item.msg is None or not item.msg.done:
+                return item
+        while self._repairs:
+            seq = self._repairs.popleft()
+            sent = self._inflight.get(seq)
+            if sent is None:
+                continue  # acknowledged or expired meanwhile
+            if not can_arrive(len(sent.record), sent.deadline):
+                continue
+            item = Item(_REPAIR, len(sent.record), sent.deadline)
+            item.seq, item.body = seq, sent.record
+            item.avoid = sent.links[-1] if sent.links else -1
+            return item
+        if self._parity:
+            return self._parity.popleft()
+        while True:
+            got = self._streams.pop()
+            if got is None:
+                return None
+            _, (m, index), size = got
+            if not can_arrive(size + 14, m.deadline):
+                self._queued_bytes -= size
+                self._expire(m)
+                continue
+            item = Item(_NEW, size + 14, m.deadline)
+            item.msg, item.frag, item.copies = m, index, m.copies
+            return item
+
+    def abandon(self, item: Item) -> None:
+        """`item` cannot go out in time on any link: a new fragment's message expires."""
+        if item.msg is not None:
+            self._queued_bytes -= len(item.msg.frags[item.frag])
+            self._expire(item.msg)
+
+    def hold(self, item: Item) -> None:
+        """Put back the item just taken: its link is not free yet."""
+        self._held = item
+
+    def commit(self, item: Item, now: int) -> bytes:
+        """`item` is going out now: for a new fragment, number it and build its record.
+        Returns the body to send."""
+        if item.kind != _NEW:
+            return item.body
+        m = item.msg
+        if m is None:
+            return item.body
+        if m.msg < 0:
+            m.msg = self._next_msg[m.stream]
+            self._next_msg[m.stream] = m.msg + 1
+        frag = m.frags[item.frag]
+        count = len(m.frags)
+        seq = self.next_seq
+        self.next_seq += 1
+        record = pack_data(
+            seq & 0xFFFF_FFFF,
+            m.deadline_us & 0xFFFF_FFFF,
+            m.stream,
+            m.msg & 0xFFFF,
+            frag,
+            item.frag if count > 1 else 0,
+            count,
+        )
+        self._queued_bytes -= len(frag)
+        if item.frag == count - 1:
+            m.done = True  # fully handed over: no longer expires from the queue
+        sent = _Sent(record, m)
+        m.unacked += 1
+        self._inflight[seq] = sent
+        self._inflight_bytes += len(record)
+        heapq.heappush(self._inflight_expiry, (m.deadline, seq))
+        self.stats.records += 1
+        item.seq, item.body = seq, record
+        if self.fec is not None:
+            for parity in self.fec.add(seq, record, now):
+                self._queue_parity(parity, m.deadline)
+        return record
+
+    def _queue_parity(self, parity: Parity, deadline: int) -> None:
+        body = encode_body(parity)
+        item = Item(_PARITY, len(body), deadline)
+        item.body, item.seq = body, parity.base
+        self._parity.append(item)
+
+    def flush_fec(self, now: int, force: bool = False) -> None:
+        """Send the open FEC block's parity if its flush deadline passed (or `force`)."""
+        if self.fec is None:
+            return
+        parity = self.fec.flush() if force else self.fec.on_timer(now)
+        deadline = now + 10**9
+        for p in parity:
+            self._queue_parity(p, deadline)
+
+    def on_transmitted(self, item: Item, link: int, link_seq: int, now: int) -> None:
+        """`item` went out on `link` as datagram `link_seq` (unwrapped)."""
+        if item.kind == _PARITY:
+            return
+        sent = self._inflight.get(item.seq)
+        if sent is None:
+            return
+        sent.links.append(link)
+        self._links[link].append((link_seq, item.seq, now))
+        if item.kind == _REPAIR:
+            self.stats.repairs += 1
+
+    # --- feedback --------------------------------------------------------------------------
+
+    def on_acked(self, lo: int, hi: int) -> None:
+        """The peer has data sequences lo..hi (unwrapped, inclusive)."""
+        inflight = self._inflight
+        if hi - lo + 1 > len(inflight):
+            keys = [s for s in inflight if lo <= s <= hi]
+        else:
+            keys = [s for s in range(lo, hi + 1) if s in inflight]
+        for seq in keys:
+            sent = inflight.pop(seq)
+            sent.msg.unacked -= 1
+            self._inflight_bytes -= len(sent.record)
+            self.stats.acked += 1
+
+    def on_link_report(self, link: int, highest: int, now: int, timeout_ns: int) -> None:
+        """The peer has received datagrams up to `highest` (unwrapped) on `link`: records
+        sent on it well before that and not acknowledged are lost; so are records sent
+        longer than `timeout_ns` ago."""
+        log = self._links[link]
+        while log and (log[0][0] <= highest - _REORDER or now - log[0][2] > timeout_ns):
+            _, seq, _ = log.popleft()
+            if seq in self._inflight:
+                self.stats.lost += 1
+                self._repairs.append(seq)
+
+    def oldest_unacked(self, link: int) -> int | None:
+        """When the oldest record still logged on `link` was sent (None: none)."""
+        log = self._links[link]
+        while log and log[0][1] not in self._inflight:
+            log.popleft()
+        return log[0][2] if log else None
+
+    def check_timeout(self, link: int, now: int, timeout_ns: int) -> None:
+        """Records on `link` unacknowledged for `timeout_ns` are lost (tail losses, which
+        no later datagram reveals)."""
+        log = self._links[link]
+        while log and now - log[0][2] >= timeout_ns:
+            _, seq, _ = log.popleft()
+            if seq in self._inflight:
+                self.stats.lost += 1
+                self._repairs.append(seq)
+
+    def on_link_down(self, link: int) -> None:
+        """Everything in flight on a link that went down is to be repaired elsewhere."""
+        log = self._links[link]
+        while log:
+            _, seq, _ = log.popleft()
+            if seq in self._inflight:
+                self._repairs.append(seq)
+
+    # --- time ------------------------------------------------------------------------------
+
+    def _expire(self, m: _Msg) -> None:
+        """Drop what is left of message `m` unsent, and report it."""
+        if m.done:
+            return
+        m.done = True
+        dropped = self._streams.drop_where(m.stream, lambda it: it[0] is m)
+        self._queued_bytes -= sum(size for _, size in dropped)
+        held = self._held
+        if held is not None and held.msg is m:
+            self._queued_bytes -= len(m.frags[held.frag])
+            self._held = None
+        self.stats.expired += 1
+        self._emit(MessageExpired(stream=m.stream, msg=m.msg, sent=True, handle=m.handle))
+
+    def deadline(self) -> int | None:
+        """When the earliest queued message or tracked record reaches its deadline."""
+        while self._expiry and self._expiry[0][2].done:
+            heapq.heappop(self._expiry)
+        best = self._expiry[0][0] + 1 if self._expiry else None
+        if self._inflight_expiry:
+            first = self._inflight_expiry[0][0] + 1
+            best = first if best is None else min(best, first)
+        fec = self.fec.deadline() if self.fec is not None else None
+        if fec is not None:
+            best = fec if best is None else min(best, fec)
+        return best
+
+    def on_timer(self, now: int) -> None:
+        while self._expiry and (self._expiry[0][2].done or self._expiry[0][0] < now):
+            _, _, m = heapq.heappop(self._expiry)
+            self._expire(m)
+        self.flush_fec(now)
+        heap = self._inflight_expiry
+        while heap and heap[0][0] < now:
+            _, seq = heapq.heappop(heap)
+            sent = self._inflight.pop(seq, None)
+            if sent is not None:  # past its deadline, never acknowledged
+                self._inflight_bytes -= len(sent.record)
+                m = sent.msg
+                if not m.unconfirmed:
+                    m.unconfirmed = True
+                    self.stats.unconfirmed += 1
+                    self._emit(MessageUnconfirmed(stream=m.stream, msg=m.msg, handle=m.handle))
