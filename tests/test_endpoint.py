@@ -87,7 +87,11 @@ def test_lossy_reordering_duplicating_links(
         net, messages=300, streams=3, size=1200, gap_ns=2 * MS, rng=random.Random(seed)
     )
     delivered = check_delivery(net, sent, deadlines)
-    assert delivered >= 0.97 * 300  # re-sends and FEC leave little to expire at <= 10 %
+    # what expires is reported (checked above); how much may expire depends on repair:
+    # with FEC a lost packet is rebuilt without a round trip, without FEC a second loss
+    # of the re-send, or a lost report, costs the 150 ms budget (the soak figures are in
+    # docs/benchmarks.md)
+    assert delivered >= (0.97 if fec else 0.93) * 300
     stats = net.b.stats()  # network duplicates stop at the link window, re-sends at the inbox
     assert stats.drops.get("replay", 0) + stats.duplicates_dropped > 0
 

@@ -26,7 +26,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final
 
-from plait import crypto
 from plait.clock import ClockMap
 from plait.config import Config, FecConfig, Scheduling
 from plait.errors import AuthenticationFailed, MalformedPacket, SessionClosedError, UsageError
@@ -40,20 +39,20 @@ from plait.events import (
     SessionEstablished,
 )
 from plait.fec import BlockDecoder, BlockEncoder, choose_params
+from plait.handshake import Handshake, HelloOutcome
 from plait.inbox import Inbox
 from plait.links import LinkState
 from plait.linkset import LinkSet
 from plait.outbox import Item, Outbox
 from plait.rs import ErasureCodec, default_codec
 from plait.seq import SEQ16, SEQ32
-from plait.stats import FecStatsSnapshot, LinkStats, Stats
+from plait.stats import Stats, snapshot
 from plait.wire import (
     ECHO_SIZE,
     HEADER_SIZE,
     TAG_SIZE,
     Close,
     Feedback,
-    Hello,
     LinkReport,
     PacketType,
     Parity,
@@ -127,20 +126,19 @@ class Endpoint:
         self._last_feedback = now
         self._next_tune = now
         self.closed = False
-        self.established = False
         self._hello_at = now
-        self._sealer: crypto.Sealer | None = None
-        self._opener: crypto.Opener | None = None
-        self._hello_key = crypto.hello_key(config.psk) if config.psk else b""
-        self._nonce_i = b""
-        self._nonce_r = b""
-        self._locked = False  # an authenticated non-HELLO datagram of the session arrived
+        self._hs = Handshake(config.psk, initiator, self._rng)
         if initiator:
-            self.session = self._rng.getrandbits(32)
-            self._nonce_i = self._rng.randbytes(16)
-            self._queue_hellos(response=False)
-        else:
-            self.session = -1
+            self._queue_hellos()
+
+    @property
+    def session(self) -> int:
+        """The session id (-1 on a responder before the first HELLO)."""
+        return self._hs.session
+
+    @property
+    def established(self) -> bool:
+        return self._hs.established
 
     # --- the public API --------------------------------------------------------------------
 
@@ -252,7 +250,7 @@ class Endpoint:
             return
         hc = self.config.health
         if self.initiator and not self.established and now >= self._hello_at + hc.probe_interval_ns:
-            self._queue_hellos(response=False)
+            self._queue_hellos()
             self._hello_at = now
         if self._can_seal():
             for ln in self.links.links:
@@ -320,9 +318,7 @@ class Endpoint:
 
     def _can_seal(self) -> bool:
         """True when more than HELLO may go out: a session, and with a psk, its keys."""
-        if self.session < 0 or self.closed:
-            return False
-        return self._sealer is not None or not self.config.psk
+        return self._hs.can_seal and not self.closed
 
     def _new_encoder(self, fec: FecConfig | None) -> BlockEncoder | None:
         if fec is None:
@@ -388,23 +384,20 @@ class Endpoint:
         header, seq = self.links.stamp(
             link, ptype, max(self.session, 0), now, force_echo=force_echo
         )
-        if not self.config.psk:
+        sealer = self._hs.sealer
+        if ptype is PacketType.HELLO:
+            datagram = self._hs.seal_hello(header, body, link, seq)
+        elif sealer is not None:
+            datagram = sealer.seal(header, body, link, seq)
+        else:  # no psk (with a psk, nothing but HELLO is queued before the keys exist)
             datagram = header + body
-        elif ptype is PacketType.HELLO:
-            bound = self._nonce_i if not self.initiator else b""
-            datagram = crypto.seal_hello(self._hello_key, header, body, link, seq, bound)
-        elif self._sealer is not None:
-            datagram = self._sealer.seal(header, body, link, seq)
-        else:
-            datagram = header + body  # unreachable: nothing else is sent before keys exist
         self.links.sent(link, len(datagram), now)
         return datagram
 
-    def _queue_hellos(self, *, response: bool) -> None:
-        nonce = self._nonce_r if response else self._nonce_i
-        body = encode_body(Hello(nonce=nonce, response=response))
+    def _queue_hellos(self) -> None:
+        body = self._hs.hello_body()
         for ln in self.links.links:
-            self._control.append((ln.id, PacketType.HELLO, body, response))
+            self._control.append((ln.id, PacketType.HELLO, body, not self.initiator))
 
     def _queue_feedback(self, now: int) -> None:
         largest, first_run, pairs = self.inbox.feedback_ranges(_MAX_RANGES)
@@ -452,17 +445,18 @@ class Endpoint:
         if seq is None:
             self._drop("replay")
             return
+        opener = self._hs.opener
         if self.config.psk:
-            if self._opener is None:
+            if opener is None:
                 self._drop("no keys yet")
                 return
-            body: bytes | memoryview = self._opener.open(data, offset, link, seq)
+            body: bytes | memoryview = opener.open(data, offset, link, seq)
             offset = 0
         else:
             body = data
         handler = _HANDLERS[ptype]
         handler(self, body, offset, link, now, (seq, len(data), ts, echo_ts, echo_delay))
-        self._locked = True
+        self._hs.locked = True
 
     def _accept(self, link: int, now: int, meta: Meta) -> None:
         """The datagram checked out: record its link sequence, timestamp and echo."""
@@ -479,63 +473,24 @@ class Endpoint:
         if seq is None:
             self._drop("replay")
             return
-        if self.config.psk:
-            bound = self._nonce_i if self.initiator else b""  # a response names our HELLO
-            body = crypto.open_hello(self._hello_key, data, offset, link, seq, bound)
-            hello = decode_body(PacketType.HELLO, body)
-        else:
-            hello = decode_body(PacketType.HELLO, data, offset)
-        if not isinstance(hello, Hello):
-            return
-        if self.initiator:
-            handled = self._hello_initiator(hello, session)
-        else:
-            handled = self._hello_responder(hello, session, link, now)
-        if not handled:
+        hello = self._hs.open_hello(data, offset, link, seq)
+        outcome = HelloOutcome.REJECT if hello is None else self._hs.on_hello(hello, session)
+        if outcome is HelloOutcome.REJECT:
             self._drop("unexpected HELLO")
             return
-        self._accept(link, now, (seq, len(data), ts, echo_ts, echo_delay))
-
-    def _hello_initiator(self, hello: Hello, session: int) -> bool:
-        """The responder's answer: the session is established, keys for both directions."""
-        if not hello.response or session != self.session:
-            return False
-        if self.established:
-            return hello.nonce == self._nonce_r  # a repeated answer
-        self._nonce_r = hello.nonce
-        if self.config.psk:
-            i2r, r2i = crypto.session_keys(self.config.psk, session, self._nonce_i, hello.nonce)
-            self._sealer, self._opener = crypto.Sealer(i2r), crypto.Opener(r2i)
-        self.established = True
-        self._emit(SessionEstablished(session=self.session))
-        probe = encode_body(Probe())
-        for ln in self.links.links:  # echo the responder's HELLO: its first RTT samples
-            self._control.append((ln.id, PacketType.PROBE, probe, True))
-        return True
-
-    def _hello_responder(self, hello: Hello, session: int, link: int, now: int) -> bool:
-        """The initiator's HELLO: adopt its session, or answer a repeat on that link. A
-        session that has not yet authenticated anything but its HELLO (half-open) gives way
-        to a new HELLO, so a replayed old HELLO cannot lock out the real initiator."""
-        if hello.response:
-            return False
-        if self.session >= 0:
-            if session == self.session and hello.nonce == self._nonce_i:
-                body = encode_body(Hello(nonce=self._nonce_r, response=True))
-                self._control.append((link, PacketType.HELLO, body, True))  # answer lost
-                return True
-            if self._locked:
-                return False  # another (or an old) session: one Endpoint, one session
+        if outcome is HelloOutcome.REPLACED:
             self.links.reset_inbound()
-        self.session, self._nonce_i = session, hello.nonce
-        self._nonce_r = self._rng.randbytes(16)
-        if self.config.psk:
-            i2r, r2i = crypto.session_keys(self.config.psk, session, hello.nonce, self._nonce_r)
-            self._opener, self._sealer = crypto.Opener(i2r), crypto.Sealer(r2i)
-        self.established = True
-        self._emit(SessionEstablished(session=session))
-        self._queue_hellos(response=True)
-        return True
+        if outcome is HelloOutcome.ANSWER_AGAIN:
+            self._control.append((link, PacketType.HELLO, self._hs.hello_body(), True))
+        elif outcome is not HelloOutcome.REPEAT:
+            self._emit(SessionEstablished(session=self.session))
+            if self.initiator:
+                probe = encode_body(Probe())
+                for ln in self.links.links:  # echo the answer: the responder's first RTTs
+                    self._control.append((ln.id, PacketType.PROBE, probe, True))
+            else:
+                self._queue_hellos()
+        self._accept(link, now, (seq, len(data), ts, echo_ts, echo_delay))
 
     def _on_data(
         self, body: bytes | memoryview, offset: int, link: int, now: int, meta: Meta
@@ -605,7 +560,12 @@ class Endpoint:
             ln.health.on_report(report.link_seq, report.received, now)
             if ln.health.sent:
                 highest = SEQ16.unwrap(report.link_seq, ln.health.sent - 1)
-                self.outbox.on_link_report(report.link, highest, now, self._loss_timeout(ln.id))
+                rtt = ln.health.rtt
+                window = max(1_000_000, rtt.min_rtt // 8, 2_000 * report.jitter)
+                rack = rtt.srtt + window if rtt.samples else self._loss_timeout(ln.id)
+                self.outbox.on_link_report(
+                    report.link, highest, now, self._loss_timeout(ln.id), rack
+                )
 
     def _on_probe(
         self, body: bytes | memoryview, offset: int, link: int, now: int, meta: Meta
@@ -700,63 +660,15 @@ class Endpoint:
 
     def stats(self) -> Stats:
         """A frozen snapshot of the session's counters."""
-        links = tuple(
-            LinkStats(
-                link=ln.id,
-                state=ln.health.state.name,
-                weight=self.links.striper.weight(ln.id),
-                srtt_ns=ln.health.rtt.srtt,
-                rttvar_ns=ln.health.rtt.rttvar,
-                min_rtt_ns=ln.health.rtt.min_rtt,
-                loss=ln.health.loss,
-                jitter_us=ln.health.jitter.us,
-                delivery_rate_bps=ln.health.delivery_rate_bps,
-                datagrams_sent=ln.datagrams_out,
-                bytes_sent=ln.health.bytes_sent,
-                datagrams_received=ln.datagrams_in,
-                bytes_received=ln.health.bytes_received,
-                inbound_lost=ln.health.inbound.lost,
-                inbound_reordered=ln.health.inbound.reordered,
-                replays=ln.replays,
-                transitions=ln.health.transitions,
-            )
-            for ln in self.links.links
-        )
-        enc, dec = self.outbox.fec, self._decoder
-        fec = None
-        if enc is not None or dec is not None:
-            es = enc.stats if enc is not None else None
-            ds = dec.stats if dec is not None else None
-            fec = FecStatsSnapshot(
-                k=enc.k if enc else 0,
-                m=enc.m if enc else 0,
-                blocks_sent=es.blocks_sent if es else 0,
-                parity_sent=es.parity_sent if es else 0,
-                overhead=es.overhead if es else 0.0,
-                parity_received=ds.parity_received if ds else 0,
-                recovered=ds.recovered if ds else 0,
-                blocks_recovered=ds.blocks_recovered if ds else 0,
-                blocks_lost=ds.blocks_lost if ds else 0,
-            )
-        o, i = self.outbox.stats, self.inbox.stats
-        return Stats(
+        return snapshot(
             session=max(self.session, 0),
             established=self.established,
             closed=self.closed,
-            links=links,
-            messages_sent=o.messages,
-            messages_delivered=i.delivered,
-            messages_expired_sending=o.expired,
-            messages_expired_receiving=i.expired,
-            records_sent=o.records,
-            repairs=o.repairs,
-            losses_detected=o.lost,
-            acked=o.acked,
-            duplicates_dropped=i.duplicates,
-            late_arrivals=i.late,
-            fec=fec,
-            buffered_bytes=self.outbox.buffered_bytes,
-            drops=dict(self._drops),
+            links=self.links,
+            outbox=self.outbox,
+            inbox=self.inbox,
+            decoder=self._decoder,
+            drops=self._drops,
             events_dropped=self._events_dropped,
         )
 

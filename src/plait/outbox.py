@@ -11,10 +11,12 @@ Rules:
 * Nothing is queued per link: the endpoint takes the next item only when a link is
   free (`take`), and puts it back (`hold`) if its best link is not free yet.
 * Sent records stay tracked until acknowledged, or until their deadline passes.
-  Losses are found per link, from the link sequence numbers the peer reports (a
-  record sent on a link is lost once three later datagrams on that link have
-  arrived), or by timeout. A lost record is re-sent (`repair`) only if it can still
-  arrive in time.
+  Losses are found per link, from the link sequence numbers the peer reports: a record
+  sent on a link is lost once three later datagrams on that link have arrived, or once
+  one has and the record was sent longer ago than the link's RTT plus a reordering
+  window (after RACK, RFC 8985, so that slow links, which send few datagrams, are
+  not left waiting for three); tail losses are found by timeout. A lost record is
+  re-sent (`repair`) only if it can still arrive in time.
 * Memory: queued and in-flight bytes together never exceed `send_buffer_bytes`;
   `send` raises `BackpressureError` beyond it, and changes nothing.
 """
@@ -314,12 +316,19 @@ class Outbox:
             self._inflight_bytes -= len(sent.record)
             self.stats.acked += 1
 
-    def on_link_report(self, link: int, highest: int, now: int, timeout_ns: int) -> None:
-        """The peer has received datagrams up to `highest` (unwrapped) on `link`: records
-        sent on it well before that and not acknowledged are lost; so are records sent
-        longer than `timeout_ns` ago."""
+    def on_link_report(
+        self, link: int, highest: int, now: int, timeout_ns: int, rack_ns: int
+    ) -> None:
+        """The peer has received datagrams up to `highest` (unwrapped) on `link`. Records
+        sent on it before that are lost if three later ones arrived, or if they were sent
+        more than `rack_ns` ago (RTT + reordering window); records sent more than
+        `timeout_ns` ago are lost in any case."""
         log = self._links[link]
-        while log and (log[0][0] <= highest - _REORDER or now - log[0][2] > timeout_ns):
+        while log and (
+            log[0][0] <= highest - _REORDER
+            or (log[0][0] < highest and now - log[0][2] > rack_ns)
+            or now - log[0][2] > timeout_ns
+        ):
             _, seq, _ = log.popleft()
             if seq in self._inflight:
                 self.stats.lost += 1

@@ -8,10 +8,17 @@ refused is accounted for.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import attrs
 
-__all__ = ["FecStatsSnapshot", "LinkStats", "Stats"]
+if TYPE_CHECKING:  # only for annotations: these modules build on this one's records
+    from plait.fec import BlockDecoder
+    from plait.inbox import Inbox
+    from plait.linkset import LinkSet
+    from plait.outbox import Outbox
+
+__all__ = ["FecStatsSnapshot", "LinkStats", "Stats", "snapshot"]
 
 
 @attrs.frozen
@@ -88,3 +95,77 @@ class Stats:
     """Inbound datagrams refused, by reason (malformed: ..., authentication, ...)."""
     events_dropped: int
     """Events discarded because the user did not drain `next_event()` (bounded queue)."""
+
+
+def snapshot(
+    *,
+    session: int,
+    established: bool,
+    closed: bool,
+    links: LinkSet,
+    outbox: Outbox,
+    inbox: Inbox,
+    decoder: BlockDecoder | None,
+    drops: Mapping[str, int],
+    events_dropped: int,
+) -> Stats:
+    """Build a `Stats` from an endpoint's parts (copies everything: it never changes)."""
+    link_stats = tuple(
+        LinkStats(
+            link=ln.id,
+            state=ln.health.state.name,
+            weight=links.striper.weight(ln.id),
+            srtt_ns=ln.health.rtt.srtt,
+            rttvar_ns=ln.health.rtt.rttvar,
+            min_rtt_ns=ln.health.rtt.min_rtt,
+            loss=ln.health.loss,
+            jitter_us=ln.health.jitter.us,
+            delivery_rate_bps=ln.health.delivery_rate_bps,
+            datagrams_sent=ln.datagrams_out,
+            bytes_sent=ln.health.bytes_sent,
+            datagrams_received=ln.datagrams_in,
+            bytes_received=ln.health.bytes_received,
+            inbound_lost=ln.health.inbound.lost,
+            inbound_reordered=ln.health.inbound.reordered,
+            replays=ln.replays,
+            transitions=ln.health.transitions,
+        )
+        for ln in links.links
+    )
+    enc = outbox.fec
+    fec = None
+    if enc is not None or decoder is not None:
+        es = enc.stats if enc is not None else None
+        ds = decoder.stats if decoder is not None else None
+        fec = FecStatsSnapshot(
+            k=enc.k if enc else 0,
+            m=enc.m if enc else 0,
+            blocks_sent=es.blocks_sent if es else 0,
+            parity_sent=es.parity_sent if es else 0,
+            overhead=es.overhead if es else 0.0,
+            parity_received=ds.parity_received if ds else 0,
+            recovered=ds.recovered if ds else 0,
+            blocks_recovered=ds.blocks_recovered if ds else 0,
+            blocks_lost=ds.blocks_lost if ds else 0,
+        )
+    o, i = outbox.stats, inbox.stats
+    return Stats(
+        session=session,
+        established=established,
+        closed=closed,
+        links=link_stats,
+        messages_sent=o.messages,
+        messages_delivered=i.delivered,
+        messages_expired_sending=o.expired,
+        messages_expired_receiving=i.expired,
+        records_sent=o.records,
+        repairs=o.repairs,
+        losses_detected=o.lost,
+        acked=o.acked,
+        duplicates_dropped=i.duplicates,
+        late_arrivals=i.late,
+        fec=fec,
+        buffered_bytes=outbox.buffered_bytes,
+        drops=dict(drops),
+        events_dropped=events_dropped,
+    )
