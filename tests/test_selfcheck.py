@@ -33,9 +33,9 @@ def test_a_wrong_count_fails_the_report() -> None:
     assert "FAILED" in selfcheck.render(attrs.evolve(report, framing=bad_framing))
 
 
-def test_cli_demo_json(capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_selfcheck_json(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["demo", "--seed", "2", "--json"])
+        cli.main(["selfcheck", "--seed", "2", "--json"])
     assert exit_info.value.code == 0
     out = json.loads(capsys.readouterr().out)
     assert out["ok"] is True
@@ -43,8 +43,8 @@ def test_cli_demo_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(out["links"]) == 4
 
 
-def test_cli_demo_text(capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_selfcheck_text(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["demo"])
+        cli.main(["selfcheck"])
     assert exit_info.value.code == 0
     assert "result: OK" in capsys.readouterr().out

@@ -1,4 +1,8 @@
-"""The ``plait`` command line: ``plait demo`` (today, the framing and window self-check)."""
+"""The ``plait`` command line.
+
+plait demo [--scenario NAME] [--seed N] [--duration SECONDS] [--json] [--plot FILE]
+plait selfcheck [--seed N] [--json]
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,33 @@ import sys
 
 import attrs
 
+from plait import demo as demo_mod
 from plait import selfcheck
+from plait.sim import SCENARIOS
 
 
 def _demo(args: argparse.Namespace) -> int:
+    progress = None if args.json or not sys.stderr.isatty() else demo_mod.progress_bar(sys.stderr)
+    report = demo_mod.demo(
+        args.scenario,
+        seed=args.seed,
+        duration_s=args.duration,
+        progress=progress,
+        keep_trace=args.plot is not None,
+    )
+    print(demo_mod.to_json(report) if args.json else demo_mod.render(report))
+    if args.plot:
+        try:
+            demo_mod.plot(report, args.plot)
+        except ImportError:
+            print("--plot needs matplotlib: .venv/bin/pip install matplotlib", file=sys.stderr)
+            return 2
+        if not args.json:
+            print(f"  plot       {args.plot}")
+    return 0 if report.result.ok else 1
+
+
+def _selfcheck(args: argparse.Namespace) -> int:
     report = selfcheck.run(args.seed)
     if args.json:
         print(json.dumps({"ok": report.ok, **attrs.asdict(report)}, indent=2))
@@ -21,13 +48,22 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="plait", description=__doc__)
+    parser = argparse.ArgumentParser(prog="plait", description="plait: bonded low-latency UDP")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
-        "demo", help="run the demo: a seeded self-check of framing and sequence windows"
+        "demo", help="simulate a session over several links and summarise it"
+    )
+    demo.add_argument(
+        "--scenario", default="lossy", choices=sorted(SCENARIOS), help="network (default lossy)"
     )
     demo.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    demo.add_argument("--json", action="store_true", help="print a machine-readable report")
+    demo.add_argument("--duration", type=float, default=None, help="seconds of traffic")
+    demo.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    demo.add_argument("--plot", metavar="FILE", help="also draw a PNG (needs matplotlib)")
     demo.set_defaults(run=_demo)
+    check = commands.add_parser("selfcheck", help="a quick check of framing and windows")
+    check.add_argument("--seed", type=int, default=1)
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(run=_selfcheck)
     args = parser.parse_args(argv)
     sys.exit(args.run(args))

@@ -36,7 +36,8 @@ from plait.seq import SEQ16, SEQ32, ReceiveWindow
 __all__ = ["Jitter", "LinkHealth", "LinkState", "RttEstimator", "rtt_from_echo"]
 
 _SENT_RING: Final = 4096  # per-link history of cumulative bytes sent, by link sequence
-_REPORTS_KEPT: Final = 16
+_LOSS_SPAN: Final = 200  # datagrams a loss estimate spans at least (once that many were sent)
+_REPORTS_KEPT: Final = 512
 _RTT_GRANULARITY_NS: Final = 1_000_000  # RFC 6298's G, for the RTO
 
 
@@ -140,6 +141,7 @@ class LinkHealth:
         "last_proof",
         "link",
         "loss",
+        "loss_span",
         "rtt",
         "sent",
         "state",
@@ -164,6 +166,7 @@ class LinkHealth:
         self._bytes_at = [0] * _SENT_RING
         self._reports: deque[tuple[int, int, int]] = deque(maxlen=_REPORTS_KEPT)
         self.loss = 0.0
+        self.loss_span = 0  # datagrams the loss estimate covers
         self.delivery_rate_bps = 0
         self.bytes_received = 0
         self._last_probe_sent = now
@@ -198,6 +201,9 @@ class LinkHealth:
         if self.state is LinkState.DOWN:
             self._enter(LinkState.PROBATION, now)
             self._good_since = now
+            # the outage is the DOWN state's business: judge loss on fresh evidence only
+            self._reports.clear()
+            self.loss, self.loss_span = 0.0, 0
         self.update(now)
 
     def on_report(self, link_seq: int, received: int, now: int) -> None:
@@ -213,13 +219,17 @@ class LinkHealth:
             if top < last_top:
                 return  # an old report overtaken by a newer one
             received = last_received + ((received - last_received) & SEQ16.mask)
-        self._reports.append((now, top, received))
-        first_at, first_top, first_received = self._reports[0]
+        reports = self._reports
+        reports.append((now, top, received))
+        while len(reports) > 2 and top - reports[1][1] >= _LOSS_SPAN:
+            reports.popleft()  # the estimate still spans _LOSS_SPAN datagrams without it
+        first_at, first_top, first_received = reports[0]
         span = top - first_top
         if span <= 0:
             return
         got = received - first_received
         self.loss = min(1.0, max(0.0, 1.0 - got / span))
+        self.loss_span = span
         if top - first_top < _SENT_RING and now > first_at:
             sent_bytes = self._bytes_at[top % _SENT_RING] - self._bytes_at[first_top % _SENT_RING]
             delivered = sent_bytes * min(1.0, got / span)
@@ -253,8 +263,9 @@ class LinkHealth:
     def _quality(self) -> tuple[bool, bool]:
         """(bad, good): over the degrade thresholds / under the recover thresholds."""
         cfg, rtt = self.config, self.rtt
-        bad = self.loss > cfg.loss_degrade
-        good = self.loss <= cfg.loss_recover
+        loss = self.loss if self.loss_span >= _LOSS_SPAN // 2 else 0.0  # too few to judge
+        bad = loss > cfg.loss_degrade
+        good = loss <= cfg.loss_recover
         if rtt.samples:
             base = rtt.min_rtt + cfg.rtt_slack_ns
             bad = bad or rtt.srtt > rtt.min_rtt * cfg.rtt_degrade_factor + cfg.rtt_slack_ns

@@ -2,7 +2,9 @@
 
 Choosing a link for a datagram of `size` bytes due by `deadline`:
 
-* only links that carry data (UP or DEGRADED) are candidates, and only those where the
+* only links that carry data (UP or DEGRADED; if there is none, those on PROBATION, as
+  a last resort: after an outage of every link, waiting out probation would only add
+  to the outage) are candidates, and only those where the
   datagram can still arrive in time: pacing backlog + serialization + one-way delay
   (half the smoothed RTT) must land by the deadline;
 * **DWRR** (the default): among the candidates free now, the `Striper` picks in
@@ -107,13 +109,15 @@ class LinkSet:
     # --- choosing ---------------------------------------------------------------------------
 
     def carrying(self) -> list[Link]:
-        return [link for link in self.links if link.health.carries_data]
+        """Links that carry data now: UP or DEGRADED, else (last resort) PROBATION."""
+        links = [link for link in self.links if link.health.carries_data]
+        if links:
+            return links
+        return [link for link in self.links if link.health.state is LinkState.PROBATION]
 
     def can_arrive(self, size: int, deadline: int, now: int) -> bool:
         """True when some data-carrying link could deliver `size` bytes by `deadline`."""
-        return any(
-            link.arrival(size, now) <= deadline for link in self.links if link.health.carries_data
-        )
+        return any(link.arrival(size, now) <= deadline for link in self.carrying())
 
     def choose(
         self,
@@ -128,11 +132,7 @@ class LinkSet:
         """The link for a datagram now, or None (then `wake_at` says when to retry, or is
         None if no link can take it in time)."""
         self.wake_at = None
-        candidates = [
-            link
-            for link in self.links
-            if link.health.carries_data and link.arrival(size, now) <= deadline
-        ]
+        candidates = [link for link in self.carrying() if link.arrival(size, now) <= deadline]
         if allowed is not None:  # a preference only: never a reason to drop a datagram
             candidates = [link for link in candidates if allowed(link.id)] or candidates
         if len(candidates) > 1 and avoid >= 0:
@@ -155,7 +155,7 @@ class LinkSet:
 
     def next_free(self) -> int | None:
         """The earliest time a data-carrying link is free again (None: no such link)."""
-        times = [link.pacer.free_at for link in self.links if link.health.carries_data]
+        times = [link.pacer.free_at for link in self.carrying()]
         return min(times) if times else None
 
     # --- sending ------------------------------------------------------------------------------

@@ -76,6 +76,8 @@ class Stats:
     messages_sent: int
     """Messages accepted by `send`."""
     messages_delivered: int
+    bytes_delivered: int
+    """Payload bytes of the messages delivered."""
     messages_expired_sending: int
     messages_expired_receiving: int
     records_sent: int
@@ -156,6 +158,7 @@ def snapshot(
         links=link_stats,
         messages_sent=o.messages,
         messages_delivered=i.delivered,
+        bytes_delivered=i.delivered_bytes,
         messages_expired_sending=o.expired,
         messages_expired_receiving=i.expired,
         records_sent=o.records,
