@@ -67,6 +67,7 @@ __all__ = ["Endpoint"]
 
 _DATA_OVERHEAD: Final = 14  # DATA fixed fields + fragment fields
 _MAX_EVENTS: Final = 65_536
+_NEVER: Final = 1 << 62
 _MAX_RANGES: Final = 32
 _COPIES: Final = {None: 0, "best2": 1, "all": 15}
 Meta = tuple[int, int, int, int | None, int]  # link seq (unwrapped), size, ts, echo ts, delay
@@ -103,6 +104,8 @@ class Endpoint:
         self._events_dropped = 0
         self._drops: dict[str, int] = {}
         self.links = LinkSet(config, now)
+        no_rtt = config.health.probe_interval_ns + 2 * config.feedback_interval_ns
+        self._timeouts = [no_rtt] * len(config.links)  # per link, see _loss_timeout
         self._states = [ln.health.state for ln in self.links.links]  # as last reported
         self._clock = ClockMap()
         self.latency_ns = config.latency_ns
@@ -224,25 +227,31 @@ class Endpoint:
         return self._events.popleft() if self._events else None
 
     def next_deadline(self) -> int | None:
-        """When `handle_timer` should next be called (absolute ns), or None. A pure query."""
-        times = [
-            self.outbox.deadline(),
-            self.inbox.deadline(),
-            self._feedback_due,
-        ]
+        """When `handle_timer` should next be called (absolute ns), or None. A pure query
+        (it may discard bookkeeping of what is already finished)."""
+        best = _NEVER
+        for t in (self.outbox.deadline(), self.inbox.deadline(), self._feedback_due):
+            if t is not None and t < best:
+                best = t
         if self._can_seal():
+            outbox, timeouts = self.outbox, self._timeouts
             for ln in self.links.links:
-                times.append(ln.health.deadline())
-                times.append(ln.health.probe_at)
-                oldest = self.outbox.oldest_unacked(ln.id)
-                if oldest is not None:
-                    times.append(oldest + self._loss_timeout(ln.id))
-            if self.outbox.pending():
-                times.append(self.links.wake_at or self.links.next_free())
+                health = ln.health
+                t = health.deadline()
+                if t is not None and t < best:
+                    best = t
+                t = health.probe_at
+                best = min(best, t)
+                oldest = outbox.oldest_unacked(ln.id)
+                if oldest is not None and oldest + timeouts[ln.id] < best:
+                    best = oldest + timeouts[ln.id]
+            if outbox.pending():
+                t = self.links.wake_at or self.links.next_free()
+                if t is not None and t < best:
+                    best = t
         if self.initiator and not self.established and not self.closed:
-            times.append(self._hello_at + self.config.health.probe_interval_ns)
-        due = [t for t in times if t is not None]
-        return min(due) if due else None
+            best = min(best, self._hello_at + self.config.health.probe_interval_ns)
+        return None if best == _NEVER else best
 
     def handle_timer(self, *, now: int) -> None:
         """Do whatever is due by `now`. Safe to call early, late or twice."""
@@ -464,8 +473,11 @@ class Endpoint:
         self.links.received(link, seq, size, ts, echo_ts, echo_delay, now)
         ln = self.links.links[link]
         self._clock.on_timestamp(ts, now, ln.pacer.tx_ns(size))
-        self._clock.min_rtt_ns = self.links.min_rtt()
-        self._clock.margin_ns = self._clock_margin()
+        if echo_ts is not None:  # a new RTT sample: what depends on RTTs moves
+            self._clock.min_rtt_ns = self.links.min_rtt()
+            self._clock.margin_ns = self._clock_margin()
+            rtt = ln.health.rtt
+            self._timeouts[link] = rtt.rto_ns + rtt.srtt // 4 + 2 * self.config.feedback_interval_ns
 
     def _receive_hello(self, data: bytes, link: int, now: int, session: int, offset: int) -> None:
         _, _, link_seq, ts, echo_ts, echo_delay, _ = parse_header(data)
@@ -595,10 +607,9 @@ class Endpoint:
         """How long a record may stay unacknowledged on `link` before it counts as lost.
         Losses are mostly found from the peer's link reports; this timeout is for tails,
         so it is generous: RTO + a quarter RTT + two feedback intervals (the peer's delay
-        before it reports, and its report queueing behind data)."""
-        rtt = self.links.links[link].health.rtt
-        base = rtt.rto_ns + rtt.srtt // 4 if rtt.samples else self.config.health.probe_interval_ns
-        return base + 2 * self.config.feedback_interval_ns
+        before it reports, and its report queueing behind data); before any RTT sample,
+        the probe interval + two feedback intervals. Updated with each RTT sample."""
+        return self._timeouts[link]
 
     def _feedback_soon(self, now: int) -> None:
         if self._feedback_due is None:

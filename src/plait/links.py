@@ -131,9 +131,11 @@ class LinkHealth:
         "_flaps",
         "_good_since",
         "_last_probe_sent",
+        "_probation",
         "_reports",
         "_sent_bytes",
         "bytes_received",
+        "carries",
         "config",
         "delivery_rate_bps",
         "inbound",
@@ -153,11 +155,13 @@ class LinkHealth:
         self.link = link
         self.config = config
         self.state = LinkState.UP  # optimistic: a session's first packets must not wait
+        self.carries = True  # state >= DEGRADED: it carries data
         self.state_since = now
         self.transitions = 0
         self.last_proof = now
         self._good_since: int | None = None
         self._flaps = 0
+        self._probation = config.probation_ns
         self.rtt = RttEstimator(config.min_rtt_window_ns)
         self.jitter = Jitter()
         self.inbound = ReceiveWindow(size=1024)
@@ -251,14 +255,19 @@ class LinkHealth:
         if state is self.state:
             return
         if state < self.state and self.state >= LinkState.DEGRADED:  # out of service
-            self._flaps += 1
+            self._set_flaps(self._flaps + 1)
         self.state, self.state_since = state, now
+        self.carries = state >= LinkState.DEGRADED
         self.transitions += 1
+
+    def _set_flaps(self, flaps: int) -> None:
+        cfg = self.config
+        self._flaps = flaps
+        self._probation = min(cfg.probation_ns << min(flaps, 20), cfg.probation_max_ns)
 
     def probation_ns(self) -> int:
         """The current probation period: doubled per demotion in a row (flap damping)."""
-        cfg = self.config
-        return min(cfg.probation_ns << min(self._flaps, 20), cfg.probation_max_ns)
+        return self._probation
 
     def _quality(self) -> tuple[bool, bool]:
         """(bad, good): over the degrade thresholds / under the recover thresholds."""
@@ -294,7 +303,7 @@ class LinkHealth:
             self._good_since = now
         if now - self._good_since >= self.probation_ns():
             if self.state is LinkState.UP:
-                self._flaps = max(0, self._flaps - 1)  # a full period of good service
+                self._set_flaps(max(0, self._flaps - 1))  # a full period of good service
             else:
                 self._enter(LinkState.UP, now)
             self._good_since = now
@@ -312,7 +321,8 @@ class LinkHealth:
 
     @property
     def carries_data(self) -> bool:
-        return self.state >= LinkState.DEGRADED
+        """True for UP and DEGRADED links (the same as the `carries` attribute)."""
+        return self.carries
 
     def weight_factor(self) -> float:
         """Multiplier on this link's weight for its state."""

@@ -71,7 +71,15 @@ class Link:
 class LinkSet:
     """All links of a session, and the choice between them."""
 
-    __slots__ = ("adaptive", "links", "scheduling", "striper", "wake_at")
+    __slots__ = (
+        "_carrying",
+        "_carrying_key",
+        "adaptive",
+        "links",
+        "scheduling",
+        "striper",
+        "wake_at",
+    )
 
     def __init__(self, config: Config, now: int) -> None:
         self.links = [
@@ -83,6 +91,8 @@ class LinkSet:
         for link in self.links:
             self.striper.add_link(link.id, max(1, link.rate_bps // 1000))
         self.wake_at: int | None = None
+        self._carrying: list[Link] = []
+        self._carrying_key = -1  # the links' transitions when _carrying was computed
 
     def __len__(self) -> int:
         return len(self.links)
@@ -109,11 +119,15 @@ class LinkSet:
     # --- choosing ---------------------------------------------------------------------------
 
     def carrying(self) -> list[Link]:
-        """Links that carry data now: UP or DEGRADED, else (last resort) PROBATION."""
-        links = [link for link in self.links if link.health.carries_data]
-        if links:
-            return links
-        return [link for link in self.links if link.health.state is LinkState.PROBATION]
+        """Links that carry data now: UP or DEGRADED, else (last resort) PROBATION.
+        Cached until some link changes state."""
+        key = sum(link.health.transitions for link in self.links)
+        if key != self._carrying_key:
+            links = [link for link in self.links if link.health.carries]
+            if not links:
+                links = [ln for ln in self.links if ln.health.state is LinkState.PROBATION]
+            self._carrying, self._carrying_key = links, key
+        return self._carrying
 
     def can_arrive(self, size: int, deadline: int, now: int) -> bool:
         """True when some data-carrying link could deliver `size` bytes by `deadline`."""

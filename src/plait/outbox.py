@@ -376,12 +376,16 @@ class Outbox:
         self._emit(MessageExpired(stream=m.stream, msg=m.msg, sent=True, handle=m.handle))
 
     def deadline(self) -> int | None:
-        """When the earliest queued message or tracked record reaches its deadline."""
+        """When the earliest queued message or tracked record reaches its deadline.
+        (A query: it only discards bookkeeping of what is already finished.)"""
         while self._expiry and self._expiry[0][2].done:
             heapq.heappop(self._expiry)
         best = self._expiry[0][0] + 1 if self._expiry else None
-        if self._inflight_expiry:
-            first = self._inflight_expiry[0][0] + 1
+        heap, inflight = self._inflight_expiry, self._inflight
+        while heap and heap[0][1] not in inflight:  # acknowledged: no deadline to keep
+            heapq.heappop(heap)
+        if heap:
+            first = heap[0][0] + 1
             best = first if best is None else min(best, first)
         fec = self.fec.deadline() if self.fec is not None else None
         if fec is not None:
