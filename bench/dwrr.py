@@ -32,11 +32,13 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from plait.config import Config, LinkConfig
 from plait.dwrr import DeficitRoundRobin, Striper
+from plait.linkset import LinkSet
 
 BATCH = 1000
 WARMUP = 50
-BATCHES = 4000
+BATCHES = 1000
 LINK_KBPS = [2000, 5000, 8000, 10000, 5000, 8000]
 STREAM_WEIGHTS = [1, 1, 2, 2, 4, 4, 8, 8]
 BACKLOG = 32  # items per stream
@@ -104,6 +106,24 @@ def _cases() -> dict[str, Callable[[], None]]:
         for _size in sizes:
             pass
 
+    # The endpoint's whole decision: the next fragment from 8 streams (DRR), then its link
+    # among 6 (deadline feasibility, pacing, striping) in plait.linkset.LinkSet.choose.
+    config = Config(links=[LinkConfig(rate_bps=kbps * 1000) for kbps in LINK_KBPS])
+    linkset = LinkSet(config, now=0)
+    clock = [0]
+
+    def endpoint_decision() -> None:
+        now = clock[0]
+        for size in sizes:
+            got = pop()
+            assert got is not None
+            push(got[0], got[1], size)
+            now += 1_000_000  # 1 ms apart: light load, every link usually free
+            link = linkset.choose(size, now + 150_000_000, now)
+            if link is not None:
+                linkset.links[link].pacer.reserve(size, now)
+        clock[0] = now
+
     return {
         "striper": striper_all,
         "striper+eligible": striper_eligible,
@@ -112,10 +132,16 @@ def _cases() -> dict[str, Callable[[], None]]:
         "drr": drr_batch,
         "rr-queues": rr_queues,
         "loop": loop,
+        "decision": endpoint_decision,
     }
 
 
-PEERS = {"striper": "rr", "striper+eligible": "rr+eligible", "drr": "rr-queues"}
+PEERS = {
+    "striper": "rr",
+    "striper+eligible": "rr+eligible",
+    "drr": "rr-queues",
+    "decision": "rr-queues",
+}
 
 
 def _pin() -> int | None:

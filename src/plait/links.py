@@ -33,7 +33,7 @@ from plait._types import NS_PER_US
 from plait.config import HealthConfig
 from plait.seq import SEQ16, SEQ32, ReceiveWindow
 
-__all__ = ["Jitter", "LinkHealth", "LinkState", "RttEstimator", "rtt_from_echo"]
+__all__ = ["Epoch", "Jitter", "LinkHealth", "LinkState", "RttEstimator", "rtt_from_echo"]
 
 _SENT_RING: Final = 4096  # per-link history of cumulative bytes sent, by link sequence
 _LOSS_SPAN: Final = 200  # datagrams a loss estimate spans at least (once that many were sent)
@@ -117,6 +117,16 @@ def rtt_from_echo(echo_ts_us: int, echo_delay_us: int, now: int) -> int | None:
     return rtt_us * NS_PER_US if rtt_us >= 0 else None
 
 
+class Epoch:
+    """A counter shared by a set of links, bumped on any state change of any of them: a
+    cache of "which links carry data" is valid while the counter has not moved."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
 class LinkHealth:
     """Everything plait knows about one link's health, fed by the endpoint.
 
@@ -138,6 +148,7 @@ class LinkHealth:
         "carries",
         "config",
         "delivery_rate_bps",
+        "epoch",
         "inbound",
         "jitter",
         "last_proof",
@@ -151,9 +162,12 @@ class LinkHealth:
         "transitions",
     )
 
-    def __init__(self, link: int, config: HealthConfig, now: int) -> None:
+    def __init__(
+        self, link: int, config: HealthConfig, now: int, epoch: Epoch | None = None
+    ) -> None:
         self.link = link
         self.config = config
+        self.epoch = epoch if epoch is not None else Epoch()
         self.state = LinkState.UP  # optimistic: a session's first packets must not wait
         self.carries = True  # state >= DEGRADED: it carries data
         self.state_since = now
@@ -259,6 +273,7 @@ class LinkHealth:
         self.state, self.state_since = state, now
         self.carries = state >= LinkState.DEGRADED
         self.transitions += 1
+        self.epoch.value += 1
 
     def _set_flaps(self, flaps: int) -> None:
         cfg = self.config

@@ -24,7 +24,7 @@ from typing import Final
 
 from plait.config import Config, Scheduling
 from plait.dwrr import Striper
-from plait.links import LinkHealth, LinkState, rtt_from_echo
+from plait.links import Epoch, LinkHealth, LinkState, rtt_from_echo
 from plait.pacing import Pacer
 from plait.seq import SEQ16, ReceiveWindow, Verdict
 from plait.wire import PacketType, pack_header
@@ -48,12 +48,16 @@ class Link:
         "pacer",
         "rate_bps",
         "replays",
+        "rtt",
     )
 
-    def __init__(self, link: int, rate_bps: int, overhead: int, config: Config, now: int) -> None:
+    def __init__(
+        self, link: int, rate_bps: int, overhead: int, config: Config, now: int, epoch: Epoch
+    ) -> None:
         self.id = link
         self.rate_bps = rate_bps
-        self.health = LinkHealth(link, config.health, now)
+        self.health = LinkHealth(link, config.health, now, epoch)
+        self.rtt = self.health.rtt
         self.pacer = Pacer(rate_bps, overhead=overhead, now=now)
         self.echo_ts = 0
         self.echo_at = 0
@@ -73,8 +77,10 @@ class LinkSet:
 
     __slots__ = (
         "_carrying",
+        "_carrying_ids",
         "_carrying_key",
         "adaptive",
+        "epoch",
         "links",
         "scheduling",
         "striper",
@@ -82,8 +88,10 @@ class LinkSet:
     )
 
     def __init__(self, config: Config, now: int) -> None:
+        self.epoch = Epoch()
         self.links = [
-            Link(i, lc.rate_bps, lc.overhead, config, now) for i, lc in enumerate(config.links)
+            Link(i, lc.rate_bps, lc.overhead, config, now, self.epoch)
+            for i, lc in enumerate(config.links)
         ]
         self.scheduling = config.scheduling
         self.adaptive = config.adaptive_weights
@@ -92,6 +100,7 @@ class LinkSet:
             self.striper.add_link(link.id, max(1, link.rate_bps // 1000))
         self.wake_at: int | None = None
         self._carrying: list[Link] = []
+        self._carrying_ids: frozenset[int] = frozenset()
         self._carrying_key = -1  # the links' transitions when _carrying was computed
 
     def __len__(self) -> int:
@@ -121,12 +130,13 @@ class LinkSet:
     def carrying(self) -> list[Link]:
         """Links that carry data now: UP or DEGRADED, else (last resort) PROBATION.
         Cached until some link changes state."""
-        key = sum(link.health.transitions for link in self.links)
+        key = self.epoch.value
         if key != self._carrying_key:
             links = [link for link in self.links if link.health.carries]
             if not links:
                 links = [ln for ln in self.links if ln.health.state is LinkState.PROBATION]
             self._carrying, self._carrying_key = links, key
+            self._carrying_ids = frozenset(link.id for link in links)
         return self._carrying
 
     def can_arrive(self, size: int, deadline: int, now: int) -> bool:
@@ -144,27 +154,58 @@ class LinkSet:
         avoid: int = -1,
     ) -> int | None:
         """The link for a datagram now, or None (then `wake_at` says when to retry, or is
-        None if no link can take it in time)."""
+        None if no link can take it in time). `allowed` and `avoid` are preferences: they
+        are dropped rather than let them hold a datagram back."""
         self.wake_at = None
-        candidates = [link for link in self.carrying() if link.arrival(size, now) <= deadline]
-        if allowed is not None:  # a preference only: never a reason to drop a datagram
-            candidates = [link for link in candidates if allowed(link.id)] or candidates
-        if len(candidates) > 1 and avoid >= 0:
-            candidates = [link for link in candidates if link.id != avoid] or candidates
-        if not candidates:
-            return None
         if earliest or self.scheduling is Scheduling.EARLIEST_ARRIVAL:
-            best = min(candidates, key=lambda link: (link.arrival(size, now), link.id))
-            if best.pacer.ready(now):
-                return best.id
-            self.wake_at = best.pacer.next_release(now)
+            return self._choose_earliest(size, deadline, now, allowed, avoid)
+        links, carrying = self.links, self.carrying()
+        usable = self._carrying_ids
+
+        def can_take(i: int, strict: bool = True) -> bool:
+            # asked lazily by the striper, only for the links whose turn it is
+            if i not in usable:
+                return False
+            link = links[i]
+            pacer = link.pacer
+            if pacer._next > now:  # not free now
+                return False
+            if strict and (i == avoid or (allowed is not None and not allowed(i))):
+                return False
+            rate = pacer.rate_bps
+            tx = ((size + pacer.overhead) * 8_000_000_000 + rate - 1) // rate
+            return now + tx + (link.rtt.srtt >> 1) <= deadline
+
+        chosen = self.striper.choose(size, can_take)
+        if chosen is None and (allowed is not None or avoid >= 0):
+            chosen = self.striper.choose(size, lambda i: can_take(i, False))
+        if chosen is not None:
+            return chosen
+        waits = [
+            max(link.pacer.free_at, now) for link in carrying if link.arrival(size, now) <= deadline
+        ]
+        self.wake_at = min(waits) if waits else None
+        return None
+
+    def _choose_earliest(
+        self, size: int, deadline: int, now: int, allowed: Callable[[int], bool] | None, avoid: int
+    ) -> int | None:
+        """The feasible link where the datagram arrives first (preferences as in choose)."""
+        feasible = [
+            (arrival, link.id, link)
+            for link in self.carrying()
+            if (arrival := link.arrival(size, now)) <= deadline
+        ]
+        if allowed is not None:
+            feasible = [f for f in feasible if allowed(f[1])] or feasible
+        if len(feasible) > 1 and avoid >= 0:
+            feasible = [f for f in feasible if f[1] != avoid] or feasible
+        if not feasible:
             return None
-        ready = {link.id for link in candidates if link.pacer.ready(now)}
-        if ready:
-            chosen = self.striper.choose(size, ready.__contains__)
-            if chosen is not None:
-                return chosen
-        self.wake_at = min(link.pacer.next_release(now) for link in candidates)
+        _, best, link = min(feasible)
+        if link.pacer.ready(now):
+            return best
+        self.wake_at = link.pacer.next_release(now)
         return None
 
     def next_free(self) -> int | None:
