@@ -18,6 +18,7 @@ def test_readme_has_examples() -> None:
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_example_runs(index: int, capsys: pytest.CaptureFixture[str]) -> None:
     exec(compile(BLOCKS[index], f"README.md block {index}", "exec"), {})  # noqa: S102  (our own docs)
+    out = capsys.readouterr().out
     for line in BLOCKS[index].splitlines():
         if "print(" in line and "# " in line:  # a printed line documents its output
-            assert line.split("# ", 1)[1] in capsys.readouterr().out
+            assert line.split("# ", 1)[1] in out
