@@ -91,7 +91,7 @@ def task_bench(args: list[str]) -> int:
     if not args:
         names = sorted(p.stem for p in (ROOT / "bench").glob("*.py") if not p.stem.startswith("_"))
         sys.exit("usage: python3 dev.py bench NAME [ARGS]; NAME is one of: " + ", ".join(names))
-    ensure_venv("dev,bench")  # the peers the benchmarks time: aioquic, zfec
+    ensure_venv("dev")
     return _run(PY, ROOT / "bench" / f"{args[0]}.py", *args[1:])
 
 
