@@ -275,3 +275,41 @@ def test_earliest_arrival_prefers_the_fast_link() -> None:
         net.run_until(net.now + 10 * MS)
     data_links = [link for _, link in net.sent_on["a"][start:]]
     assert data_links.count(0) >= 20  # light load: everything fits on the 5 ms link
+
+
+def test_a_message_too_urgent_for_a_repair_is_sent_twice() -> None:
+    net = Net.build(_config(4, fec=None), seed=17)  # one-way delays 10..40 ms
+    net.run_until(300 * MS)
+    start = len(net.sent_types["a"])
+    net.send("a", b"urgent", deadline=net.now + 30 * MS)  # an RTT + feedback does not fit
+    urgent = [t for t in net.sent_types["a"][start:] if t[2] == 1]
+    net.run_until(net.now + 10 * MS)
+    start = len(net.sent_types["a"])
+    net.send("a", b"relaxed", deadline=net.now + 300 * MS)
+    relaxed = [t for t in net.sent_types["a"][start:] if t[2] == 1]
+    net.run_until(net.now + 200 * MS)
+    assert len(urgent) == 2  # on two links
+    assert len({link for _, link, _ in urgent}) == 2
+    assert len(relaxed) == 1
+    assert [e.data for _, e in net.delivered["b"]] == [b"urgent", b"relaxed"]
+
+
+def test_loss_bursts_are_measured() -> None:
+    net = Net.build(_config(3), seed=18)
+    net.run_until(300 * MS)
+    for path in ("ab",):
+        net.paths[(path, 2)].loss = 0.0
+    drop_runs = iter([True, True, True, False] * 200)
+    base = net.tamper
+
+    def bursty(datagram: bytes, link: int) -> bytes | None:
+        if link == 2 and datagram[0] & 0x0F == 1 and next(drop_runs):
+            return None
+        return datagram if base is None else base(datagram, link)
+
+    net.tamper = bursty
+    for i in range(300):
+        net.send("a", payload(0, i, 900))
+        net.run_until(net.now + 2 * MS)
+    net.run_until(net.now + 1_000 * MS)
+    assert net.a.outbox.burst > 1.5  # bursts of 3 on link 2 pull the mean up from 1

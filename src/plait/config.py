@@ -162,4 +162,7 @@ class Config:
     """Bound on bytes queued for sending; beyond it `send` refuses (backpressure)."""
     streams: int = attrs.field(default=8, validator=_validate_range(1, 256))
     feedback_interval_ns: int = attrs.field(default=10 * NS_PER_MS, validator=_validate_positive)
+    auto_duplicate: bool = True
+    """Send a second copy on the next best link when a message's remaining budget is too
+    short for a lost packet to be detected and re-sent in time."""
     """Longest the receiver waits, after new data, before sending a FEEDBACK."""

@@ -202,6 +202,12 @@ class Endpoint:
                 avoid=item.avoid,
             )
             if chosen is not None:
+                if (
+                    item.kind == 0
+                    and not item.copies
+                    and self._no_time_to_repair(item, chosen, now)
+                ):
+                    item.copies = 1  # a re-send could not arrive in time: send two now
                 self._send_item(item, chosen, now, out)
             elif links.wake_at is not None:
                 self.outbox.hold(item)
@@ -356,6 +362,18 @@ class Endpoint:
         up = max(1, len(self.links.carrying()))
         cap = max(fec.m, -(-(fec.k + fec.m) // up))
         return lambda link: counts[link] < cap
+
+    def _no_time_to_repair(self, item: Item, link: int, now: int) -> bool:
+        """True when a loss of `item` on `link` could not be repaired before its deadline:
+        detecting it takes about an RTT of that link plus the peer's feedback delay, and the
+        re-send one more one-way delay. Then duplication is the only repair left."""
+        if not self.config.auto_duplicate or len(self.links.carrying()) < 2:
+            return False
+        rtt = self.links.links[link].rtt
+        if not rtt.samples:
+            return False
+        fastest = self.links.min_rtt() // 2
+        return item.deadline - now < rtt.srtt + self.config.feedback_interval_ns + fastest
 
     def _block_base(self, item: Item) -> int | None:
         """The FEC block `item` belongs to (None: FEC off, or a repair)."""
@@ -659,7 +677,7 @@ class Endpoint:
             k_max=fec.k,
             m_max=fec.m,
             loss=loss,
-            burst=1.0,
+            burst=self.outbox.burst,
             budget_ns=self.latency_ns,
             packet_interval_ns=interval,
         )

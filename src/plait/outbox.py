@@ -124,7 +124,9 @@ class Outbox:
         "_parity",
         "_queued_bytes",
         "_repairs",
+        "_runs",
         "_streams",
+        "burst",
         "fec",
         "max_payload",
         "next_seq",
@@ -158,6 +160,8 @@ class Outbox:
         self._inflight_bytes = 0
         self._inflight_expiry: list[tuple[int, int]] = []  # (deadline, seq)
         self._links: list[deque[tuple[int, int, int]]] = [deque() for _ in range(links)]
+        self._runs = [0] * links  # per link: consecutive records lost so far
+        self.burst = 1.0  # mean length of loss bursts (EWMA, gain 1/8): sizes FEC
         self.stats = OutboxStats()
 
     # --- accepting messages ----------------------------------------------------------------
@@ -333,6 +337,10 @@ class Outbox:
             if seq in self._inflight:
                 self.stats.lost += 1
                 self._repairs.append(seq)
+                self._runs[link] += 1
+            elif self._runs[link]:  # a burst on this link just ended
+                self.burst += (self._runs[link] - self.burst) / 8
+                self._runs[link] = 0
 
     def oldest_unacked(self, link: int) -> int | None:
         """When the oldest record still logged on `link` was sent (None: none)."""
