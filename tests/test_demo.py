@@ -4,6 +4,7 @@ bar (>= 99.9 % within deadline), prints a readable summary, and replays exactly.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +38,24 @@ def test_cli_demo_json(capsys: pytest.CaptureFixture[str]) -> None:
     data = json.loads(capsys.readouterr().out)
     assert data["delivered"] == data["sent"] > 0
     assert len(data["digest"]) == 64
+
+
+def test_a_link_back_from_an_outage_carries_data_again() -> None:
+    """flap: link 3 is down from 4 s to 6 s; after its probation it is UP again. (A
+    report about datagrams from before the outage once kept it on probation for good.)"""
+    report = demo.demo("flap", seed=1)
+    assert report.result.ok
+    sender = report.sender
+    assert sender is not None
+    link3 = sender.links[3]
+    assert link3.state == "UP"
+    assert link3.transitions >= 2  # down, and back
+
+
+def test_plot_draws_a_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="--plot needs matplotlib (the plot extra)")
+    report = demo.demo("flap", seed=2, duration_s=2.0, keep_trace=True)
+    out = str(tmp_path / "plot.png")
+    demo.plot(report, out)
+    with open(out, "rb") as png:
+        assert png.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -210,21 +210,22 @@ def plot(report: DemoReport, path: str) -> None:
     bins: dict[int, dict[int, int]] = {}
     outages: list[tuple[int, int, int]] = []  # (link, start, end)
     open_outages: dict[int, int] = {}
-    for record in r.trace:
-        kind, time, a, b, c = (_int(x) for x in record[:5])
-        if kind == Record.NET and a == 0:
-            blob = record[6] if len(record) > 6 else b""
-            size = len(blob) if isinstance(blob, bytes) else 0
+    for record in r.trace:  # (kind name, time, a, b, c, d, blob as hex): see sim.trace
+        kind, time, a, b, c = record[0], *(_int(x) for x in record[1:5])
+        if kind == Record.NET.name and a == 0 and _int(record[5]) >= 0:  # A->B, delivered
+            size = len(record[6]) // 2 if isinstance(record[6], str) else 0
             bins.setdefault(b, {}).setdefault(time // (100 * _MS), 0)
             bins[b][time // (100 * _MS)] += size
-        elif kind == Record.OUTAGE:
+        elif kind == Record.OUTAGE.name:
             link, starts = a, c
             if starts:
                 open_outages[link] = time
             elif link in open_outages:
                 outages.append((link, open_outages.pop(link), time))
-    for link, series in sorted(bins.items()):
-        xs = sorted(series)
+    last = max((max(series) for series in bins.values()), default=0)
+    for link, counted in sorted(bins.items()):
+        xs = list(range(last + 1))  # empty bins are zero, not a line across an outage
+        series = {x: counted.get(x, 0) for x in xs}
         ax2.plot([x / 10 for x in xs], [series[x] * 8 * 10 / 1e6 for x in xs], label=f"link {link}")
     for _, start, end in outages:
         ax2.axvspan(start / 1e9, end / 1e9, color="red", alpha=0.15)

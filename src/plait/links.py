@@ -139,6 +139,7 @@ class LinkHealth:
     __slots__ = (
         "_bytes_at",
         "_flaps",
+        "_fresh_from",
         "_good_since",
         "_last_probe_sent",
         "_probation",
@@ -175,6 +176,7 @@ class LinkHealth:
         self.last_proof = now
         self._good_since: int | None = None
         self._flaps = 0
+        self._fresh_from = 0  # reports about datagrams before this one are stale
         self._probation = config.probation_ns
         self.rtt = RttEstimator(config.min_rtt_window_ns)
         self.jitter = Jitter()
@@ -219,9 +221,11 @@ class LinkHealth:
         if self.state is LinkState.DOWN:
             self._enter(LinkState.PROBATION, now)
             self._good_since = now
-            # the outage is the DOWN state's business: judge loss on fresh evidence only
+            # the outage is the DOWN state's business: judge loss on fresh evidence only,
+            # from reports about datagrams sent from now on
             self._reports.clear()
             self.loss, self.loss_span = 0.0, 0
+            self._fresh_from = self.sent
         self.update(now)
 
     def on_report(self, link_seq: int, received: int, now: int) -> None:
@@ -230,8 +234,8 @@ class LinkHealth:
         if self.sent == 0:
             return
         top = SEQ16.unwrap(link_seq, self.sent - 1)
-        if not 0 <= top < self.sent:
-            return  # a report for datagrams we never sent: ignore
+        if not self._fresh_from <= top < self.sent:
+            return  # about datagrams we never sent, or from before a recovery: ignore
         if self._reports:
             _, last_top, last_received = self._reports[-1]
             if top < last_top:
