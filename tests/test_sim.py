@@ -451,10 +451,6 @@ DOC_BLOCKS = re.findall(r"^```python\n(.*?)^```", DOC.read_text(encoding="utf-8"
 def test_simulation_doc_examples_run(index: int) -> None:
     block = DOC_BLOCKS[index]
     code = compile(block, f"docs/simulation.md block {index}", "exec")
-    if "# needs plait.Endpoint" in block:
-        # These run the real endpoint over random seeds: they are the endpoint's tests,
-        # not the simulator's, so here they are only compiled.
-        pytest.skip("drives plait.Endpoint")
     namespace: dict[str, object] = {"__name__": "doc_example"}
     exec(code, namespace)  # noqa: S102  (our own docs)
     for name, value in namespace.items():
