@@ -38,13 +38,13 @@ from plait.events import (
     SessionClosed,
     SessionEstablished,
 )
-from plait.fec import BlockDecoder, BlockEncoder, choose_params
+from plait.fec import BlockDecoder
+from plait.fecpolicy import FecSender, codec, new_encoder
 from plait.handshake import Handshake, HelloOutcome
 from plait.inbox import Inbox
 from plait.links import LinkState
 from plait.linkset import LinkSet
 from plait.outbox import Item, Outbox
-from plait.rs import ErasureCodec, default_codec
 from plait.seq import SEQ16, SEQ32
 from plait.stats import Stats, snapshot
 from plait.wire import (
@@ -71,13 +71,6 @@ _NEVER: Final = 1 << 62
 _MAX_RANGES: Final = 32
 _COPIES: Final = {None: 0, "best2": 1, "all": 15}
 Meta = tuple[int, int, int, int | None, int]  # link seq (unwrapped), size, ts, echo ts, delay
-_CODEC: list[ErasureCodec] = []  # one shared codec per process: stateless but for caches
-
-
-def _codec() -> ErasureCodec:
-    if not _CODEC:
-        _CODEC.append(default_codec())
-    return _CODEC[0]
 
 
 class Endpoint:
@@ -112,9 +105,8 @@ class Endpoint:
         overhead = max(lc.overhead for lc in config.links)
         tag = TAG_SIZE if config.psk else 0
         max_payload = config.mtu - overhead - HEADER_SIZE - ECHO_SIZE - _DATA_OVERHEAD - tag
-        self._fec_config = config.fec
-        encoder = self._new_encoder(config.fec)
-        self._decoder = BlockDecoder(_codec()) if config.fec is not None else None
+        encoder = new_encoder(config.fec, self.latency_ns)
+        self._decoder = BlockDecoder(codec()) if config.fec is not None else None
         self.outbox = Outbox(
             self._emit,
             links=len(config.links),
@@ -124,10 +116,9 @@ class Endpoint:
         )
         self.inbox = Inbox(self._emit, self._clock.to_local)
         self._control: deque[tuple[int, PacketType, bytes, bool]] = deque()
-        self._spread: dict[int, list[int]] = {}  # FEC block base -> datagrams per link
         self._feedback_due: int | None = None
         self._last_feedback = now
-        self._next_tune = now
+        self._fec = FecSender(self.outbox, self.links, config.fec, now)
         self.closed = False
         self._hello_at = now
         self._hs = Handshake(config.psk, initiator, self._rng)
@@ -197,7 +188,7 @@ class Endpoint:
                 item.size + HEADER_SIZE,
                 item.deadline,
                 now,
-                allowed=self._spread_rule(item),
+                allowed=self._fec.rule(item),
                 earliest=item.kind != 0,
                 avoid=item.avoid,
             )
@@ -282,8 +273,8 @@ class Endpoint:
         self.inbox.on_timer(now)
         if self._decoder is not None:
             self._decoder.expire(self.inbox.window.floor)
-        if now >= self._next_tune:
-            self._tune_fec(now)
+        if self._fec.due(now):
+            self._fec.tune(now, self.latency_ns)
 
     def close(self, *, now: int, code: int = 0) -> None:
         """Tell the peer (CLOSE on every link) and stop. Idempotent."""
@@ -324,22 +315,16 @@ class Endpoint:
         if fec is not None and not isinstance(fec, FecConfig):
             raise UsageError("fec must be a FecConfig or None")
         self.outbox.flush_fec(now, force=True)
-        self._fec_config = fec
-        self.outbox.fec = self._new_encoder(fec)
+        self._fec.config = fec
+        self.outbox.fec = new_encoder(fec, self.latency_ns)
         if fec is not None and self._decoder is None:
-            self._decoder = BlockDecoder(_codec())
+            self._decoder = BlockDecoder(codec())
 
     # --- sending internals ------------------------------------------------------------------
 
     def _can_seal(self) -> bool:
         """True when more than HELLO may go out: a session, and with a psk, its keys."""
         return self._hs.can_seal and not self.closed
-
-    def _new_encoder(self, fec: FecConfig | None) -> BlockEncoder | None:
-        if fec is None:
-            return None
-        flush = fec.flush_ns if fec.flush_ns is not None else self.latency_ns // 4
-        return BlockEncoder(_codec(), fec.k, fec.m, flush)
 
     def _can_arrive_fn(self, now: int) -> Callable[[int, int], bool]:
         links = self.links
@@ -349,54 +334,22 @@ class Endpoint:
 
         return can_arrive
 
-    def _spread_rule(self, item: Item) -> Callable[[int], bool] | None:
-        """FEC spread: a link may carry at most max(m, ceil((k+m)/links)) of a block, so
-        losing one link costs a block no more than m shards where the links allow it."""
-        fec = self.outbox.fec
-        base = self._block_base(item)
-        if fec is None or base is None:
-            return None
-        counts = self._spread.get(base)
-        if counts is None:
-            return None
-        up = max(1, len(self.links.carrying()))
-        cap = max(fec.m, -(-(fec.k + fec.m) // up))
-        return lambda link: counts[link] < cap
-
     def _no_time_to_repair(self, item: Item, link: int, now: int) -> bool:
-        """True when a loss of `item` on `link` could not be repaired before its deadline:
-        detecting it takes about an RTT of that link plus the peer's feedback delay, and the
-        re-send one more one-way delay. Then duplication is the only repair left."""
-        if not self.config.auto_duplicate or len(self.links.carrying()) < 2:
+        """True when a loss of `item` on `link` could not be repaired before its deadline
+        (see `LinkSet.repair_fits`): then duplication is the only repair left."""
+        if not self.config.auto_duplicate:
             return False
-        rtt = self.links.links[link].rtt
-        if not rtt.samples:
-            return False
-        fastest = self.links.min_rtt() // 2
-        return item.deadline - now < rtt.srtt + self.config.feedback_interval_ns + fastest
-
-    def _block_base(self, item: Item) -> int | None:
-        """The FEC block `item` belongs to (None: FEC off, or a repair)."""
-        fec = self.outbox.fec
-        if fec is None or item.kind == 1:
-            return None
-        if item.is_parity:
-            return item.seq
-        base = fec.block_base
-        return self.outbox.next_seq if base is None else base
+        feedback = self.config.feedback_interval_ns
+        return not self.links.repair_fits(link, item.deadline, now, feedback)
 
     def _send_item(self, item: Item, link: int, now: int, out: list[tuple[bytes, int]]) -> None:
-        base = self._block_base(item)
+        base = self._fec.block_base(item)
         body = self.outbox.commit(item, now)
         ptype = PacketType.PARITY if item.is_parity else PacketType.DATA
         datagram = self._transmit(link, ptype, body, now, False)
         self.outbox.on_transmitted(item, link, self.links.links[link].health.sent - 1, now)
         out.append((datagram, link))
-        if base is not None:
-            counts = self._spread.setdefault(base, [0] * len(self.links))
-            counts[link] += 1
-            while len(self._spread) > 8:
-                del self._spread[next(iter(self._spread))]
+        self._fec.on_sent(base, link)
         if item.copies:
             others = [ln for ln in self.links.carrying() if ln.id != link]
             others.sort(key=lambda ln: (ln.arrival(len(body), now), ln.id))
@@ -493,7 +446,7 @@ class Endpoint:
         self._clock.on_timestamp(ts, now, ln.pacer.tx_ns(size))
         if echo_ts is not None:  # a new RTT sample: what depends on RTTs moves
             self._clock.min_rtt_ns = self.links.min_rtt()
-            self._clock.margin_ns = self._clock_margin()
+            self._clock.margin_ns = self.links.clock_margin(self.latency_ns)
             rtt = ln.health.rtt
             self._timeouts[link] = rtt.rto_ns + rtt.srtt // 4 + 2 * self.config.feedback_interval_ns
 
@@ -633,16 +586,6 @@ class Endpoint:
         if self._feedback_due is None:
             self._feedback_due = max(now, self._last_feedback + self.config.feedback_interval_ns)
 
-    def _clock_margin(self) -> int:
-        """The early bias of the peer-clock mapping: twice the jitter of the link with the
-        smallest RTT (the one whose transit sets the minimum), at least 1 ms and at most
-        an eighth of the latency budget."""
-        sampled = [ln for ln in self.links.links if ln.health.rtt.samples]
-        if not sampled:
-            return 1_000_000
-        fastest = min(sampled, key=lambda ln: (ln.health.rtt.min_rtt, ln.id))
-        return min(max(1_000_000, 2_000 * fastest.health.jitter.us), self.latency_ns // 8)
-
     def _sync_states(self) -> None:
         """Report every link whose health state changed since it was last reported."""
         for ln in self.links.links:
@@ -662,28 +605,6 @@ class Endpoint:
         elif after is LinkState.DEGRADED:
             self._emit(LinkDegraded(link=link))
         self.links.update_weights()
-
-    def _tune_fec(self, now: int) -> None:
-        """Re-size FEC blocks from measured loss, twice a second."""
-        self._next_tune = now + 500_000_000
-        fec, encoder = self._fec_config, self.outbox.fec
-        if fec is None or encoder is None or not fec.adaptive:
-            return
-        carrying = self.links.carrying()
-        total = sum(ln.rate_bps for ln in carrying) or 1
-        loss = sum(ln.health.loss * ln.rate_bps for ln in carrying) / total
-        interval = max(1, (1200 * 8 * 1_000_000_000) // total)
-        k, m, flush = choose_params(
-            k_max=fec.k,
-            m_max=fec.m,
-            loss=loss,
-            burst=self.outbox.burst,
-            budget_ns=self.latency_ns,
-            packet_interval_ns=interval,
-        )
-        if fec.flush_ns is not None:
-            flush = fec.flush_ns
-        encoder.set_params(k, m, flush)
 
     # --- statistics --------------------------------------------------------------------------
 

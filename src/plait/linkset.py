@@ -280,6 +280,26 @@ class LinkSet:
         rtts = [ln.health.rtt.min_rtt for ln in self.links if ln.health.rtt.samples]
         return min(rtts) if rtts else 0
 
+    def repair_fits(self, link: int, deadline: int, now: int, feedback_ns: int) -> bool:
+        """Whether a datagram lost on `link` now could still be repaired by its deadline:
+        detecting the loss takes about that link's RTT plus the peer's feedback delay,
+        the re-send one more (fastest) one-way delay. True when it is not known yet, or
+        when there is no other link to duplicate on anyway."""
+        rtt = self.links[link].rtt
+        if not rtt.samples or len(self.carrying()) < 2:
+            return True
+        return deadline - now >= rtt.srtt + feedback_ns + self.min_rtt() // 2
+
+    def clock_margin(self, latency_ns: int) -> int:
+        """The early bias of the peer-clock mapping (`plait.clock`): twice the jitter of
+        the link with the smallest RTT (its transit sets the minimum), at least 1 ms and
+        at most an eighth of the latency budget."""
+        sampled = [ln for ln in self.links if ln.health.rtt.samples]
+        if not sampled:
+            return 1_000_000
+        fastest = min(sampled, key=lambda ln: (ln.health.rtt.min_rtt, ln.id))
+        return min(max(1_000_000, 2_000 * fastest.health.jitter.us), latency_ns // 8)
+
     def best_link(self, now: int) -> int:
         """The data-carrying link with the lowest arrival time for a small datagram
         (any link if none carries data): where feedback goes."""
