@@ -30,11 +30,12 @@ __all__ = ["ClockMap"]
 class ClockMap:
     """Peer µs timestamps -> our ns clock."""
 
-    __slots__ = ("_min_at", "_min_transit", "margin_ns", "min_rtt_ns", "window_ns")
+    __slots__ = ("_min_at", "_min_transit", "_previous", "margin_ns", "min_rtt_ns", "window_ns")
 
     def __init__(self, window_ns: int = 10 * NS_PER_S) -> None:
         self.window_ns = window_ns
-        self._min_transit: int | None = None  # µs
+        self._min_transit: int | None = None  # µs: the smallest transit of this window
+        self._previous: int | None = None  # ... and of the window before it
         self._min_at = 0
         self.min_rtt_ns = 0
         self.margin_ns = 0
@@ -45,6 +46,8 @@ class ClockMap:
 
     def _offset_us(self) -> int:
         transit = self._min_transit or 0
+        if self._previous is not None and self._previous < transit:
+            transit = self._previous
         return transit - (self.min_rtt_ns // 2 + self.margin_ns) // NS_PER_US
 
     def unwrap_us(self, peer_us: int, now: int) -> int:
@@ -60,8 +63,13 @@ class ClockMap:
             self._min_transit, self._min_at = arrived_us - peer_ts_us, now
             return
         transit = arrived_us - self.unwrap_us(peer_ts_us, now)
-        if transit <= self._min_transit or now - self._min_at > self.window_ns:
+        if transit <= self._min_transit:
             self._min_transit, self._min_at = transit, now
+        elif now - self._min_at > self.window_ns:
+            # a new window: the old minimum still counts until this one has run its course,
+            # so one late datagram (held back by a blackout, a buffer or an attacker) cannot
+            # move the mapping; a real drift shows in every sample of a whole window
+            self._previous, self._min_transit, self._min_at = self._min_transit, transit, now
 
     def to_local(self, peer_us: int) -> int:
         """Our ns time for the peer's *unwrapped* µs time `peer_us` (see `unwrap_us`),

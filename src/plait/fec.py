@@ -39,6 +39,8 @@ def shards_of(records: Sequence[bytes]) -> list[bytes]:
 
 def _record_of(shard: bytes) -> bytes | None:
     """The record inside a rebuilt shard, or None if its prefix or padding is wrong."""
+    if len(shard) < _LEN.size:
+        return None
     (length,) = _LEN.unpack_from(shard)
     end = 2 + length
     if end > len(shard) or shard.count(0, end) != len(shard) - end:
@@ -229,6 +231,9 @@ class BlockDecoder:
         stats.parity_received += 1
         if k > self.max_k or m > self.max_m:
             stats.drop("block too large")
+            return []
+        if len(parity.shard) < _LEN.size:  # a data shard holds at least its u16 length
+            stats.drop("parity shard too short")
             return []
         block = self._blocks.get(seq_base)
         if block is None:

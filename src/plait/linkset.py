@@ -60,7 +60,7 @@ class Link:
         self.rtt = self.health.rtt
         self.pacer = Pacer(rate_bps, overhead=overhead, now=now)
         self.echo_ts = 0
-        self.echo_at = 0
+        self.echo_at = -1  # when echo_ts arrived; -1: nothing received yet to echo
         self.echo_fresh = False
         self.datagrams_out = 0
         self.datagrams_in = 0
@@ -223,7 +223,7 @@ class LinkSet:
         ln = self.links[link]
         seq = ln.health.sent
         ts = (now // 1000) & _M32
-        if (ln.echo_fresh or force_echo) and ln.echo_at:
+        if (ln.echo_fresh or force_echo) and ln.echo_at >= 0:
             delay = min(0xFFFF, (now - ln.echo_at) // 1000)
             ln.echo_fresh = False
             return pack_header(ptype, session, seq & 0xFFFF, ts, ln.echo_ts, delay), seq
@@ -242,7 +242,7 @@ class LinkSet:
         """Forget what arrived on every link (a half-open session was replaced)."""
         for ln in self.links:
             ln.health.inbound = ReceiveWindow(size=ln.health.inbound.size)
-            ln.echo_at = 0
+            ln.echo_at = -1
             ln.echo_fresh = False
 
     def check_seq(self, link: int, link_seq: int) -> int | None:
