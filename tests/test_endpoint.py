@@ -313,3 +313,23 @@ def test_loss_bursts_are_measured() -> None:
         net.run_until(net.now + 2 * MS)
     net.run_until(net.now + 1_000 * MS)
     assert net.a.outbox.burst > 1.5  # bursts of 3 on link 2 pull the mean up from 1
+
+
+def test_datagrams_may_arrive_as_views_of_a_reused_buffer() -> None:
+    """Adapters receive into one reused buffer and pass memoryviews: plait must copy what
+    it keeps, so overwriting the buffer afterwards changes nothing."""
+    cfg = _config(3, psk=None, fec=plait.FecConfig())
+    a = plait.Endpoint(cfg, initiator=True, now=0, rng=random.Random(1))
+    b = plait.Endpoint(cfg, initiator=False, now=0, rng=random.Random(2))
+    pool = bytearray(2048)
+    now = 0
+    a.send(b"kept intact", now=now)
+    for _ in range(3):
+        for src, dst in ((a, b), (b, a)):
+            for data, link in src.datagrams_to_send(now=now):
+                pool[: len(data)] = data
+                dst.receive_datagram(memoryview(pool)[: len(data)], link=link, now=now)
+                pool[:] = bytes(len(pool))  # the adapter reuses the buffer at once
+        now += 1_000_000
+    got = [e for e in iter(b.next_event, None) if isinstance(e, plait.MessageReceived)]
+    assert [e.data for e in got] == [b"kept intact"]

@@ -183,13 +183,15 @@ def test_decoder_drops_what_cannot_be_right() -> None:
     big = Parity(base=0, count=9, parity_count=1, index=0, shard=b"\0\0")
     assert dec.on_parity(0, big) == []
     dec.on_parity(100, Parity(base=100, count=4, parity_count=2, index=0, shard=b"\0\1ab"))
-    assert dec.on_parity(100, Parity(base=100, count=4, parity_count=2, index=1, shard=b"x")) == []
+    assert dec.on_parity(100, Parity(base=100, count=4, parity_count=2, index=1, shard=b"xy")) == []
+    assert dec.on_parity(7, Parity(base=7, count=1, parity_count=1, index=0, shard=b"x")) == []
     assert (
         dec.on_parity(102, Parity(base=102, count=2, parity_count=1, index=0, shard=b"\0\0")) == []
     )
     assert dec.stats.dropped == {
         "block too large": 1,
         "inconsistent parity": 1,
+        "parity shard too short": 1,  # a data shard holds at least its u16 length
         "overlapping block": 1,
     }
 

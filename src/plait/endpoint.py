@@ -51,6 +51,7 @@ from plait.wire import (
     ECHO_SIZE,
     HEADER_SIZE,
     TAG_SIZE,
+    Buffer,
     Close,
     Feedback,
     LinkReport,
@@ -207,8 +208,11 @@ class Endpoint:
                 self.outbox.abandon(item)  # it cannot arrive in time on any link
         return out
 
-    def receive_datagram(self, data: bytes, *, link: int, now: int) -> None:
-        """Feed one datagram that arrived on `link`. Never raises on its contents."""
+    def receive_datagram(self, data: Buffer, *, link: int, now: int) -> None:
+        """Feed one datagram that arrived on `link`. Never raises on its contents.
+
+        `data` may be a view of a buffer the caller reuses: plait copies what it keeps
+        and holds no reference to `data` after the call."""
         if not 0 <= link < len(self.links):
             raise UsageError(f"no link {link}")
         try:
@@ -410,7 +414,7 @@ class Endpoint:
             self._events_dropped += 1
         self._events.append(event)
 
-    def _receive(self, data: bytes, link: int, now: int) -> None:
+    def _receive(self, data: Buffer, link: int, now: int) -> None:
         if self.closed:
             self._drop("closed")
             return
@@ -430,7 +434,7 @@ class Endpoint:
             if opener is None:
                 self._drop("no keys yet")
                 return
-            body: bytes | memoryview = opener.open(data, offset, link, seq)
+            body: Buffer = opener.open(data, offset, link, seq)
             offset = 0
         else:
             body = data
@@ -450,7 +454,7 @@ class Endpoint:
             rtt = ln.health.rtt
             self._timeouts[link] = rtt.rto_ns + rtt.srtt // 4 + 2 * self.config.feedback_interval_ns
 
-    def _receive_hello(self, data: bytes, link: int, now: int, session: int, offset: int) -> None:
+    def _receive_hello(self, data: Buffer, link: int, now: int, session: int, offset: int) -> None:
         _, _, link_seq, ts, echo_ts, echo_delay, _ = parse_header(data)
         seq = self.links.check_seq(link, link_seq)
         if seq is None:
@@ -475,9 +479,7 @@ class Endpoint:
                 self._queue_hellos()
         self._accept(link, now, (seq, len(data), ts, echo_ts, echo_delay))
 
-    def _on_data(
-        self, body: bytes | memoryview, offset: int, link: int, now: int, meta: Meta
-    ) -> None:
+    def _on_data(self, body: Buffer, offset: int, link: int, now: int, meta: Meta) -> None:
         fields = parse_data(body, offset)
         self._accept(link, now, meta)
         seq, new = self._record(fields, now)
@@ -511,9 +513,7 @@ class Endpoint:
         if count:
             self._emit(FecRecovered(count=count))
 
-    def _on_parity(
-        self, body: bytes | memoryview, offset: int, link: int, now: int, meta: Meta
-    ) -> None:
+    def _on_parity(self, body: Buffer, offset: int, link: int, now: int, meta: Meta) -> None:
         parity = decode_body(PacketType.PARITY, body, offset)
         self._accept(link, now, meta)
         if self._decoder is None or not isinstance(parity, Parity):
@@ -521,9 +521,7 @@ class Endpoint:
         base = self.inbox.window.unwrap(parity.base, SEQ32)
         self._rebuilt(self._decoder.on_parity(base, parity), now)
 
-    def _on_feedback(
-        self, body: bytes | memoryview, offset: int, link: int, now: int, meta: Meta
-    ) -> None:
+    def _on_feedback(self, body: Buffer, offset: int, link: int, now: int, meta: Meta) -> None:
         fb = decode_body(PacketType.FEEDBACK, body, offset)
         self._accept(link, now, meta)
         if not isinstance(fb, Feedback):
@@ -550,22 +548,16 @@ class Endpoint:
                     report.link, highest, now, self._loss_timeout(ln.id), rack
                 )
 
-    def _on_probe(
-        self, body: bytes | memoryview, offset: int, link: int, now: int, meta: Meta
-    ) -> None:
+    def _on_probe(self, body: Buffer, offset: int, link: int, now: int, meta: Meta) -> None:
         decode_body(PacketType.PROBE, body, offset)
         self._accept(link, now, meta)
         self._control.append((link, PacketType.PROBE_ACK, b"\x00", True))
 
-    def _on_probe_ack(
-        self, body: bytes | memoryview, offset: int, link: int, now: int, meta: Meta
-    ) -> None:
+    def _on_probe_ack(self, body: Buffer, offset: int, link: int, now: int, meta: Meta) -> None:
         decode_body(PacketType.PROBE_ACK, body, offset)
         self._accept(link, now, meta)
 
-    def _on_close(
-        self, body: bytes | memoryview, offset: int, link: int, now: int, meta: Meta
-    ) -> None:
+    def _on_close(self, body: Buffer, offset: int, link: int, now: int, meta: Meta) -> None:
         close = decode_body(PacketType.CLOSE, body, offset)
         self._accept(link, now, meta)
         if isinstance(close, Close) and not self.closed:
@@ -623,7 +615,7 @@ class Endpoint:
         )
 
 
-Handler = Callable[[Endpoint, bytes | memoryview, int, int, int, Meta], None]
+Handler = Callable[[Endpoint, Buffer, int, int, int, Meta], None]
 #: Packet type -> handler (HELLO is handled before the session check).
 _HANDLERS: Final[dict[PacketType, Handler]] = {
     PacketType.DATA: Endpoint._on_data,

@@ -1,0 +1,27 @@
+"""plait_adapters: plait's sans-I/O endpoint on real UDP sockets, under four runtimes.
+
+Each adapter owns the clock (`time.monotonic_ns`), the sockets (one per link) and one
+timer, and runs the endpoint loop; they share `_session.Session`, so they differ only
+in how they wait. The same small surface everywhere:
+
+=============  ==========================================  ===============================
+module         open                                        receive
+=============  ==========================================  ===============================
+`raw`          ``with raw.open_session(cfg, links, ...)``  ``for msg in s``, `on_message`
+`aio`          ``async with aio.open_session(...)``        ``async for msg in s``
+`trio_`        ``async with trio_.open_session(...)``      ``async for msg in s``
+=============  ==========================================  ===============================
+
+`links` is one ``(local, remote[, interface])`` per link (or `LinkSpec`), in the order
+of ``config.links``; `initiator=True` on one end. Then ``send(data, stream=0)`` (awaited
+in the async ones), `poll_events()` or an `on_event` callback for link and session
+events, `stats()` (a `SessionStats`), `close_link(i)`, and close by leaving the block.
+The runtimes are imported on demand: ``import plait_adapters.trio_`` needs trio.
+"""
+
+from __future__ import annotations
+
+from plait_adapters._links import LinkError, LinkSpec
+from plait_adapters._session import SessionStats
+
+__all__ = ["LinkError", "LinkSpec", "SessionStats"]

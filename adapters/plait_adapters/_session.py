@@ -1,0 +1,264 @@
+"""`Session`: the part of every adapter that is the same under every runtime.
+
+It wraps one `plait.Endpoint` and runs the endpoint loop's steps for a runtime that owns
+the sockets, the clock and the one timer, and knows none of them::
+
+    session.feed(link, datagram, now)        # for each datagram received
+    session.transmit(session.service(now), sends)   # handle_timer if due; flush
+    session.events()                         # messages and events to the application
+    deadline, changed = session.deadline()   # re-arm the runtime's timer if changed
+
+Rules: nothing here blocks, sleeps, reads a clock or touches a socket (`transmit` calls
+the send functions it is handed). Messages go to `on_message` if given, else to the
+`messages` queue the runtime's iterator reads; every other event goes to `on_event` if
+given, else to a bounded queue read by `poll_events()`. The adapters own entropy: the
+endpoint gets ``random.Random(os.urandom(32))`` unless the caller passes an rng.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+from array import array
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Final, cast
+
+import attrs
+
+import plait
+from plait_adapters._links import LinkSpec, check, clock
+
+__all__ = ["BufferPool", "EventCallback", "MessageCallback", "Session", "SessionStats"]
+
+MessageCallback = Callable[[plait.MessageReceived], None]
+EventCallback = Callable[[plait.Event], None]
+Send = Callable[[bytes], object]
+RecvInto = Callable[[memoryview], int]
+
+_LATE_SAMPLES: Final = 4096
+_MAX_EVENTS: Final = 4096
+
+
+@attrs.frozen
+class SessionStats:
+    """A snapshot of one adapter session: the endpoint's own `plait.Stats` plus what
+    only the adapter sees (socket errors, how late its timer fired)."""
+
+    runtime: str
+    endpoint: plait.Stats
+    datagrams_in: int
+    datagrams_out: int
+    errors: Mapping[str, int]
+    """Socket errors by direction and errno name, e.g. ``send: ECONNREFUSED``."""
+    timers: int
+    """`handle_timer` calls made because the deadline was due."""
+    timer_late_p50_ns: int
+    """How late `handle_timer` ran after the deadline asked for (recent calls)."""
+    timer_late_p99_ns: int
+    timer_late_max_ns: int
+    notes: Mapping[str, str]
+    """Runtime facts: socket options that took or not, the event loop, ..."""
+
+
+class BufferPool:
+    """Preallocated receive buffers: `drain` reads a socket into them with `recv_into`
+    (up to one per buffer) and feeds the views, so receiving allocates no buffer per
+    datagram. One pool per loop: the views are reused as soon as `drain` returns."""
+
+    def __init__(self, size: int, count: int = 32) -> None:
+        self._views = [memoryview(bytearray(size)) for _ in range(count)]
+        self._sizes = [0] * count
+        self._limit = size - 1
+        self._oversize = OSError(errno.EMSGSIZE, "datagram larger than the MTU")
+
+    def drain(self, session: Session, link: int, recv_into: RecvInto) -> int:
+        """Read what `link`'s socket holds (at most one batch) and feed it; returns the
+        number of datagrams fed."""
+        views, sizes, limit = self._views, self._sizes, self._limit
+        got = 0
+        for _ in range(len(views)):
+            try:
+                n = recv_into(views[got])
+            except BlockingIOError:
+                break
+            except OSError as exc:  # ECONNREFUSED after an ICMP error, and the like
+                session.count_error("recv", exc)
+                continue
+            if n > limit:
+                session.count_error("recv", self._oversize)
+                continue
+            sizes[got] = n
+            got += 1
+        if got:
+            now = clock()
+            for i in range(got):
+                session.feed(link, views[i][: sizes[i]], now)
+        return got
+
+
+def _closed_send(data: bytes) -> object:
+    raise OSError(errno.EBADF, "link closed")
+
+
+class Session:
+    """One plait endpoint driven by an adapter. See the module docstring for the loop."""
+
+    def __init__(
+        self,
+        config: plait.Config,
+        links: Sequence[LinkSpec],
+        *,
+        initiator: bool,
+        runtime: str,
+        on_message: MessageCallback | None = None,
+        on_event: EventCallback | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        check(config, links)
+        self.links = tuple(links)
+        self.runtime = runtime
+        self.endpoint = plait.Endpoint(
+            config,
+            initiator=initiator,
+            now=clock(),
+            rng=rng if rng is not None else random.Random(os.urandom(32)),
+        )
+        self.on_message = on_message
+        self.on_event = on_event
+        self.messages: deque[plait.MessageReceived] = deque()
+        self._events: deque[plait.Event] = deque(maxlen=_MAX_EVENTS)
+        self.established = False
+        self.closed = False
+        """True once the session ended (closed here or by the peer)."""
+        self.error: BaseException | None = None
+        """An exception that stopped the runtime (e.g. raised by a callback)."""
+        self.datagrams_in = 0
+        self.datagrams_out = 0
+        self._errors: dict[str, int] = {}
+        self.notes: dict[str, str] = {}
+        self._deadline: int | None = None
+        self._timers = 0
+        self._late = array("q", bytes(8 * _LATE_SAMPLES))
+
+    # --- the loop's steps ----------------------------------------------------------------
+
+    def feed(self, link: int, data: bytes | memoryview, now: int) -> None:
+        """One datagram received on `link`. `data` may be a view of a reused buffer:
+        the endpoint copies what it keeps and holds no reference after the call."""
+        self.datagrams_in += 1
+        # receive_datagram is annotated `bytes` but reads any buffer (struct.unpack_from,
+        # slices it copies with bytes()); the cast saves a copy per datagram.
+        self.endpoint.receive_datagram(cast(bytes, data), link=link, now=now)
+
+    def service(self, now: int) -> list[tuple[bytes, int]]:
+        """Run `handle_timer` if the armed deadline is due, then return what to send."""
+        due = self._deadline
+        ep = self.endpoint
+        if due is not None and due <= now:
+            ep.handle_timer(now=now)
+            self._late[self._timers % _LATE_SAMPLES] = now - due
+            self._timers += 1
+            self._deadline = None
+        return ep.datagrams_to_send(now=now)
+
+    def transmit(self, out: list[tuple[bytes, int]], sends: Sequence[Send]) -> None:
+        """Send each (datagram, link) with ``sends[link]``; errors are counted, never
+        raised (UDP may drop; plait repairs)."""
+        for datagram, link in out:
+            try:
+                sends[link](datagram)
+            except OSError as exc:
+                self.count_error("send", exc)
+        self.datagrams_out += len(out)
+
+    def events(self) -> bool:
+        """Hand every pending event to the application; True if any was queued (so
+        the runtime wakes its readers)."""
+        ep = self.endpoint
+        queued = False
+        while (event := ep.next_event()) is not None:
+            if type(event) is plait.MessageReceived:
+                if self.on_message is None:
+                    self.messages.append(event)
+                    queued = True
+                else:
+                    self.on_message(event)
+                continue
+            if type(event) is plait.SessionEstablished:
+                self.established = True
+            elif type(event) is plait.SessionClosed:
+                self.closed = True
+            if self.on_event is None:
+                self._events.append(event)
+            else:
+                self.on_event(event)
+            queued = True
+        return queued
+
+    def deadline(self) -> tuple[int | None, bool]:
+        """The endpoint's next deadline, and whether it differs from the armed one (then
+        the runtime re-arms its timer; this call arms it here)."""
+        due = self.endpoint.next_deadline()
+        changed = due != self._deadline
+        self._deadline = due
+        return due, changed
+
+    # --- what every runtime's API shares ----------------------------------------------------
+
+    def submit(self, data: bytes, stream: int, now: int, deadline: int | None = None) -> int:
+        """`Endpoint.send`; raises what it raises (UsageError, BackpressureError)."""
+        return self.endpoint.send(data, now=now, stream=stream, deadline=deadline)
+
+    def expired_unsent(self, stream: int) -> None:
+        """Report a message whose deadline passed while it waited in the adapter."""
+        self.emit(plait.MessageExpired(stream=stream, msg=-1, sent=True, handle=-1))
+
+    def emit(self, event: plait.Event) -> None:
+        """An event of the adapter's own, handed on like the endpoint's."""
+        if self.on_event is None:
+            self._events.append(event)
+        else:
+            self.on_event(event)
+
+    def poll_events(self) -> list[plait.Event]:
+        """Every event (not message) since the last call, oldest first; empty when an
+        `on_event` callback takes them."""
+        out, events = [], self._events
+        while events:  # popleft is atomic: safe against a loop thread appending
+            out.append(events.popleft())
+        return out
+
+    def count_error(self, where: str, exc: OSError) -> None:
+        name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+        key = where + ": " + name
+        self._errors[key] = self._errors.get(key, 0) + 1
+
+    @staticmethod
+    def closed_send() -> Send:
+        """The send function of a link whose socket was closed: counts EBADF."""
+        return _closed_send
+
+    def close(self, now: int) -> list[tuple[bytes, int]]:
+        """Close the endpoint (CLOSE to the peer on every link); returns the last
+        datagrams to send."""
+        self.endpoint.close(now=now)
+        self.closed = True
+        return self.endpoint.datagrams_to_send(now=now)
+
+    def stats(self) -> SessionStats:
+        n = min(self._timers, _LATE_SAMPLES)
+        late = sorted(self._late[:n]) if n else [0]
+        return SessionStats(
+            runtime=self.runtime,
+            endpoint=self.endpoint.stats(),
+            datagrams_in=self.datagrams_in,
+            datagrams_out=self.datagrams_out,
+            errors=dict(self._errors),
+            timers=self._timers,
+            timer_late_p50_ns=late[len(late) // 2],
+            timer_late_p99_ns=late[min(len(late) - 1, len(late) * 99 // 100)],
+            timer_late_max_ns=late[-1],
+            notes=dict(self.notes),
+        )

@@ -1,0 +1,344 @@
+"""Both ends of a session on loopback, under any adapter, seen through one blocking API.
+
+The conformance suite (`tests/test_adapters.py`) is written once against `End`; each
+runtime gets a pair factory here that opens the responder, then the initiator, and
+yields them as two `End`s:
+
+* thread-driven adapters (`plait_adapters.raw`) already have `End`'s blocking API:
+  `sync_pair` opens them as they are;
+* async adapters run both ends on one event loop in a background thread; `AsyncEnd`
+  forwards each call to that loop and waits for it (`aio_pair`, `trio_pair`).
+
+To add an adapter (io_uring), add an entry to `ADAPTERS`: a function that returns a
+`PairFactory`, or a string saying why it is skipped here (missing module, kernel
+without io_uring). A blocking adapter whose `open_session(config, links,
+initiator=..., on_message=...)` returns an object with `End`'s methods needs only
+``lambda: functools.partial(sync_pair, plait_adapters.uring.open_session)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib.util
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
+from typing import Any, Protocol, TypeVar
+
+import plait
+from plait_adapters import LinkSpec, SessionStats
+
+T = TypeVar("T")
+OnMessage = Callable[[plait.MessageReceived], None] | None
+
+
+class End(Protocol):
+    """One end of a session, driven by some runtime, used from the test's thread."""
+
+    def send(
+        self,
+        data: bytes,
+        stream: int = 0,
+        *,
+        deadline: int | None = None,
+        timeout: float | None = None,
+    ) -> None: ...
+    def receive(self, timeout: float | None = None) -> plait.MessageReceived: ...
+    def wait_established(self, timeout: float | None = None) -> bool: ...
+    def poll_events(self) -> list[plait.Event]: ...
+    def close_link(self, link: int) -> None: ...
+    def stats(self) -> SessionStats: ...
+    def close(self) -> None: ...
+
+
+PairFactory = Callable[
+    [plait.Config, Sequence[LinkSpec], Sequence[LinkSpec], OnMessage],
+    AbstractContextManager[tuple[End, End]],
+]
+
+
+def loopback_links(n: int) -> tuple[list[LinkSpec], list[LinkSpec]]:
+    """`n` links on 127.0.0.1 with ephemeral ports: (side A's specs, side B's specs)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2 * n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        addrs = [sock.getsockname() for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+    a = [LinkSpec(local=addrs[i], remote=addrs[n + i]) for i in range(n)]
+    b = [LinkSpec(local=addrs[n + i], remote=addrs[i]) for i in range(n)]
+    return a, b
+
+
+# --- thread-driven adapters -------------------------------------------------------------------
+
+
+class _Opener(Protocol):
+    def __call__(
+        self,
+        config: plait.Config,
+        links: Sequence[LinkSpec],
+        *,
+        initiator: bool,
+        on_message: OnMessage = None,
+    ) -> End: ...
+
+
+@contextmanager
+def sync_pair(
+    open_session: _Opener,
+    config: plait.Config,
+    links_a: Sequence[LinkSpec],
+    links_b: Sequence[LinkSpec],
+    on_message_b: OnMessage,
+) -> Iterator[tuple[End, End]]:
+    b = open_session(config, links_b, initiator=False, on_message=on_message_b)
+    try:
+        a = open_session(config, links_a, initiator=True)
+        try:
+            yield a, b
+        finally:
+            a.close()
+    finally:
+        b.close()
+
+
+# --- async adapters ---------------------------------------------------------------------------
+
+
+class _Runner(Protocol):
+    def __call__(self, fn: Callable[[], Awaitable[T]], timeout: float) -> T: ...
+
+
+class _AsyncSession(Protocol):
+    async def send(self, data: bytes, stream: int = 0, *, deadline: int | None = None) -> int: ...
+    async def receive(self) -> plait.MessageReceived: ...
+    async def wait_established(self) -> None: ...
+    def poll_events(self) -> list[plait.Event]: ...
+    def close_link(self, link: int) -> None: ...
+    def stats(self) -> SessionStats: ...
+    async def aclose(self) -> None: ...
+
+
+class AsyncEnd:
+    """An async session, used from another thread: each call runs on its loop."""
+
+    def __init__(self, session: _AsyncSession, run: _Runner) -> None:
+        self._s = session
+        self._run = run
+
+    def send(
+        self,
+        data: bytes,
+        stream: int = 0,
+        *,
+        deadline: int | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self._run(lambda: self._s.send(data, stream, deadline=deadline), timeout or 10.0)
+
+    def receive(self, timeout: float | None = None) -> plait.MessageReceived:
+        return self._run(self._s.receive, 10.0 if timeout is None else timeout)
+
+    def wait_established(self, timeout: float | None = None) -> bool:
+        try:
+            self._run(self._s.wait_established, 10.0 if timeout is None else timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def _sync(self, fn: Callable[[], T]) -> T:
+        async def call() -> T:
+            return fn()
+
+        return self._run(call, 10.0)
+
+    def poll_events(self) -> list[plait.Event]:
+        return self._sync(self._s.poll_events)
+
+    def close_link(self, link: int) -> None:
+        self._sync(lambda: self._s.close_link(link))
+
+    def stats(self) -> SessionStats:
+        return self._sync(self._s.stats)
+
+    def close(self) -> None:
+        self._run(self._s.aclose, 10.0)
+
+
+OpenAsync = Callable[..., AbstractAsyncContextManager[Any]]
+
+
+async def _serve(
+    open_session: OpenAsync,
+    config: plait.Config,
+    links_a: Sequence[LinkSpec],
+    links_b: Sequence[LinkSpec],
+    on_message_b: OnMessage,
+    ready: Callable[[Any, Any], None],
+    stopped: Callable[[], Awaitable[None]],
+) -> None:
+    async with (
+        open_session(config, links_b, initiator=False, on_message=on_message_b) as b,
+        open_session(config, links_a, initiator=True) as a,
+    ):
+        ready(a, b)
+        await stopped()
+
+
+@contextmanager
+def aio_pair(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+    config: plait.Config,
+    links_a: Sequence[LinkSpec],
+    links_b: Sequence[LinkSpec],
+    on_message_b: OnMessage,
+) -> Iterator[tuple[End, End]]:
+    from plait_adapters import aio  # noqa: PLC0415  (imported only for this runtime)
+
+    loop = loop_factory()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    ends: list[Any] = []
+    stop = asyncio.Event()
+
+    def run(fn: Callable[[], Awaitable[T]], timeout: float) -> T:
+        async def go() -> T:
+            return await asyncio.wait_for(fn(), timeout)
+
+        return asyncio.run_coroutine_threadsafe(go(), loop).result(timeout + 5)
+
+    async def stopped() -> None:
+        await stop.wait()
+
+    served = asyncio.run_coroutine_threadsafe(
+        _serve(
+            aio.open_session,
+            config,
+            links_a,
+            links_b,
+            on_message_b,
+            lambda a, b: ends.extend((a, b)),
+            stopped,
+        ),
+        loop,
+    )
+    try:
+        run(lambda: _until(lambda: bool(ends) or served.done()), 10.0)
+        if served.done():
+            served.result()  # raises what opening raised
+        yield AsyncEnd(ends[0], run), AsyncEnd(ends[1], run)
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        try:
+            served.result(10.0)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10.0)
+            loop.close()
+
+
+async def _until(done: Callable[[], bool]) -> None:
+    while not done():
+        await asyncio.sleep(0.001)
+
+
+@contextmanager
+def trio_pair(
+    config: plait.Config,
+    links_a: Sequence[LinkSpec],
+    links_b: Sequence[LinkSpec],
+    on_message_b: OnMessage,
+) -> Iterator[tuple[End, End]]:
+    import trio  # noqa: PLC0415  (imported only for this runtime)
+
+    from plait_adapters import trio_  # noqa: PLC0415
+
+    ends: list[Any] = []
+    failed: list[BaseException] = []
+    opened = threading.Event()
+    token: list[trio.lowlevel.TrioToken] = []
+    stop: list[trio.Event] = []
+
+    async def main() -> None:
+        token.append(trio.lowlevel.current_trio_token())
+        stop.append(trio.Event())
+
+        def ready(a: Any, b: Any) -> None:
+            ends.extend((a, b))
+            opened.set()
+
+        await _serve(
+            trio_.open_session, config, links_a, links_b, on_message_b, ready, stop[0].wait
+        )
+
+    def thread_main() -> None:
+        try:
+            trio.run(main)
+        except BaseException as exc:  # handed to the test's thread
+            failed.append(exc)
+        opened.set()
+
+    def run(fn: Callable[[], Awaitable[T]], timeout: float) -> T:
+        async def go() -> T:
+            with trio.fail_after(timeout):
+                return await fn()
+
+        try:
+            return trio.from_thread.run(go, trio_token=token[0])
+        except trio.TooSlowError:
+            raise TimeoutError from None
+
+    thread = threading.Thread(target=thread_main, daemon=True)
+    thread.start()
+    opened.wait(10.0)
+    try:
+        if failed:
+            raise failed[0]
+        yield AsyncEnd(ends[0], run), AsyncEnd(ends[1], run)
+    finally:
+        if token and not failed:
+            trio.from_thread.run_sync(stop[0].set, trio_token=token[0])
+        thread.join(10.0)
+        if failed:
+            raise failed[0]
+
+
+# --- the registry -----------------------------------------------------------------------------
+
+
+def _raw() -> PairFactory | str:
+    from plait_adapters import raw  # noqa: PLC0415
+
+    return functools.partial(sync_pair, raw.open_session)
+
+
+def _asyncio() -> PairFactory | str:
+    return functools.partial(aio_pair, asyncio.new_event_loop)
+
+
+def _uvloop() -> PairFactory | str:
+    if importlib.util.find_spec("uvloop") is None:
+        return "uvloop is not installed (pip install uvloop)"
+    import uvloop  # noqa: PLC0415
+
+    return functools.partial(aio_pair, uvloop.new_event_loop)
+
+
+def _trio() -> PairFactory | str:
+    if importlib.util.find_spec("trio") is None:
+        return "trio is not installed (pip install plait[trio])"
+    return trio_pair
+
+
+ADAPTERS: dict[str, Callable[[], PairFactory | str]] = {
+    "raw": _raw,
+    "asyncio": _asyncio,
+    "uvloop": _uvloop,
+    "trio": _trio,
+}
+"""Adapter name -> a function giving its pair factory, or why it is skipped."""

@@ -1,0 +1,229 @@
+"""One conformance suite for every adapter, over real UDP sockets on 127.0.0.1.
+
+Both ends run in this process (threads for raw sockets, one event loop for asyncio,
+uvloop and trio; see `tests/adapter_pairs.py`), over 3 links with ephemeral ports.
+Each case is bounded (every wait has a timeout) and takes about a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+import plait
+from plait_adapters import LinkError, LinkSpec, aio, raw
+from plait_adapters._links import open_socket
+from tests.adapter_pairs import ADAPTERS, End, OnMessage, PairFactory, loopback_links
+
+LINKS = 3
+PSK = bytes(range(32))
+
+
+def config(*, psk: bytes | None = None, latency_ns: int = 2_000_000_000) -> plait.Config:
+    return plait.Config(
+        links=[plait.LinkConfig(rate_bps=50_000_000)] * LINKS, psk=psk, latency_ns=latency_ns
+    )
+
+
+@pytest.fixture(params=sorted(ADAPTERS), ids=str)
+def factory(request: pytest.FixtureRequest) -> PairFactory:
+    made = ADAPTERS[request.param]()
+    if isinstance(made, str):
+        pytest.skip(made)
+    return made
+
+
+Opened = tuple[End, End, list[LinkSpec], list[LinkSpec]]
+
+
+@pytest.fixture
+def open_pair(factory: PairFactory) -> Iterator[Callable[..., Opened]]:
+    """Opens both ends (B, then A) on fresh ports; afterwards closes them and checks
+    that every thread they started has ended."""
+    threads = threading.active_count()
+    with contextlib.ExitStack() as stack:
+
+        def opener(cfg: plait.Config, on_message_b: OnMessage = None) -> Opened:
+            links_a, links_b = loopback_links(LINKS)
+            a, b = stack.enter_context(factory(cfg, links_a, links_b, on_message_b))
+            assert a.wait_established(5.0)
+            assert b.wait_established(5.0)
+            return a, b, links_a, links_b
+
+        yield opener
+    end = time.monotonic() + 5.0
+    while threading.active_count() > threads and time.monotonic() < end:
+        time.sleep(0.01)
+    assert threading.active_count() == threads
+
+
+def _payload(index: int, size: int) -> bytes:
+    head = index.to_bytes(4, "big")
+    return (head * (size // 4 + 1))[:size]
+
+
+def test_exchange(open_pair: Callable[..., Opened]) -> None:
+    """200 messages of mixed sizes up to 64 KiB on 2 streams, with and without a psk:
+    delivered exactly once, in order per stream, intact."""
+    for psk in (None, PSK):
+        a, b, _, _ = open_pair(config(psk=psk))
+        rng = random.Random(8)
+        sizes = [
+            rng.choice((rng.randrange(1, 1200), rng.randrange(1200, 16_384))) for _ in range(200)
+        ]
+        sizes[7] = sizes[150] = 65_536
+        sizes[9] = 0
+        for i, size in enumerate(sizes):
+            a.send(_payload(i, size), stream=i % 2, timeout=10.0)
+        got = [b.receive(10.0) for _ in sizes]
+        for stream in (0, 1):
+            mine = [m for m in got if m.stream == stream]
+            want = [_payload(i, size) for i, size in enumerate(sizes) if i % 2 == stream]
+            assert [m.data for m in mine] == want
+            assert [m.msg for m in mine] == list(range(len(want)))
+        with pytest.raises(TimeoutError):
+            b.receive(0.2)  # and nothing twice
+        stats = b.stats().endpoint
+        assert stats.messages_delivered == 200
+        assert not stats.drops
+
+
+def test_deadlines(open_pair: Callable[..., Opened]) -> None:
+    """Delivered before their deadline (in the receiver's clock, at the callback); one
+    that cannot make it is reported expired on the sender and never delivered; the
+    timer fires close to when the endpoint asked."""
+    arrivals: list[tuple[int, plait.MessageReceived]] = []
+
+    def on_message(m: plait.MessageReceived) -> None:
+        arrivals.append((time.monotonic_ns(), m))
+
+    a, b, _, _ = open_pair(config(latency_ns=100_000_000), on_message)
+    for i in range(40):
+        a.send(_payload(i, 300), timeout=5.0)
+        time.sleep(0.002)
+    a.send(_payload(99, 65_536), deadline=time.monotonic_ns() + 500_000, timeout=5.0)
+    end = time.monotonic() + 3.0
+    while len(arrivals) < 40 and time.monotonic() < end:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert [m.data for _, m in arrivals] == [_payload(i, 300) for i in range(40)]
+    assert all(at <= m.deadline for at, m in arrivals)
+    expired = [e for e in a.poll_events() if isinstance(e, plait.MessageExpired)]
+    assert expired
+    assert all(e.sent for e in expired)
+    for side in (a, b):
+        stats = side.stats()
+        assert stats.timers > 0
+        # typically < 0.1 ms (bench/adapters.py); generous for a loaded CI machine
+        assert stats.timer_late_p50_ns < 10_000_000, stats
+
+
+def test_link_down(open_pair: Callable[..., Opened]) -> None:
+    """Closing one link's socket mid-run: LinkDown on both ends within ~500 ms, and
+    every message still arrives."""
+    a, b, _, _ = open_pair(config(latency_ns=1_000_000_000))
+    sent = 0
+    for _ in range(20):
+        a.send(_payload(sent, 1000), timeout=5.0)
+        sent += 1
+        time.sleep(0.005)
+    a.poll_events()  # drain
+    b.poll_events()
+    t0 = time.monotonic()
+    a.close_link(1)
+    down: dict[str, float] = {}
+    while len(down) < 2 and time.monotonic() - t0 < 2.0:
+        a.send(_payload(sent, 1000), timeout=5.0)
+        sent += 1
+        for name, side in (("a", a), ("b", b)):
+            if any(isinstance(e, plait.LinkDown) and e.link == 1 for e in side.poll_events()):
+                down[name] = time.monotonic() - t0
+        time.sleep(0.005)
+    assert set(down) == {"a", "b"}, down
+    assert max(down.values()) < 1.0, down  # 300 ms + an RTT by design; slack for CI
+    got = [b.receive(5.0).data for _ in range(sent)]
+    assert got == [_payload(i, 1000) for i in range(sent)]
+    states = [ln.state for ln in a.stats().endpoint.links]
+    assert states[1] == "DOWN"
+    assert states[0] == states[2] == "UP"
+
+
+@pytest.mark.parametrize("psk", [None, PSK], ids=["clear", "psk"])
+def test_junk(open_pair: Callable[..., Opened], psk: bytes | None) -> None:
+    """Junk to every port, from strangers and from the peer's own addresses: dropped
+    and counted, nothing raised, the session carries on."""
+    a, b, links_a, links_b = open_pair(config(psk=psk))
+    rng = random.Random(5)
+    junk = [rng.randbytes(rng.randrange(0, 1500)) for _ in range(60)]
+    junk += [bytes([0x10 | t]) + rng.randbytes(rng.randrange(0, 40)) for t in range(16)]
+    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with stranger:
+        for links in (links_a, links_b):
+            for spec in links:
+                for data in junk:
+                    stranger.sendto(data, spec.local)
+                spoof = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                with spoof:  # the peer's address: passes the connected socket's filter
+                    spoof.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    spoof.bind(spec.remote)
+                    for data in junk:
+                        spoof.sendto(data, spec.local)
+    time.sleep(0.1)
+    a.send(b"still here", timeout=5.0)
+    assert b.receive(5.0).data == b"still here"
+    for side in (a, b):
+        stats = side.stats()
+        assert sum(stats.endpoint.drops.values()) >= len(junk), stats.endpoint.drops
+        assert stats.endpoint.established
+
+
+def test_clean_close(open_pair: Callable[..., Opened]) -> None:
+    """Closing one end tells the other (SessionClosed by the peer), which then ends
+    its message stream; closing twice is fine."""
+    a, b, _, _ = open_pair(config())
+    a.send(b"last words", timeout=5.0)
+    assert b.receive(5.0).data == b"last words"
+    a.close()
+    a.close()
+    deadline = time.monotonic() + 3.0
+    closed: list[plait.Event] = []
+    while not closed and time.monotonic() < deadline:
+        closed = [e for e in b.poll_events() if isinstance(e, plait.SessionClosed)]
+        time.sleep(0.01)
+    assert closed == [plait.SessionClosed(code=0, by_peer=True)]
+    with pytest.raises(plait.errors.SessionClosedError):
+        b.receive(1.0)
+    assert b.stats().endpoint.closed
+
+
+def test_link_errors() -> None:
+    """Link setup errors name the link; the wrong number of links is a UsageError."""
+    with pytest.raises(LinkError, match="link 2: cannot bind"):
+        open_socket(LinkSpec(local=("192.0.2.1", 9), remote=("127.0.0.1", 9)), 2)
+    with pytest.raises(LinkError, match=r"link 0: .*'no-such-if0'"):
+        open_socket(LinkSpec(("127.0.0.1", 0), ("127.0.0.1", 9), "no-such-if0"), 0)
+    if os.geteuid() == 0:  # SO_BINDTODEVICE needs root or CAP_NET_RAW
+        open_socket(LinkSpec(("127.0.0.1", 0), ("127.0.0.1", 9), "lo"), 0).close()
+    links_a, _ = loopback_links(2)
+    with pytest.raises(plait.errors.UsageError, match="2 link specs"):
+        raw.RawSession(config(), links_a, initiator=True)
+    bad = [LinkSpec(("127.0.0.1", 0), ("127.0.0.1", 9))] * 2 + [
+        LinkSpec(("192.0.2.1", 9), ("127.0.0.1", 9))
+    ]
+
+    async def open_bad() -> None:
+        async with aio.open_session(config(), bad, initiator=True):
+            pass  # pragma: no cover
+
+    with pytest.raises(LinkError, match="link 2"):
+        asyncio.run(open_bad())
+    with pytest.raises(LinkError, match="link 2"):
+        raw.open_session(config(), bad, initiator=True)
