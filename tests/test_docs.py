@@ -1,4 +1,4 @@
-"""The Python examples in README.md run as written."""
+"""The Python examples in README.md and docs/adapters.md run as written."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), re.M | re.S)
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+_FENCE = re.compile(r"^```python\n(.*?)^```", re.M | re.S)
+BLOCKS = _FENCE.findall(README.read_text(encoding="utf-8"))
+BLOCKS += _FENCE.findall((ROOT / "docs" / "adapters.md").read_text(encoding="utf-8"))
 
 
 def test_readme_has_examples() -> None:
