@@ -1,7 +1,16 @@
-"""Named example packets: the fuzzers' seed corpus and the wire doc's test vectors."""
+"""Named example packets (the wire doc's test vectors), and the fuzzers' seed inputs.
+
+`EXAMPLES` seeds fuzz/corpus-decode/; the functions below build the seed inputs of the
+other harnesses from them and from real datagrams captured from the simulator
+(`fuzz.corpus`). All deterministic.
+"""
 
 from __future__ import annotations
 
+import random
+
+from fuzz import corpus
+from fuzz.targets import Attack
 from plait import wire
 
 _H = wire.Header(session=0x0A0B0C0D, link_seq=0xFFFE, ts=123_456_789)
@@ -47,3 +56,42 @@ EXAMPLES: dict[str, wire.Packet] = {
     "hello-response": wire.Packet(_H_ECHO, wire.Hello(nonce=bytes(range(16, 32)), response=True)),
     "close": wire.Packet(_H, wire.Close(code=1)),
 }
+
+
+def body_seeds() -> list[bytes]:
+    """`body_target` inputs: a type byte, then a real body (examples and captured)."""
+    packets = [wire.encode(p) for p in EXAMPLES.values()] + corpus.datagrams(False)
+    seeds = []
+    for data in packets:
+        offset = wire.parse_header(data)[6]
+        seeds.append(bytes(((data[0] & 0x0F) - 1,)) + data[offset:])
+    return seeds
+
+
+def fec_seeds() -> list[bytes]:
+    """`fec_target` inputs: each mode, with a genuine block and garbage after it."""
+    rng = random.Random(2024)
+    return [bytes((mode,)) + rng.randbytes(size) for mode in range(4) for size in (16, 64, 400)]
+
+
+def crypto_seeds() -> list[bytes]:
+    """`crypto_target` inputs: captured sealed datagrams as garbage, and each mode."""
+    rng = random.Random(2025)
+    seeds = [bytes((0, link, 0, 1, 0)) + data for link, data in corpus.capture(True).b_to_a[:40]]
+    seeds += [bytes((mode,)) + rng.randbytes(80) for mode in range(4) for _ in range(4)]
+    return seeds
+
+
+def endpoint_seeds(psk: bool) -> list[bytes]:
+    """Seed inputs: every captured datagram delivered as is, and a few programs that
+    mix real traffic with each attack."""
+    sent = corpus.session(psk).sent
+    seeds = [bytes((Attack.REAL,)) + i.to_bytes(2, "big") for i in range(len(sent))]
+    for i in range(0, len(sent), 5):
+        program = bytearray()
+        for attack in Attack:
+            program += bytes((Attack.REAL,)) + i.to_bytes(2, "big")
+            program += bytes((attack,)) + ((i * 7 + attack) % len(sent)).to_bytes(2, "big")
+            program += bytes((i + attack) & 0xFF for _ in range(6))
+        seeds.append(bytes(program))
+    return seeds

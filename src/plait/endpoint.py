@@ -250,7 +250,7 @@ class Endpoint:
                 t = self.links.wake_at or self.links.next_free()
                 if t is not None and t < best:
                     best = t
-        if self.initiator and not self.established and not self.closed:
+        if self.initiator and not self._hs.locked and not self.closed:
             best = min(best, self._hello_at + self.config.health.probe_interval_ns)
         return None if best == _NEVER else best
 
@@ -259,7 +259,10 @@ class Endpoint:
         if self.closed:
             return
         hc = self.config.health
-        if self.initiator and not self.established and now >= self._hello_at + hc.probe_interval_ns:
+        # until the responder has shown it holds our keys (an authenticated datagram other
+        # than HELLO), keep repeating HELLO: a replayed old HELLO may have displaced our
+        # session there while it was half-open, and this brings it back
+        if self.initiator and not self._hs.locked and now >= self._hello_at + hc.probe_interval_ns:
             self._queue_hellos()
             self._hello_at = now
         if self._can_seal():
@@ -506,8 +509,9 @@ class Endpoint:
         for _, record in rebuilt:
             try:
                 fields = parse_data(record, 0)
-            except MalformedPacket:
-                self._drop("malformed: rebuilt record")
+            except MalformedPacket:  # a record, not a datagram: counted with FEC's drops
+                if self._decoder is not None:
+                    self._decoder.stats.drop("rebuilt record does not parse")
                 continue
             count += self._record(fields, now)[1]
         if count:

@@ -216,12 +216,16 @@ class BlockDecoder:
         """A DATA record arrived (or was rebuilt elsewhere); returns records rebuilt now."""
         if seq in self._records:
             return []
+        self._store(seq, record)
+        base = self._member.get(seq)
+        return [] if base is None else self._attempt(self._blocks[base])
+
+    def _store(self, seq: int, record: bytes) -> None:
+        """Keep a record for blocks to come, within `max_records` (the oldest goes)."""
         if len(self._records) >= self.max_records:
             del self._records[next(iter(self._records))]
             self.stats.drop("record evicted")
         self._records[seq] = record
-        base = self._member.get(seq)
-        return [] if base is None else self._attempt(self._blocks[base])
 
     def on_parity(self, seq_base: int, parity: Parity) -> list[tuple[int, bytes]]:
         """A PARITY shard arrived; `seq_base` is its unwrapped base. Returns records
@@ -304,7 +308,7 @@ class BlockDecoder:
                 return []
             rebuilt.append((base + j, got))
         for seq, record in rebuilt:
-            self._records[seq] = record
+            self._store(seq, record)
         self.stats.recovered += len(rebuilt)
         self.stats.blocks_recovered += 1
         self._close(block, lost=False)

@@ -111,7 +111,15 @@ class Handshake:
         if not hello.response or session != self.session:
             return HelloOutcome.REJECT
         if self.established:
-            return HelloOutcome.REPEAT if hello.nonce == self.nonce_r else HelloOutcome.REJECT
+            if hello.nonce == self.nonce_r:
+                return HelloOutcome.REPEAT
+            if self.locked:
+                return HelloOutcome.REJECT
+            # the responder re-adopted our session after a replayed HELLO displaced it:
+            # its new nonce means new keys (we have not authenticated anything yet)
+            self.nonce_r = hello.nonce
+            self._derive()
+            return HelloOutcome.REPEAT
         self.nonce_r = hello.nonce
         self._derive()
         return HelloOutcome.ESTABLISHED

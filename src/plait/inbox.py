@@ -85,6 +85,7 @@ class Inbox:
         "_streams",
         "max_partial_bytes",
         "max_partials",
+        "max_waiting",
         "stats",
         "window",
     )
@@ -97,6 +98,7 @@ class Inbox:
         window: int = 32_768,
         max_partials: int = 1024,
         max_partial_bytes: int = 8 * 1024 * 1024,
+        max_waiting: int = 4096,
     ) -> None:
         self._emit = emit
         self._local = to_local
@@ -105,6 +107,7 @@ class Inbox:
         self._partial_bytes = 0
         self.max_partials = max_partials
         self.max_partial_bytes = max_partial_bytes
+        self.max_waiting = max_waiting  # complete messages held behind gaps, per stream
         self._streams: dict[int, _Stream] = {}
         self.stats = InboxStats()
 
@@ -157,12 +160,26 @@ class Inbox:
             part.got += 1
             part.nbytes += len(payload)
             self._partial_bytes += len(payload)
+            if self._partial_bytes > self.max_partial_bytes:
+                self._evict_partials(keep=key)
+                if key not in self._partials:
+                    return True  # it alone outgrew the bound: dropped (counted)
         if part.got == part.count:
             del self._partials[key]
             self._partial_bytes -= part.nbytes
             data = b"".join(p for p in part.parts if p is not None)
             self._complete(st, stream, msg, data, part.deadline, now)
         return True
+
+    def _evict_partials(self, keep: tuple[int, int]) -> None:
+        """Drop the oldest partial messages until their bytes fit the bound again (the
+        one being added to goes last)."""
+        for key in [k for k in self._partials if k != keep] + [keep]:
+            if self._partial_bytes <= self.max_partial_bytes:
+                return
+            old = self._partials.pop(key)
+            self._partial_bytes -= old.nbytes
+            self.stats.partials_evicted += 1
 
     def _new_partial(self, key: tuple[int, int], count: int, deadline: int) -> _Partial:
         while self._partials and (
@@ -182,6 +199,8 @@ class Inbox:
             st.waiting[msg] = (_EXPIRED, deadline)
         else:
             st.waiting[msg] = (data, deadline)
+        if len(st.waiting) > self.max_waiting:  # bounded: stop waiting for the oldest gap
+            self._expire_through(st, stream, min(st.waiting) - 1)
         self._drain(st, stream, now)
 
     def _deliver(self, st: _Stream, stream: int, msg: int, data: bytes, deadline: int) -> None:

@@ -1,0 +1,30 @@
+"""atheris harness for `Endpoint.receive_datagram` without a psk
+(target: fuzz/targets.py:endpoint_target; with a psk: fuzz_endpoint_psk.py).
+
+    python3 dev.py fuzz endpoint -runs=1000000 -print_final_stats=1
+    python3 dev.py fuzz endpoint -max_total_time=600
+
+Each input is a program of up to 24 steps against a fresh copy of a live session's
+receiving end: real datagrams captured from the simulator, replays (same link, other
+link, later, older session), truncation, padding to 65,507 bytes, bit flips, rewritten
+headers, forged bodies and random bytes (see `targets.Attack`). The seed corpus (every
+captured datagram delivered as is, and programs mixing each attack with real traffic)
+is written to fuzz/corpus-endpoint/ on first use.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import atheris
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+with atheris.instrument_imports(include=["plait"]):
+    import plait  # noqa: F401  (imported here to be instrumented)
+
+from fuzz import corpus, seeds, targets
+
+if __name__ == "__main__":
+    corpus.fuzz_main("endpoint", targets.endpoint_target, lambda: seeds.endpoint_seeds(False))

@@ -1,0 +1,25 @@
+"""atheris harness for `plait.fec.BlockDecoder` with genuine blocks and garbage
+(target: fuzz/targets.py:fec_target).
+
+    python3 dev.py fuzz fec -runs=1000000 -print_final_stats=1
+    python3 dev.py fuzz fec -max_total_time=60
+
+The seed corpus (fuzz/seeds.py:fec_seeds) is written to fuzz/corpus-fec/ on first use.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import atheris
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+with atheris.instrument_imports(include=["plait"]):
+    import plait  # noqa: F401  (imported here to be instrumented)
+
+from fuzz import corpus, seeds, targets
+
+if __name__ == "__main__":
+    corpus.fuzz_main("fec", targets.fec_target, seeds.fec_seeds)
