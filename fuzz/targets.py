@@ -43,14 +43,6 @@ __all__ = [
 
 _M32: Final = 0xFFFF_FFFF
 
-#: Bugs reported and not fixed yet, each with a strict xfail regression test: the targets
-#: step around them (by name) so that a long run goes on past them. Remove a name once
-#: its bug is fixed, and the targets check that case again.
-KNOWN_BUGS: Final[frozenset[str]] = frozenset()  # all found so far are fixed
-
-
-#: The drop reason a FEC rebuild adds to an accepted datagram (the first known bug).
-REBUILT_RECORD: Final = "malformed: rebuilt record"
 #: How much later than the truth the peer-clock mapping may be (see `_check_delivered`).
 _CLOCK_SLACK_NS: Final = 50_000_000
 
@@ -149,13 +141,7 @@ def _codecs() -> tuple[ErasureCodec, ErasureCodec]:
 
 
 def _decoder_bounds(decoder: BlockDecoder) -> None:
-    # records rebuilt from parity are stored past max_records (a reported bug:
-    # test_rebuilt_records_respect_max_records)
-    slack = decoder.stats.recovered if "rebuilt records kept past max_records" in KNOWN_BUGS else 0
-    if (
-        decoder.open_blocks > decoder.max_blocks
-        or decoder.stored_records > decoder.max_records + slack
-    ):
+    if decoder.open_blocks > decoder.max_blocks or decoder.stored_records > decoder.max_records:
         raise AssertionError("a BlockDecoder table outgrew its bound")
 
 
@@ -497,7 +483,6 @@ class _EndpointRun:
         self.forged = self.forged or forged
         ep = self.ep
         before, accepted, state = self._counted(), self._accepted(), _state(ep)
-        rebuilt = ep._drops.get(REBUILT_RECORD, 0)
         if self.fed % 2:  # a view of a buffer the caller reuses at once (the API allows it)
             buffer = bytearray(data)
             ep.receive_datagram(memoryview(buffer), link=link, now=self.now)
@@ -506,10 +491,6 @@ class _EndpointRun:
             ep.receive_datagram(data, link=link, now=self.now)
         self.fed += 1
         counted = self._counted() - before
-        if "a rebuilt record counted as a dropped datagram" in KNOWN_BUGS:
-            extra = ep._drops.get(REBUILT_RECORD, 0) - rebuilt
-            counted -= extra
-            self.base += extra
         if counted != 1:
             raise AssertionError(f"{attack.name}: counted {counted} times")
         if self._accepted() == accepted and _state(ep) != state:

@@ -1,8 +1,7 @@
 """The atheris fuzz targets, run under hypothesis: random bytes, and real inputs with
 random bytes spliced in, must never make a target raise. Also: the captured session the
 endpoint targets use really is the simulator's, and regression tests for the bugs the
-fuzzers found (strict xfail until fixed; fuzz/targets.py:KNOWN_BUGS steers the fuzzers
-around those meanwhile)."""
+fuzzers found (each was a strict xfail until it was fixed)."""
 
 from __future__ import annotations
 
