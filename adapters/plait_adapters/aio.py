@@ -33,8 +33,9 @@ from contextlib import asynccontextmanager
 from typing import TypedDict, Unpack
 
 import plait
+from plait_adapters._async import AsyncFacade
 from plait_adapters._links import LinkLike, clock, open_sockets, specs
-from plait_adapters._session import EventCallback, MessageCallback, Session, SessionStats
+from plait_adapters._session import EventCallback, MessageCallback, Session
 
 __all__ = ["AioOptions", "AioSession", "open_session"]
 
@@ -52,7 +53,7 @@ class _LinkProtocol(asyncio.DatagramProtocol):
             self._owner._session.count_error("socket", exc)
 
 
-class AioSession:
+class AioSession(AsyncFacade):
     """A plait session on an asyncio event loop. Use `open_session`."""
 
     def __init__(
@@ -105,84 +106,12 @@ class AioSession:
             self._sends.append(transport.sendto)
         self._step(clock())
 
-    # --- the API -------------------------------------------------------------------------
-
-    async def send(self, data: bytes, stream: int = 0, *, deadline: int | None = None) -> int:
-        """Queue a message and flush; waits while the send buffer is full. Returns its
-        handle, or -1 if its deadline passed while waiting (then `MessageExpired`).
-
-        Raises:
-            plait.errors.UsageError: a bad stream or size, or the session is closed.
-        """
-        s = self._session
-        now = clock()
-        due = now + s.endpoint.latency_ns if deadline is None else deadline
-        while True:
-            self._raise_error()
-            try:
-                handle = s.submit(data, stream, now, due)
-            except plait.errors.BackpressureError:
-                if self._room is None:
-                    self._room = self._loop.create_future()
-                await self._room
-                now = clock()
-                if due <= now:
-                    s.expired_unsent(stream)
-                    return -1
-                continue
-            self._step(now)
-            return handle
-
-    def send_nowait(self, data: bytes, stream: int = 0, *, deadline: int | None = None) -> int:
-        """`send` without waiting: raises `plait.errors.BackpressureError` when full."""
-        now = clock()
-        handle = self._session.submit(data, stream, now, deadline)
-        self._step(now)
-        return handle
-
-    async def receive(self) -> plait.MessageReceived:
-        """The next message.
-
-        Raises:
-            plait.errors.SessionClosedError: the session ended and every message was read.
-        """
-        messages = self._session.messages
-        while not messages:
-            self._raise_error()
-            if self._session.closed:
-                raise plait.errors.SessionClosedError("the session is closed")
-            await self._progress()
-        return messages.popleft()
-
-    def __aiter__(self) -> AioSession:
-        return self
-
-    async def __anext__(self) -> plait.MessageReceived:
-        try:
-            return await self.receive()
-        except plait.errors.SessionClosedError:
-            raise StopAsyncIteration from None
-
-    async def wait_established(self) -> None:
-        """Wait for the HELLO exchange (wrap in `asyncio.timeout` to bound it)."""
-        s = self._session
-        while not s.established:
-            self._raise_error()
-            if s.closed:
-                raise plait.errors.SessionClosedError("the session is closed")
-            await self._progress()
-
-    def poll_events(self) -> list[plait.Event]:
-        """Events (not messages) since the last call, unless `on_event` takes them."""
-        return self._session.poll_events()
+    # --- the API beyond the shared one (`AsyncFacade`) -------------------------------------
 
     def close_link(self, link: int) -> None:
         """Close one link's socket (what a dead modem looks like)."""
         self._transports[link].close()
         self._sends[link] = Session.closed_send()
-
-    def stats(self) -> SessionStats:
-        return self._session.stats()
 
     async def aclose(self) -> None:
         """Send CLOSE on every link and close the sockets. Idempotent."""
@@ -208,27 +137,7 @@ class AioSession:
         self._session.feed(link, data, now)
         self._step(now)
 
-    def _step(self, now: int) -> None:
-        s = self._session
-        try:
-            if s.events():
-                self._wake(readable=True)
-            out = s.service(now)
-            if out:
-                s.transmit(out, self._sends)
-            if s.events():
-                self._wake(readable=True)
-        except Exception as exc:  # from a callback: stop, and raise it in the application
-            s.error = exc
-            self._wake_all()
-            return
-        if self._room is not None:
-            self._wake(readable=False)
-        due, changed = s.deadline()
-        if changed:
-            self._arm(due)
-
-    def _arm(self, due: int | None) -> None:
+    def _rearm(self, due: int | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -245,30 +154,29 @@ class AioSession:
         now = clock()
         due = self._session.deadline()[0]
         if due is not None and now < due:  # early (the spin window): go round the loop
-            self._arm(due)
+            self._rearm(due)
             return
         self._step(now)
 
-    async def _progress(self) -> None:
+    async def _wait_progress(self) -> None:
         if self._readable is None:
             self._readable = self._loop.create_future()
         await self._readable
 
-    def _wake(self, *, readable: bool) -> None:
-        if readable:
-            fut, self._readable = self._readable, None
-        else:
-            fut, self._room = self._room, None
+    async def _wait_room(self) -> None:
+        if self._room is None:
+            self._room = self._loop.create_future()
+        await self._room
+
+    def _wake_readers(self) -> None:
+        fut, self._readable = self._readable, None
         if fut is not None and not fut.done():
             fut.set_result(None)
 
-    def _wake_all(self) -> None:
-        self._wake(readable=True)
-        self._wake(readable=False)
-
-    def _raise_error(self) -> None:
-        if self._session.error is not None:
-            raise self._session.error
+    def _wake_room(self) -> None:
+        fut, self._room = self._room, None
+        if fut is not None and not fut.done():
+            fut.set_result(None)
 
 
 class AioOptions(TypedDict, total=False):

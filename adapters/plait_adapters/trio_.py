@@ -33,19 +33,19 @@ from typing import TypedDict, Unpack
 import trio
 
 import plait
+from plait_adapters._async import AsyncFacade
 from plait_adapters._links import LinkLike, clock, open_sockets, specs
 from plait_adapters._session import (
     BufferPool,
     EventCallback,
     MessageCallback,
     Session,
-    SessionStats,
 )
 
 __all__ = ["TrioOptions", "TrioSession", "open_session"]
 
 
-class TrioSession:
+class TrioSession(AsyncFacade):
     """A plait session in a trio nursery. Use `open_session`."""
 
     def __init__(
@@ -79,85 +79,12 @@ class TrioSession:
         self._readable = trio.Event()
         self._room: trio.Event | None = None
 
-    # --- the API -------------------------------------------------------------------------
-
-    async def send(self, data: bytes, stream: int = 0, *, deadline: int | None = None) -> int:
-        """Queue a message and flush; waits while the send buffer is full. Returns its
-        handle, or -1 if its deadline passed while waiting (then `MessageExpired`).
-
-        Raises:
-            plait.errors.UsageError: a bad stream or size, or the session is closed.
-        """
-        s = self._session
-        now = clock()
-        due = now + s.endpoint.latency_ns if deadline is None else deadline
-        while True:
-            self._raise_error()
-            try:
-                handle = s.submit(data, stream, now, due)
-            except plait.errors.BackpressureError:
-                if self._room is None:
-                    self._room = trio.Event()
-                await self._room.wait()
-                now = clock()
-                if due <= now:
-                    s.expired_unsent(stream)
-                    return -1
-                continue
-            self._step(now)
-            await trio.lowlevel.checkpoint()
-            return handle
-
-    def send_nowait(self, data: bytes, stream: int = 0, *, deadline: int | None = None) -> int:
-        """`send` without waiting: raises `plait.errors.BackpressureError` when full."""
-        now = clock()
-        handle = self._session.submit(data, stream, now, deadline)
-        self._step(now)
-        return handle
-
-    async def receive(self) -> plait.MessageReceived:
-        """The next message.
-
-        Raises:
-            plait.errors.SessionClosedError: the session ended and every message was read.
-        """
-        messages = self._session.messages
-        while not messages:
-            self._raise_error()
-            if self._session.closed:
-                raise plait.errors.SessionClosedError("the session is closed")
-            await self._readable.wait()
-        return messages.popleft()
-
-    def __aiter__(self) -> TrioSession:
-        return self
-
-    async def __anext__(self) -> plait.MessageReceived:
-        try:
-            return await self.receive()
-        except plait.errors.SessionClosedError:
-            raise StopAsyncIteration from None
-
-    async def wait_established(self) -> None:
-        """Wait for the HELLO exchange (wrap in `trio.fail_after` to bound it)."""
-        s = self._session
-        while not s.established:
-            self._raise_error()
-            if s.closed:
-                raise plait.errors.SessionClosedError("the session is closed")
-            await self._readable.wait()
-
-    def poll_events(self) -> list[plait.Event]:
-        """Events (not messages) since the last call, unless `on_event` takes them."""
-        return self._session.poll_events()
+    # --- the API beyond the shared one (`AsyncFacade`) -------------------------------------
 
     def close_link(self, link: int) -> None:
         """Close one link's socket (what a dead modem looks like)."""
         self._tsocks[link].close()  # wakes its reader task, which then ends
         self._sends[link] = Session.closed_send()
-
-    def stats(self) -> SessionStats:
-        return self._session.stats()
 
     async def aclose(self) -> None:
         """Send CLOSE on every link, stop the tasks, close the sockets. Idempotent."""
@@ -218,42 +145,30 @@ class TrioSession:
             return math.inf
         return trio.current_time() + (due - early_ns - clock()) / 1e9
 
-    def _step(self, now: int) -> None:
-        s = self._session
-        try:
-            if s.events():
-                self._wake_readers()
-            out = s.service(now)
-            if out:
-                s.transmit(out, self._sends)
-            if s.events():
-                self._wake_readers()
-        except Exception as exc:  # from a callback: stop, and raise it in the application
-            s.error = exc
-            self._wake_all()
-            return
-        if self._room is not None:
-            self._room.set()
-            self._room = None
-        due, changed = s.deadline()
-        if changed:
-            self._due = due
-            if self._timer_scope is not None:
-                self._timer_scope.deadline = self._trio_time(due, self._spin_ns)
+    def _rearm(self, due: int | None) -> None:
+        self._due = due
+        if self._timer_scope is not None:
+            self._timer_scope.deadline = self._trio_time(due, self._spin_ns)
+
+    async def _wait_progress(self) -> None:
+        await self._readable.wait()
+
+    async def _wait_room(self) -> None:
+        if self._room is None:
+            self._room = trio.Event()
+        await self._room.wait()
+
+    async def _after_send(self) -> None:
+        await trio.lowlevel.checkpoint()
 
     def _wake_readers(self) -> None:
         self._readable.set()
         self._readable = trio.Event()
 
-    def _wake_all(self) -> None:
-        self._wake_readers()
+    def _wake_room(self) -> None:
         if self._room is not None:
             self._room.set()
             self._room = None
-
-    def _raise_error(self) -> None:
-        if self._session.error is not None:
-            raise self._session.error
 
 
 class TrioOptions(TypedDict, total=False):
