@@ -345,6 +345,24 @@ def test_forged_records_cannot_grow_the_waiting_table_without_bound() -> None:
     assert sizes[1] <= 1.25 * sizes[0], sizes
 
 
+def test_forged_records_cannot_grow_the_waiting_bytes_past_their_cap() -> None:
+    """Large complete messages behind gaps, on several streams, are capped in bytes
+    (Inbox.max_waiting_bytes, all streams together): the count cap alone would let
+    4,096 x 60 kB wait on each stream."""
+    session, feed, deadline = _forger()
+    inbox = session.b.inbox
+    peak = 0
+    for msg in range(1, 400, 2):  # every even message is missing: a gap behind each
+        for stream in range(3):
+            feed(
+                struct.pack("!BIIBH", 0, 3 * msg + stream, deadline, stream, msg) + bytes(60_000),
+                msg % 3,
+            )
+            peak = max(peak, inbox.waiting_bytes)
+    assert peak <= inbox.max_waiting_bytes, peak
+    assert 4 * inbox.max_waiting_bytes < 200 * 3 * 60_000  # the flood was far past the cap
+
+
 def test_fragments_cannot_outgrow_max_partial_bytes() -> None:
     session, feed, deadline = _forger()
     for index in range(254):  # fragment 254 never comes

@@ -7,6 +7,9 @@ Rules:
   is a fixed `ReceiveWindow` over sequence numbers.
 * **Reassembly.** Fragments are keyed by (stream, message); partial messages are bounded
   in number and bytes, the oldest evicted (and counted).
+* **Bounded waiting.** Complete messages held behind a gap are capped per stream in
+  number and across streams in bytes; past a cap the oldest gap is given up early
+  (its messages reported expired) rather than memory growing.
 * **Order with deadlines.** A stream delivers message n as soon as n is complete and
   every earlier message was delivered or expired; in-order messages are never held.
   A gap is waited for no longer than the deadline of the first complete message after
@@ -83,9 +86,11 @@ class Inbox:
         "_partial_bytes",
         "_partials",
         "_streams",
+        "_waiting_bytes",
         "max_partial_bytes",
         "max_partials",
         "max_waiting",
+        "max_waiting_bytes",
         "stats",
         "window",
     )
@@ -99,6 +104,7 @@ class Inbox:
         max_partials: int = 1024,
         max_partial_bytes: int = 8 * 1024 * 1024,
         max_waiting: int = 4096,
+        max_waiting_bytes: int = 8 * 1024 * 1024,
     ) -> None:
         self._emit = emit
         self._local = to_local
@@ -108,6 +114,8 @@ class Inbox:
         self.max_partials = max_partials
         self.max_partial_bytes = max_partial_bytes
         self.max_waiting = max_waiting  # complete messages held behind gaps, per stream
+        self.max_waiting_bytes = max_waiting_bytes  # their bytes, all streams together
+        self._waiting_bytes = 0
         self._streams: dict[int, _Stream] = {}
         self.stats = InboxStats()
 
@@ -199,9 +207,22 @@ class Inbox:
             st.waiting[msg] = (_EXPIRED, deadline)
         else:
             st.waiting[msg] = (data, deadline)
+            self._waiting_bytes += len(data)
         if len(st.waiting) > self.max_waiting:  # bounded: stop waiting for the oldest gap
             self._expire_through(st, stream, min(st.waiting) - 1)
         self._drain(st, stream, now)
+        if self._waiting_bytes > self.max_waiting_bytes:
+            self._shed_waiting(st, stream, now)
+
+    def _shed_waiting(self, st: _Stream, stream: int, now: int) -> None:
+        """Give up gaps, oldest first, until the waiting bytes fit: this stream's
+        first (it just grew), then the others in the order they began."""
+        for stream_id, other in [(stream, st), *self._streams.items()]:
+            while other.waiting and self._waiting_bytes > self.max_waiting_bytes:
+                self._expire_through(other, stream_id, min(other.waiting) - 1)
+                self._drain(other, stream_id, now)
+            if self._waiting_bytes <= self.max_waiting_bytes:
+                return
 
     def _deliver(self, st: _Stream, stream: int, msg: int, data: bytes, deadline: int) -> None:
         st.next_msg = msg + 1
@@ -226,6 +247,8 @@ class Inbox:
             item = waiting.pop(st.next_msg, None)
             if item is not None:
                 data, deadline = item
+                if data is not None:
+                    self._waiting_bytes -= len(data)
                 due = local(deadline)
                 if data is None or now > due:  # an expired placeholder, or too late now
                     self._expire_through(st, stream, st.next_msg)
@@ -300,3 +323,7 @@ class Inbox:
     @property
     def waiting(self) -> int:
         return sum(len(st.waiting) for st in self._streams.values())
+
+    @property
+    def waiting_bytes(self) -> int:
+        return self._waiting_bytes
