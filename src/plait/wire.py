@@ -13,21 +13,41 @@ rebuilt packet is decoded with the same code. Decoders raise `MalformedPacket` a
 nothing else, for any input; encoders raise `EncodeError` for any field outside its wire
 range and never produce bytes the decoder rejects (encodings are canonical:
 ``encode(decode(b)) == b`` for every accepted ``b``).
+
+This module is the record API: frozen records for every packet, `encode`/`decode` of
+them. The constants, `PacketType`, and the header and DATA record as plain values (the
+fast path the endpoint uses per datagram: `parse_header`, `parse_data`, `pack_header`,
+`pack_data`) live in `plait.wirefast`; the record codec is built on them, and this module
+re-exports them, so every name of the wire format is importable from `plait.wire`.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from enum import IntEnum
 from typing import ClassVar, Final, assert_never
 
 import attrs
 
 from plait.errors import EncodeError, MalformedPacket
-
-#: What the decoders accept: any contiguous buffer of bytes.
-Buffer = bytes | bytearray | memoryview
+from plait.wirefast import (
+    ECHO_SIZE,
+    HEADER_SIZE,
+    NONCE_SIZE,
+    TAG_SIZE,
+    UDP_IPV4_OVERHEAD,
+    UDP_IPV6_OVERHEAD,
+    VERSION,
+    Buffer,
+    DataFields,
+    HeaderFields,
+    PacketType,
+    need,
+    pack_data,
+    pack_header,
+    parse_data,
+    parse_header,
+)
 
 __all__ = [
     "ECHO_SIZE",
@@ -65,54 +85,9 @@ __all__ = [
     "parse_header",
 ]
 
-VERSION: Final = 1
-#: Bytes of the common header (without echo).
-HEADER_SIZE: Final = 11
-#: Bytes of the optional echo block.
-ECHO_SIZE: Final = 6
-#: Bytes of the AEAD tag appended when the session has a pre-shared key.
-TAG_SIZE: Final = 16
-#: Bytes of the HELLO nonce.
-NONCE_SIZE: Final = 16
-#: IPv4 (20) + UDP (8) header bytes every datagram also costs on the link.
-UDP_IPV4_OVERHEAD: Final = 28
-#: IPv6 (40) + UDP (8) header bytes every datagram also costs on the link.
-UDP_IPV6_OVERHEAD: Final = 48
-
-
-class PacketType(IntEnum):
-    """The 4-bit packet type. 0 and 8-15 are unassigned: a receiver drops them."""
-
-    DATA = 1
-    """A message or a fragment of one: the unit of ordering, dedup and FEC."""
-    PARITY = 2
-    """One Reed-Solomon parity shard over a block of consecutive DATA records."""
-    FEEDBACK = 3
-    """Receiver report: received data-sequence ranges and per-link counters."""
-    PROBE = 4
-    """Keepalive / RTT probe; the peer answers with PROBE_ACK on the same link."""
-    PROBE_ACK = 5
-    """Answer to a PROBE; always carries the echo of the probe's timestamp."""
-    HELLO = 6
-    """Session start: the initiator's (or, as a response, the responder's) nonce."""
-    CLOSE = 7
-    """The sender is closing the session, with a reason code."""
-
-
-_VERSION_SHIFT: Final = 5
-_ECHO_BIT: Final = 0x10
-_TYPE_MASK: Final = 0x0F
-_VERSION_BITS: Final = VERSION << _VERSION_SHIFT
-
-# DATA body flag: the fragment fields follow the fixed part.
-_FLAG_FRAG: Final = 0x01
 # HELLO body flag: this HELLO answers the peer's HELLO.
 _FLAG_RESPONSE: Final = 0x01
 
-_HDR: Final = struct.Struct("!BIHI")
-_ECHO: Final = struct.Struct("!IH")
-_DATA: Final = struct.Struct("!BIIBH")
-_FRAG: Final = struct.Struct("!BB")
 _PARITY: Final = struct.Struct("!BIBBB")
 _FEEDBACK: Final = struct.Struct("!BIHBB")
 _RANGE: Final = struct.Struct("!HH")
@@ -259,15 +234,8 @@ class Packet:
 
 
 # --- rules shared by encoder and decoder -----------------------------------------------
-# Each returns None when the fields are acceptable, else a short reason.
-
-
-def _frag_problem(index: int, count: int, payload_len: int) -> str | None:
-    if count == 1:
-        return None if index == 0 else "fragment index without fragments"
-    if count < 1 or index >= count:
-        return "fragment index out of range"
-    return None if payload_len else "empty fragment"
+# Each returns None when the fields are acceptable, else a short reason. (DATA's rule is
+# with its fast path in `plait.wirefast`.)
 
 
 def _parity_problem(count: int, parity_count: int, index: int, shard_len: int) -> str | None:
@@ -303,56 +271,12 @@ def _feedback_problem(
 # --- encoding --------------------------------------------------------------------------
 
 
-def pack_header(
-    ptype: PacketType, session: int, link_seq: int, ts: int, echo_ts: int | None, echo_delay: int
-) -> bytes:
-    """Fast path of `encode_header`: the header from plain values (echo_ts None: no echo).
-
-    Raises:
-        EncodeError: a field is outside its wire range.
-    """
-    try:
-        if echo_ts is None:
-            return _HDR.pack(_VERSION_BITS | ptype, session, link_seq, ts)
-        return _HDR.pack(_VERSION_BITS | _ECHO_BIT | ptype, session, link_seq, ts) + _ECHO.pack(
-            echo_ts, echo_delay
-        )
-    except struct.error as exc:
-        raise EncodeError(f"header field out of range: {exc}") from None
-
-
 def encode_header(ptype: PacketType, header: Header) -> bytes:
     """The common header (and echo, if any) for a packet of type `ptype`."""
     echo = header.echo
     if echo is None:
         return pack_header(ptype, header.session, header.link_seq, header.ts, None, 0)
     return pack_header(ptype, header.session, header.link_seq, header.ts, echo.ts, echo.delay)
-
-
-def pack_data(
-    seq: int,
-    deadline: int,
-    stream: int,
-    msg: int,
-    payload: bytes,
-    frag_index: int = 0,
-    frag_count: int = 1,
-) -> bytes:
-    """Fast path of `encode_body` for DATA: the DATA record from plain values.
-
-    Raises:
-        EncodeError: a field is outside its wire range or the fragment fields are wrong.
-    """
-    problem = _frag_problem(frag_index, frag_count, len(payload))
-    if problem:
-        raise EncodeError(problem)
-    try:
-        if frag_count == 1:
-            return _DATA.pack(0, seq, deadline, stream, msg) + payload
-        fixed = _DATA.pack(_FLAG_FRAG, seq, deadline, stream, msg)
-        return fixed + _FRAG.pack(frag_index, frag_count) + payload
-    except struct.error as exc:
-        raise EncodeError(f"DATA field out of range: {exc}") from None
 
 
 def _encode_parity(body: Parity) -> bytes:
@@ -439,50 +363,6 @@ def encode(packet: Packet) -> bytes:
 # --- decoding --------------------------------------------------------------------------
 
 
-def _malformed(reason: str) -> MalformedPacket:
-    return MalformedPacket(reason)
-
-
-def _first_byte_table() -> tuple[PacketType | None, ...]:
-    """First byte -> packet type for version 1 (echo bit either way); None: drop."""
-    table: list[PacketType | None] = [None] * 256
-    for ptype in PacketType:
-        table[_VERSION_BITS | ptype] = ptype
-        table[_VERSION_BITS | _ECHO_BIT | ptype] = ptype
-    return tuple(table)
-
-
-_FIRST_BYTE: Final = _first_byte_table()
-
-#: What `parse_header` returns: type, session, link_seq, ts, echo_ts (None: no echo),
-#: echo_delay, and the offset where the body starts.
-HeaderFields = tuple[PacketType, int, int, int, int | None, int, int]
-
-
-def parse_header(data: Buffer) -> HeaderFields:
-    """Fast path of `decode_header`: the same checks, plain values instead of records.
-
-    Raises:
-        MalformedPacket: truncated, unknown version or type, or PROBE_ACK without echo.
-    """
-    if len(data) < HEADER_SIZE:
-        raise _malformed("truncated header")
-    first, session, link_seq, ts = _HDR.unpack_from(data)
-    ptype = _FIRST_BYTE[first]
-    if ptype is None:
-        if first >> _VERSION_SHIFT != VERSION:
-            raise _malformed("unknown version")
-        raise _malformed("unknown type")
-    if not first & _ECHO_BIT:
-        if ptype is PacketType.PROBE_ACK:
-            raise _malformed("PROBE_ACK without echo")
-        return ptype, session, link_seq, ts, None, 0, HEADER_SIZE
-    if len(data) < HEADER_SIZE + ECHO_SIZE:
-        raise _malformed("truncated echo")
-    echo_ts, echo_delay = _ECHO.unpack_from(data, HEADER_SIZE)
-    return ptype, session, link_seq, ts, echo_ts, echo_delay, HEADER_SIZE + ECHO_SIZE
-
-
 def decode_header(data: Buffer) -> tuple[PacketType, Header, int]:
     """Parse the common header (and echo) of `data`.
 
@@ -494,37 +374,6 @@ def decode_header(data: Buffer) -> tuple[PacketType, Header, int]:
     ptype, session, link_seq, ts, echo_ts, echo_delay, offset = parse_header(data)
     echo = None if echo_ts is None else Echo(echo_ts, echo_delay)
     return ptype, Header(session, link_seq, ts, echo), offset
-
-
-def _need(data: Buffer, end: int, what: str) -> None:
-    if len(data) < end:
-        raise _malformed("truncated " + what)
-
-
-#: What `parse_data` returns, in `Data`'s field order:
-#: seq, deadline, stream, msg, payload, frag_index, frag_count.
-DataFields = tuple[int, int, int, int, bytes, int, int]
-
-
-def parse_data(data: Buffer, off: int) -> DataFields:
-    """Fast path of decoding a DATA body at `off`: the same checks, a plain tuple.
-
-    Raises:
-        MalformedPacket: for any input the format does not allow.
-    """
-    _need(data, off + _DATA.size, "DATA")
-    flags, seq, deadline, stream, msg = _DATA.unpack_from(data, off)
-    off += _DATA.size
-    if flags == 0:
-        return seq, deadline, stream, msg, bytes(data[off:]), 0, 1
-    if flags != _FLAG_FRAG:
-        raise _malformed("reserved DATA flags")
-    _need(data, off + _FRAG.size, "fragment fields")
-    index, count = _FRAG.unpack_from(data, off)
-    off += _FRAG.size
-    if count < 2 or _frag_problem(index, count, len(data) - off):
-        raise _malformed("bad fragment fields")
-    return seq, deadline, stream, msg, bytes(data[off:]), index, count
 
 
 def _decode_data(data: Buffer, off: int) -> Data:
@@ -541,27 +390,27 @@ def _decode_data(data: Buffer, off: int) -> Data:
 
 
 def _decode_parity(data: Buffer, off: int) -> Parity:
-    _need(data, off + _PARITY.size, "PARITY")
+    need(data, off + _PARITY.size, "PARITY")
     flags, base, count, parity_count, index = _PARITY.unpack_from(data, off)
     off += _PARITY.size
     if flags:
-        raise _malformed("reserved PARITY flags")
+        raise MalformedPacket("reserved PARITY flags")
     problem = _parity_problem(count, parity_count, index, len(data) - off)
     if problem:
-        raise _malformed(problem)
+        raise MalformedPacket(problem)
     return Parity(
         base=base, count=count, parity_count=parity_count, index=index, shard=bytes(data[off:])
     )
 
 
 def _decode_feedback(data: Buffer, off: int) -> Feedback:
-    _need(data, off + _FEEDBACK.size, "FEEDBACK")
+    need(data, off + _FEEDBACK.size, "FEEDBACK")
     flags, largest, first_run, n_ranges, n_links = _FEEDBACK.unpack_from(data, off)
     off += _FEEDBACK.size
     if flags:
-        raise _malformed("reserved FEEDBACK flags")
+        raise MalformedPacket("reserved FEEDBACK flags")
     if len(data) != off + n_ranges * _RANGE.size + n_links * _LINK_REPORT.size:
-        raise _malformed("FEEDBACK length")
+        raise MalformedPacket("FEEDBACK length")
     ranges = tuple(_RANGE.unpack_from(data, off + i * _RANGE.size) for i in range(n_ranges))
     off += n_ranges * _RANGE.size
     links = tuple(
@@ -570,21 +419,21 @@ def _decode_feedback(data: Buffer, off: int) -> Feedback:
     )
     problem = _feedback_problem(largest, first_run, ranges, links)
     if problem:
-        raise _malformed(problem)
+        raise MalformedPacket(problem)
     return Feedback(largest=largest, first_run=first_run, ranges=ranges, links=links)
 
 
 def _flags_only(data: Buffer, off: int, what: str) -> None:
-    _need(data, off + 1, what)
+    need(data, off + 1, what)
     if data[off]:
-        raise _malformed("reserved " + what + " flags")
+        raise MalformedPacket("reserved " + what + " flags")
 
 
 def _decode_probe(data: Buffer, off: int) -> Probe:
     _flags_only(data, off, "PROBE")
     padding = len(data) - off - 1
     if padding and bytes(data[off + 1 :]).count(0) != padding:
-        raise _malformed("PROBE padding not zero")
+        raise MalformedPacket("PROBE padding not zero")
     return Probe(padding=padding)
 
 
@@ -594,25 +443,25 @@ _PROBE_ACK: Final = ProbeAck()
 def _decode_probe_ack(data: Buffer, off: int) -> ProbeAck:
     _flags_only(data, off, "PROBE_ACK")
     if len(data) != off + 1:
-        raise _malformed("PROBE_ACK length")
+        raise MalformedPacket("PROBE_ACK length")
     return _PROBE_ACK
 
 
 def _decode_hello(data: Buffer, off: int) -> Hello:
     if len(data) != off + _HELLO.size:
-        raise _malformed("HELLO length")
+        raise MalformedPacket("HELLO length")
     flags, nonce = _HELLO.unpack_from(data, off)
     if flags & ~_FLAG_RESPONSE:
-        raise _malformed("reserved HELLO flags")
+        raise MalformedPacket("reserved HELLO flags")
     return Hello(nonce=nonce, response=bool(flags))
 
 
 def _decode_close(data: Buffer, off: int) -> Close:
     if len(data) != off + _CLOSE.size:
-        raise _malformed("CLOSE length")
+        raise MalformedPacket("CLOSE length")
     flags, code = _CLOSE.unpack_from(data, off)
     if flags:
-        raise _malformed("reserved CLOSE flags")
+        raise MalformedPacket("reserved CLOSE flags")
     return Close(code=code)
 
 
