@@ -2,8 +2,9 @@
 
 It composes the parts and holds no algorithm of its own: `Outbox` (stream queues,
 numbering, repair), `Inbox` (dedup, reassembly, ordered delivery), `LinkSet` (pacing,
-health, link choice), `plait.fec` (parity out, rebuilds in), `plait.crypto` (AEAD), and
-`ClockMap` (the peer's deadlines in our clock).
+health, link choice), `plait.fec` (parity out, rebuilds in), `plait.feedback` (reports
+out, acks and losses in), `plait.crypto` (AEAD), and `ClockMap` (the peer's deadlines in
+our clock).
 
 Every caller follows one loop::
 
@@ -40,12 +41,13 @@ from plait.events import (
 )
 from plait.fec import BlockDecoder
 from plait.fecpolicy import FecSender, codec, new_encoder
+from plait.feedback import FeedbackTimer, handle_feedback, loss_timeout, write_feedback
 from plait.handshake import Handshake, HelloOutcome
 from plait.inbox import Inbox
 from plait.links import LinkState
 from plait.linkset import LinkSet
 from plait.outbox import Item, Outbox
-from plait.seq import SEQ16, SEQ32
+from plait.seq import SEQ32
 from plait.stats import Stats, snapshot
 from plait.wire import (
     ECHO_SIZE,
@@ -54,7 +56,6 @@ from plait.wire import (
     Buffer,
     Close,
     Feedback,
-    LinkReport,
     PacketType,
     Parity,
     Probe,
@@ -69,7 +70,6 @@ __all__ = ["Endpoint"]
 _DATA_OVERHEAD: Final = 14  # DATA fixed fields + fragment fields
 _MAX_EVENTS: Final = 65_536
 _NEVER: Final = 1 << 62
-_MAX_RANGES: Final = 32
 _COPIES: Final = {None: 0, "best2": 1, "all": 15}
 Meta = tuple[int, int, int, int | None, int]  # link seq (unwrapped), size, ts, echo ts, delay
 
@@ -98,8 +98,7 @@ class Endpoint:
         self._events_dropped = 0
         self._drops: dict[str, int] = {}
         self.links = LinkSet(config, now)
-        no_rtt = config.health.probe_interval_ns + 2 * config.feedback_interval_ns
-        self._timeouts = [no_rtt] * len(config.links)  # per link, see _loss_timeout
+        self._timeouts = [loss_timeout(config, None)] * len(config.links)  # per link id
         self._states = [ln.health.state for ln in self.links.links]  # as last reported
         self._clock = ClockMap()
         self.latency_ns = config.latency_ns
@@ -117,8 +116,7 @@ class Endpoint:
         )
         self.inbox = Inbox(self._emit, self._clock.to_local)
         self._control: deque[tuple[int, PacketType, bytes, bool]] = deque()
-        self._feedback_due: int | None = None
-        self._last_feedback = now
+        self._feedback = FeedbackTimer(config.feedback_interval_ns, now)
         self._fec = FecSender(self.outbox, self.links, config.fec, now)
         self.closed = False
         self._hello_at = now
@@ -231,7 +229,7 @@ class Endpoint:
         """When `handle_timer` should next be called (absolute ns), or None. A pure query
         (it may discard bookkeeping of what is already finished)."""
         best = _NEVER
-        for t in (self.outbox.deadline(), self.inbox.deadline(), self._feedback_due):
+        for t in (self.outbox.deadline(), self.inbox.deadline(), self._feedback.due):
             if t is not None and t < best:
                 best = t
         if self._can_seal():
@@ -272,10 +270,10 @@ class Endpoint:
                     ln.health.on_probe_sent(now)
                 ln.health.update(now)
             self._sync_states()
-        if self._feedback_due is not None and now >= self._feedback_due:
+        if self._feedback.due is not None and now >= self._feedback.due:
             self._queue_feedback(now)
         for ln in self.links.links:
-            self.outbox.check_timeout(ln.id, now, self._loss_timeout(ln.id))
+            self.outbox.check_timeout(ln.id, now, self._timeouts[ln.id])
         self.outbox.on_timer(now)
         self.inbox.on_timer(now)
         if self._decoder is not None:
@@ -387,24 +385,10 @@ class Endpoint:
             self._control.append((ln.id, PacketType.HELLO, body, not self.initiator))
 
     def _queue_feedback(self, now: int) -> None:
-        largest, first_run, pairs = self.inbox.feedback_ranges(_MAX_RANGES)
-        reports = tuple(
-            LinkReport(
-                ln.id,
-                (ln.health.inbound.highest or 0) & 0xFFFF,
-                ln.health.inbound.received & 0xFFFF,
-                min(0xFFFF, ln.health.jitter.us),
-            )
-            for ln in self.links.links
-            if ln.health.inbound.highest is not None
-        )
-        body = Feedback(
-            largest=largest & 0xFFFF_FFFF, first_run=first_run, ranges=pairs, links=reports
-        )
+        body = write_feedback(self.inbox, self.links)
         link = self.links.best_link(now)
-        self._control.append((link, PacketType.FEEDBACK, encode_body(body), False))
-        self._feedback_due = None
-        self._last_feedback = now
+        self._control.append((link, PacketType.FEEDBACK, body, False))
+        self._feedback.sent(now)
 
     # --- receiving internals -----------------------------------------------------------------
 
@@ -454,8 +438,7 @@ class Endpoint:
         if echo_ts is not None:  # a new RTT sample: what depends on RTTs moves
             self._clock.min_rtt_ns = self.links.min_rtt()
             self._clock.margin_ns = self.links.clock_margin(self.latency_ns)
-            rtt = ln.health.rtt
-            self._timeouts[link] = rtt.rto_ns + rtt.srtt // 4 + 2 * self.config.feedback_interval_ns
+            self._timeouts[link] = loss_timeout(self.config, ln.health.rtt)
 
     def _receive_hello(self, data: Buffer, link: int, now: int, session: int, offset: int) -> None:
         _, _, link_seq, ts, echo_ts, echo_delay, _ = parse_header(data)
@@ -499,7 +482,7 @@ class Endpoint:
         deadline = self._clock.unwrap_us(deadline_us, now)
         new = self.inbox.on_record(seq, deadline, stream, msg, payload, index, count, now)
         if new:
-            self._feedback_soon(now)
+            self._feedback.soon(now)
         return seq, new
 
     def _rebuilt(self, rebuilt: list[tuple[int, bytes]], now: int) -> None:
@@ -528,29 +511,8 @@ class Endpoint:
     def _on_feedback(self, body: Buffer, offset: int, link: int, now: int, meta: Meta) -> None:
         fb = decode_body(PacketType.FEEDBACK, body, offset)
         self._accept(link, now, meta)
-        if not isinstance(fb, Feedback):
-            return
-        if fb.first_run:
-            hi = SEQ32.unwrap(fb.largest, self.outbox.next_seq)
-            lo = hi - fb.first_run + 1
-            self.outbox.on_acked(lo, hi)
-            for gap, run in fb.ranges:
-                hi = lo - gap - 1
-                lo = hi - run + 1
-                self.outbox.on_acked(lo, hi)
-        for report in fb.links:
-            if report.link >= len(self.links):
-                continue
-            ln = self.links.links[report.link]
-            ln.health.on_report(report.link_seq, report.received, now)
-            if ln.health.sent:
-                highest = SEQ16.unwrap(report.link_seq, ln.health.sent - 1)
-                rtt = ln.health.rtt
-                window = max(1_000_000, rtt.min_rtt // 8, 2_000 * report.jitter)
-                rack = rtt.srtt + window if rtt.samples else self._loss_timeout(ln.id)
-                self.outbox.on_link_report(
-                    report.link, highest, now, self._loss_timeout(ln.id), rack
-                )
+        if isinstance(fb, Feedback):
+            handle_feedback(fb, self.outbox, self.links, self._timeouts, now)
 
     def _on_probe(self, body: Buffer, offset: int, link: int, now: int, meta: Meta) -> None:
         decode_body(PacketType.PROBE, body, offset)
@@ -569,18 +531,6 @@ class Endpoint:
             self._emit(SessionClosed(code=close.code, by_peer=True))
 
     # --- timers internals ------------------------------------------------------------------
-
-    def _loss_timeout(self, link: int) -> int:
-        """How long a record may stay unacknowledged on `link` before it counts as lost.
-        Losses are mostly found from the peer's link reports; this timeout is for tails,
-        so it is generous: RTO + a quarter RTT + two feedback intervals (the peer's delay
-        before it reports, and its report queueing behind data); before any RTT sample,
-        the probe interval + two feedback intervals. Updated with each RTT sample."""
-        return self._timeouts[link]
-
-    def _feedback_soon(self, now: int) -> None:
-        if self._feedback_due is None:
-            self._feedback_due = max(now, self._last_feedback + self.config.feedback_interval_ns)
 
     def _sync_states(self) -> None:
         """Report every link whose health state changed since it was last reported."""
