@@ -21,7 +21,10 @@ processes on one CPU, where a wake-up is a context switch and costs far less), e
 adapter (plait with 3 links, no FEC, no psk: this times the adapter and the endpoint's
 per-datagram work, not FEC or AEAD), and aioquic's asyncio DATAGRAM path when aioquic is
 installed (its server side under test, stock asyncio; the send column is
-`send_datagram_frame` + `transmit`). The first `WARMUP` pings are not counted.
+`send_datagram_frame` + `transmit`). The io_uring adapter sends a whole flush in one
+submission, so its send column ends when that submission returns (the kernel runs a UDP
+send inline, within it); the row is skipped, with the reason, where io_uring is not
+available. The first `WARMUP` pings are not counted.
 
 The timer table: the application sends a burst of 600 x 1200-byte messages over 3 links
 paced at 5 Mbit/s each (a release every ~0.65 ms), and the adapter reports how late its
@@ -46,13 +49,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from _harness import write_json
 
 import plait
-from plait_adapters import LinkSpec, aio, raw
+from plait_adapters import LinkSpec, aio, raw, uring
 
 CLOCK = time.monotonic_ns
 MAGIC = b"\xa5plait-bench"
@@ -63,6 +66,7 @@ Sends = list[Callable[[bytes], object]]
 APP_CPU = 0
 PEER_CPU = 1 if (os.cpu_count() or 1) >= 2 else 0
 PEER_POLICY: set[str] = set()  # the peers' scheduling policies, for the JSON
+URING_UNAVAILABLE = uring.availability()  # None, or why the io_uring rows are skipped
 
 
 def payload(kind: bytes, i: int) -> bytes:
@@ -101,6 +105,23 @@ def instrument(sends: Sends, kind: bytes, times: list[int], *, before: bool) -> 
             return result
 
         sends[link] = timed
+
+
+def instrument_batch(transport: uring.UringTransport, kind: bytes, times: list[int]) -> None:
+    """`instrument` for the io_uring adapter, which sends a flush as one batch: the
+    datagrams have left once the batch's submission returns."""
+    send_batch = transport.send_batch
+
+    def timed(items: Iterable[tuple[bytes, int]]) -> None:
+        items = list(items)
+        send_batch(items)
+        t = CLOCK()
+        for data, _ in items:
+            i = index_of(data, kind)
+            if 0 <= i < len(times) and not times[i]:
+                times[i] = t
+
+    transport.send_batch = timed  # type: ignore[method-assign]  # timing it
 
 
 def links_pair(n: int) -> tuple[list[LinkSpec], list[LinkSpec]]:
@@ -273,9 +294,18 @@ def app_udp(times: Times, n: int, cpu: int | None) -> list[int]:
         return peer_result(proc)
 
 
-def app_raw(times: Times, n: int, cpu: int | None, *, callback: bool, **opts: Any) -> list[int]:
+def app_raw(
+    times: Times,
+    n: int,
+    cpu: int | None,
+    *,
+    callback: bool,
+    opener: Callable[..., Any] = raw.open_session,
+    **opts: Any,
+) -> list[int]:
+    """A thread-driven adapter: `raw`, or `uring` (``opener=uring.open_session``)."""
     app, peer = links_pair(3)
-    held: list[raw.RawSession] = []
+    held: list[Any] = []
 
     def on_message(m: plait.MessageReceived) -> None:
         i, reply = times.on_ping(m.data, CLOCK())
@@ -283,9 +313,12 @@ def app_raw(times: Times, n: int, cpu: int | None, *, callback: bool, **opts: An
         held[0].send(reply)
 
     handler = on_message if callback else None
-    with raw.open_session(plait_config(), app, initiator=False, on_message=handler, **opts) as s:
+    with opener(plait_config(), app, initiator=False, on_message=handler, **opts) as s:
         held.append(s)
-        instrument(s._sends, b"R", times.done, before=False)
+        if isinstance(s, uring.UringSession):
+            instrument_batch(s._transport, b"R", times.done)
+        else:
+            instrument(s._sends, b"R", times.done, before=False)
         proc = spawn_peer("plait", peer, n, cpu)
         if not callback:
             for _ in range(n):
@@ -416,9 +449,9 @@ def _burst_result(stats: Any, cpu0: float, t0: int) -> dict[str, float]:
     }
 
 
-def timers_raw(**opts: Any) -> dict[str, float]:
+def timers_raw(opener: Callable[..., Any] = raw.open_session, **opts: Any) -> dict[str, float]:
     app, peer = links_pair(3)
-    with raw.open_session(plait_config(5_000_000, 10**10), app, initiator=False, **opts) as s:
+    with opener(plait_config(5_000_000, 10**10), app, initiator=False, **opts) as s:
         proc = spawn_peer("sink", peer, 0, PEER_CPU)
         s.wait_established(10)
         t0, cpu0 = CLOCK(), time.process_time()
@@ -492,6 +525,12 @@ def latency_cases(has: dict[str, bool], cpu: int) -> list[Case]:
             lambda t, k: app_raw(t, k, cpu, callback=True, busy_poll_ns=200_000),
         ),
         ("raw, iterator in another thread", lambda t, k: app_raw(t, k, cpu, callback=False)),
+        (
+            "io_uring, callback",
+            (lambda t, k: app_raw(t, k, cpu, callback=True, opener=uring.open_session))
+            if URING_UNAVAILABLE is None
+            else URING_UNAVAILABLE,
+        ),
         ("asyncio, max_size 2048", lambda t, k: app_aio(t, k, cpu, new_loop)),
         (
             "asyncio, max_size 256 KiB (stock)",
@@ -614,6 +653,8 @@ def run_timers(has: dict[str, bool]) -> dict[str, Any]:
                 lambda: timers_async(trio.run, trio_.open_session, trio.sleep, spin_ns=0),
             ),
         ]
+    if URING_UNAVAILABLE is None:
+        rows.append(("io_uring, hybrid wait", lambda: timers_raw(uring.open_session)))
     out: dict[str, Any] = {}
     print(
         f"\n{'timers while pacing (~0.65 ms apart)':44} {'late p50':>9} {'p99':>8}"

@@ -4,16 +4,16 @@ The conformance suite (`tests/test_adapters.py`) is written once against `End`; 
 runtime gets a pair factory here that opens the responder, then the initiator, and
 yields them as two `End`s:
 
-* thread-driven adapters (`plait_adapters.raw`) already have `End`'s blocking API:
-  `sync_pair` opens them as they are;
+* thread-driven adapters (`plait_adapters.raw`, `plait_adapters.uring`) already have
+  `End`'s blocking API: `sync_pair` opens them as they are;
 * async adapters run both ends on one event loop in a background thread; `AsyncEnd`
   forwards each call to that loop and waits for it (`aio_pair`, `trio_pair`).
 
-To add an adapter (io_uring), add an entry to `ADAPTERS`: a function that returns a
-`PairFactory`, or a string saying why it is skipped here (missing module, kernel
-without io_uring). A blocking adapter whose `open_session(config, links,
-initiator=..., on_message=...)` returns an object with `End`'s methods needs only
-``lambda: functools.partial(sync_pair, plait_adapters.uring.open_session)``.
+To add an adapter, add an entry to `ADAPTERS`: a function that returns a `PairFactory`,
+or a string saying why it is skipped here (missing module, kernel without io_uring);
+pytest shows that string as the skip reason. A blocking adapter whose
+`open_session(config, links, initiator=..., on_message=...)` returns an object with
+`End`'s methods needs only ``functools.partial(sync_pair, module.open_session)``.
 """
 
 from __future__ import annotations
@@ -335,10 +335,20 @@ def _trio() -> PairFactory | str:
     return trio_pair
 
 
+def _io_uring() -> PairFactory | str:
+    from plait_adapters import uring  # noqa: PLC0415
+
+    reason = uring.availability()
+    if reason is not None:
+        return f"io_uring unavailable: {reason}"
+    return functools.partial(sync_pair, uring.open_session)
+
+
 ADAPTERS: dict[str, Callable[[], PairFactory | str]] = {
     "raw": _raw,
     "asyncio": _asyncio,
     "uvloop": _uvloop,
     "trio": _trio,
+    "io_uring": _io_uring,
 }
 """Adapter name -> a function giving its pair factory, or why it is skipped."""

@@ -1,8 +1,10 @@
 """One conformance suite for every adapter, over real UDP sockets on 127.0.0.1.
 
-Both ends run in this process (threads for raw sockets, one event loop for asyncio,
-uvloop and trio; see `tests/adapter_pairs.py`), over 3 links with ephemeral ports.
-Each case is bounded (every wait has a timeout) and takes about a second.
+Both ends run in this process (threads for raw sockets and io_uring, one event loop for
+asyncio, uvloop and trio; see `tests/adapter_pairs.py`), over 3 links with ephemeral
+ports. An adapter that cannot run here (io_uring on an old kernel or without uring-api,
+trio not installed) is skipped with the reason. Each case is bounded (every wait has a
+timeout) and takes about a second.
 """
 
 from __future__ import annotations
@@ -183,6 +185,25 @@ def test_junk(open_pair: Callable[..., Opened], psk: bytes | None) -> None:
         stats = side.stats()
         assert sum(stats.endpoint.drops.values()) >= len(junk), stats.endpoint.drops
         assert stats.endpoint.established
+
+
+def test_empty_datagrams(open_pair: Callable[..., Opened]) -> None:
+    """Zero-length datagrams from the peer's address are read and dropped like any
+    other junk (each counted), and the link goes on reading what follows them."""
+    a, _, links_a, _ = open_pair(config())
+    spec = links_a[0]
+    before = sum(a.stats().endpoint.drops.values())
+    spoof = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with spoof:
+        spoof.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        spoof.bind(spec.remote)
+        for data in (b"", b"", b"\xff" * 20, b"", b"\xff" * 20):
+            spoof.sendto(data, spec.local)
+    dropped, deadline = 0, time.monotonic() + 3.0
+    while dropped < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+        dropped = sum(a.stats().endpoint.drops.values()) - before
+    assert dropped >= 5, a.stats().endpoint.drops
 
 
 def test_clean_close(open_pair: Callable[..., Opened]) -> None:

@@ -1,11 +1,16 @@
 """The io_uring transport (plait_adapters.uring) over loopback UDP sockets.
 
-Skipped, with the reason shown, where io_uring or the uring-api binding is unavailable
-(not Linux, kernel < 6.0, io_uring disabled by sysctl or seccomp, binding not installed).
+The session on it (`uring.open_session`) runs the adapters' conformance suite
+(tests/test_adapters.py, as "io_uring"); these are the transport's own guarantees, which
+that suite cannot see: one submission per batch, order per link, re-arming, the thread
+that owns the receives, closing a link or the ring. Skipped, with the reason shown, where
+io_uring or the uring-api binding is unavailable (not Linux, kernel < 6.0, io_uring
+disabled by sysctl or seccomp, binding not installed).
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import select
@@ -13,12 +18,15 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+import plait
 from plait.errors import PlaitError, UsageError
 from plait_adapters import uring
 from plait_adapters.uring import UringTransport, UringUnavailable
+from tests.adapter_pairs import ADAPTERS, loopback_links
 
 REASON = uring.availability()
 needs_uring = pytest.mark.skipif(REASON is not None, reason=f"io_uring unavailable: {REASON}")
@@ -77,6 +85,16 @@ def test_unavailable_is_a_clear_typed_error(monkeypatch: pytest.MonkeyPatch) -> 
         assert isinstance(info.value, RuntimeError)
         assert isinstance(info.value, PlaitError)
         assert info.value.reason == "the uring-api package is not installed"
+        # the session raises it too, before starting anything and with no socket left open
+        fds = set(os.listdir("/proc/self/fd"))
+        cfg = plait.Config(links=[plait.LinkConfig(rate_bps=1_000_000)] * 3)
+        with pytest.raises(UringUnavailable, match="uring-api package is not installed"):
+            uring.open_session(cfg, loopback_links(3)[0], initiator=True)
+        assert set(os.listdir("/proc/self/fd")) == fds
+        # and the conformance suite skips io_uring, saying why
+        assert ADAPTERS["io_uring"]() == (
+            "io_uring unavailable: the uring-api package is not installed"
+        )
     finally:
         s.close()
 
@@ -161,21 +179,37 @@ def test_receive_rearms_after_the_buffer_ring_runs_dry(
 
 
 @needs_uring
+def test_zero_length_datagrams_come_out_empty(
+    pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    """A zero-length datagram ends the kernel's multishot; it is delivered as b"" and the
+    receive armed again for what follows."""
+    a, b = pairs[0]
+    with UringTransport([b]) as t:
+        for data in (b"", b"next", b"", b""):
+            a.send(data)
+        assert _receive_all(t, 4) == [(0, b""), (0, b"next"), (0, b""), (0, b"")]
+        assert t.receive_errors == 0
+
+
+@needs_uring
 def test_receive_rearms_after_a_socket_error() -> None:
-    """An ICMP port unreachable ends the multishot with ECONNREFUSED; the next datagram
-    still arrives, through the re-armed receive."""
+    """An ICMP port unreachable ends the multishot with ECONNREFUSED (counted, and told to
+    `on_error`); the next datagram still arrives, through the re-armed receive."""
     a, b = _udp(), _udp()
     port = a.getsockname()[1]
     b.connect(a.getsockname())
     a.close()  # nobody listens on b's peer port any more
+    errors: list[tuple[str, int]] = []
     try:
-        with UringTransport([b]) as t:
+        with UringTransport([b], on_error=lambda where, err: errors.append((where, err))) as t:
             b.send(b"into the void")  # answered by ICMP port unreachable
             deadline = time.monotonic() + 2
             while t.receive_errors == 0 and time.monotonic() < deadline:
                 t.receive(1_000_000)
             assert t.receive_errors == 1
             assert t.rearms == 1
+            assert errors == [("recv", errno.ECONNREFUSED)]
             a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             a.bind(("127.0.0.1", port))
             a.connect(b.getsockname())
@@ -209,6 +243,59 @@ def test_datagrams_from_another_thread_show_up_without_a_system_call(
             got += t.receive(0)
         thread.join()
         assert [d for _, d in got] == [b"%d" % j for j in range(50)]
+
+
+@needs_uring
+def test_the_receives_belong_to_the_thread_that_drives_the_transport(
+    pairs: list[tuple[socket.socket, socket.socket]],
+) -> None:
+    """The kernel cancels a thread's requests when it exits, so the thread that builds the
+    transport must not arm the receives: built in a thread that has ended, the transport
+    still receives, with no receive ended and re-armed on the way."""
+    a, b = pairs[0]
+    built: list[UringTransport] = []
+    maker = threading.Thread(target=lambda: built.append(UringTransport([b])))
+    maker.start()
+    maker.join()
+    gone = Path(f"/proc/self/task/{maker.native_id}")
+    deadline = time.monotonic() + 2
+    while gone.exists() and time.monotonic() < deadline:  # the kernel task, not only Python's
+        time.sleep(0.001)
+    with built[0] as t:
+        a.send(b"after the builder left")
+        assert _receive_all(t, 1) == [(0, b"after the builder left")]
+        time.sleep(0.01)
+        assert t.receive(0) == []
+        assert (t.rearms, t.receive_errors) == (0, 0)
+
+
+@needs_uring
+def test_close_link(pairs: list[tuple[socket.socket, socket.socket]]) -> None:
+    """A closed link's receive is cancelled and sends to it fail with EBADF, counted and
+    told to `on_error`, never submitted; the other links carry on."""
+    errors: list[tuple[str, int]] = []
+    with UringTransport(
+        [b for _, b in pairs], on_error=lambda where, err: errors.append((where, err))
+    ) as t:
+        assert t.receive(0) == []  # armed
+        t.close_link(1)
+        t.close_link(1)  # idempotent
+        pairs[1][0].send(b"to the closed link")
+        pairs[2][0].send(b"to an open one")
+        assert _receive_all(t, 1) == [(2, b"to an open one")]
+        time.sleep(0.01)
+        assert t.receive(0) == []
+        before = t.stats()["submits"]
+        t.send_batch([(b"x", 1), (b"y", 1)])
+        assert t.stats()["submits"] == before  # nothing left to submit
+        t.send_batch([(b"z", 0), (b"x", 1)])
+        assert _drain(pairs[0][0], 1) == [b"z"]
+        assert (t.send_errors, t.last_send_error) == (3, errno.EBADF)
+        assert errors == [("send", errno.EBADF)] * 3
+        assert t.rearms == 0
+        with pytest.raises(UsageError, match="no link 4"):
+            t.close_link(4)
+    assert pairs[1][1].recv(100) == b"to the closed link"  # left in the socket, still open
 
 
 @needs_uring

@@ -10,13 +10,16 @@ module         open                                        receive
 `raw`          ``with raw.open_session(cfg, links, ...)``  ``for msg in s``, `on_message`
 `aio`          ``async with aio.open_session(...)``        ``async for msg in s``
 `trio_`        ``async with trio_.open_session(...)``      ``async for msg in s``
+`uring`        ``with uring.open_session(...)``            ``for msg in s``, `on_message`
 =============  ==========================================  ===============================
 
 `links` is one ``(local, remote[, interface])`` per link (or `LinkSpec`), in the order
 of ``config.links``; `initiator=True` on one end. Then ``send(data, stream=0)`` (awaited
 in the async ones), `poll_events()` or an `on_event` callback for link and session
 events, `stats()` (a `SessionStats`), `close_link(i)`, and close by leaving the block.
-The runtimes are imported on demand: ``import plait_adapters.trio_`` needs trio.
+The runtimes are imported on demand: ``import plait_adapters.trio_`` needs trio;
+`uring` (io_uring, opt-in: ``pip install plait[uring]``, Linux >= 6.0) raises
+`uring.UringUnavailable` from `open_session` where it cannot run.
 """
 
 from __future__ import annotations

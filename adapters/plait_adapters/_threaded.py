@@ -1,9 +1,11 @@
 """`ThreadedSession`: the blocking API of a session whose loop owns one thread.
 
-Shared by the thread-driven adapters (`raw`; an io_uring one can use it too), which add
-only their I/O: how to wait and feed what arrives (`_wait`), how to send (`_sends`, or
-`_transmit` for a batch), how to wake a sleeping loop (`_wake`, `_sleeping`), and how
-to close a link or everything (`_close_link`, `_close_io`).
+Shared by the thread-driven adapters (`raw`, `uring`), which add only their I/O: how to
+wait and feed what arrives (`_wait`), how to send (`_sends`, or `_transmit` for a
+batch), how to wake a sleeping loop (`_wake`, `_sleeping`), and how to close a link or
+everything (`_close_link`, `_close_io`). `PolledSession` does the waking and the wait
+for both, with a `_poller.Poller` (epoll over the sockets or the ring's fd, and an
+eventfd).
 
 Other threads talk to the loop through deques (queued sends, commands) and never touch
 the endpoint: `send` queues (blocking while `send_buffer_bytes` are already queued),
@@ -19,15 +21,15 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Literal, Self
+from typing import Literal, Self, TypedDict
 
 import plait
 from plait_adapters import _gc
 from plait_adapters._links import clock
-from plait_adapters._poller import setup_thread
-from plait_adapters._session import Send, Session, SessionStats
+from plait_adapters._poller import Poller, Ready, setup_thread
+from plait_adapters._session import EventCallback, MessageCallback, Send, Session, SessionStats
 
-__all__ = ["GcMode", "ThreadedSession"]
+__all__ = ["GcMode", "PolledOptions", "PolledSession", "ThreadedSession"]
 
 GcMode = Literal["idle", "freeze", "off"]
 
@@ -310,3 +312,45 @@ class ThreadedSession:
                 _gc.release()
             with self._cond:
                 self._cond.notify_all()
+
+
+class PolledOptions(TypedDict, total=False):
+    """The keywords every `PolledSession` takes (`raw.RawOptions` and
+    `uring.UringOptions` add their own)."""
+
+    on_message: MessageCallback | None
+    on_event: EventCallback | None
+    cpu: int | None
+    busy_poll_ns: int
+    spin_ns: int
+    timer_slack_ns: int | None
+    gc_mode: GcMode
+
+
+class PolledSession(ThreadedSession):
+    """A `ThreadedSession` that waits in a `Poller`; subclasses set `_poller`, with
+    the fds whose readiness means input, and feed what `_poll` reports."""
+
+    _poller: Poller
+
+    def _poll(self, due: int | None) -> Ready:
+        """Wait for input, a command or the deadline (`Poller.wait`: busy-poll after
+        activity, sleep then spin before the deadline); the ready fds, the wake-up
+        eventfd already reset. With ``gc_mode="idle"`` the GC collects before a sleep."""
+        idle = _gc.collect_if_due if self._gc_mode == "idle" else _never
+        ready = self._poller.wait(due, self._last_active, self._pending, idle)
+        efd = self._poller.efd
+        for fd, _ in ready:
+            if fd == efd:
+                self._poller.woken()
+        return ready
+
+    def _sleeping(self) -> bool:
+        return self._poller.sleeping
+
+    def _wake(self) -> None:
+        self._poller.wake()
+
+
+def _never() -> bool:
+    return False

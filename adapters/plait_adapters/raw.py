@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterable
-from typing import Final, TypedDict, Unpack
+from typing import Final, Unpack
 
 import plait
-from plait_adapters import _gc
 from plait_adapters._links import LinkLike, clock, open_sockets, specs
 from plait_adapters._poller import Poller
 from plait_adapters._session import (
@@ -29,14 +28,14 @@ from plait_adapters._session import (
     MessageCallback,
     Session,
 )
-from plait_adapters._threaded import GcMode, ThreadedSession
+from plait_adapters._threaded import GcMode, PolledOptions, PolledSession
 
 __all__ = ["RawOptions", "RawSession", "open_session"]
 
 _SO_BUSY_POLL: Final = getattr(socket, "SO_BUSY_POLL", 46)
 
 
-class RawSession(ThreadedSession):
+class RawSession(PolledSession):
     """A plait session on raw sockets, driven by one thread. Use `open_session`."""
 
     def __init__(
@@ -89,22 +88,12 @@ class RawSession(ThreadedSession):
 
     def _wait(self, due: int | None) -> None:
         """Return on input (fed to the endpoint), a command, or the deadline."""
-        idle = _gc.collect_if_due if self._gc_mode == "idle" else _never
-        ready = self._poller.wait(due, self._last_active, self._pending, idle)
+        ready = self._poll(due)
         s, pool, fd_link, recv_into = self._session, self._pool, self._fd_link, self._recv_into
         for fd, _ in ready:
             link = fd_link.get(fd)
-            if link is not None:
-                if pool.drain(s, link, recv_into[link]):
-                    self._last_active = clock()
-            elif fd == self._poller.efd:
-                self._poller.woken()
-
-    def _sleeping(self) -> bool:
-        return self._poller.sleeping
-
-    def _wake(self) -> None:
-        self._poller.wake()
+            if link is not None and pool.drain(s, link, recv_into[link]):
+                self._last_active = clock()
 
     def _close_link(self, link: int) -> None:
         sock = self._socks[link]
@@ -119,21 +108,10 @@ class RawSession(ThreadedSession):
         self._poller.close()
 
 
-def _never() -> bool:
-    return False
-
-
-class RawOptions(TypedDict, total=False):
+class RawOptions(PolledOptions, total=False):
     """`RawSession`'s keywords, for `open_session`."""
 
-    on_message: MessageCallback | None
-    on_event: EventCallback | None
-    cpu: int | None
-    busy_poll_ns: int
-    spin_ns: int
     so_busy_poll_us: int
-    timer_slack_ns: int | None
-    gc_mode: GcMode
     batch: int
 
 

@@ -1,47 +1,50 @@
-"""io_uring datagram transport for plait's adapters, on the `uring-api` binding.
+"""io_uring for plait: `open_session` (a session, like `raw`'s) on `UringTransport`.
 
-    transport = UringTransport([sock0, sock1, sock2])   # one UDP socket per link
-    transport.send_batch(endpoint.datagrams_to_send(now=now))
-    for link, data in transport.receive(timeout_ns=200_000):
-        endpoint.receive_datagram(data, link=link, now=clock())
-    transport.close()
+    with uring.open_session(cfg, links, initiator=True) as s:   # exactly as raw's
+        s.send(b"hello")
 
-What it does with the ring (docs/io_uring.md has the measurements):
+`UringSession` is the thread-driven session of `raw` (`_threaded.PolledSession`: the
+same loop, API and wait, here epoll over the ring's fd) with io_uring doing the I/O,
+on the `uring-api` binding (docs/io_uring.md has the measurements):
 
-* `send_batch` turns every (datagram, link) pair into one SEND SQE and publishes them all
-  with a single `io_uring_enter`, whatever links they go to. Their completions are reaped
-  later (by `receive`, or by the next `send_batch` once a batch is in flight), so sending
-  costs one system call per batch rather than one per datagram.
-* Every socket has one multishot receive armed (IORING_OP_RECV with IORING_RECV_MULTISHOT)
-  drawing from one provided-buffer ring shared by all links. The kernel copies each arriving
-  datagram into a registered buffer and posts a completion; `receive` reads completions
-  from the shared queue, usually without a system call. When the kernel ends a multishot
-  (buffer ring empty, an ICMP error on a connected socket, a zero-length datagram), the
-  next `receive` arms it again; the datagrams wait in the socket's queue meanwhile.
-* SQPOLL (`sqpoll=True`) hands submission to a kernel thread: `send_batch` then makes no
-  system call at all, at the price of a kernel thread that polls the queue (a whole CPU
-  while busy, for up to a second after the last submission). The thread inherits this
-  thread's CPU mask; `sqpoll_cpu` moves it to another CPU.
+* `send_batch` turns every (datagram, link) pair of a flush into a SEND SQE and
+  publishes them all with one `io_uring_enter`; completions are reaped later.
+* Every socket has one multishot receive (IORING_RECV_MULTISHOT) drawing from one
+  provided-buffer ring shared by all links; `receive` copies each datagram out of its
+  registered buffer (which goes back at once), usually without a system call. When the
+  kernel ends a multishot (buffers ran dry, an ICMP error, a zero-length datagram) it
+  is armed again at once; datagrams wait in the socket's queue meanwhile.
+* The thread that drives the transport arms the receives (`arm()`, or its first
+  `receive`), not the one that built it: the kernel runs a request's work on the thread
+  that submitted it, and fails it with ECANCELED once that thread has exited.
+* SQPOLL (`sqpoll=True`): a kernel thread takes the submissions, so `send_batch` makes
+  no system call, at the price of that thread polling (a whole CPU while busy, for up
+  to a second after the last submission); `sqpoll_cpu` moves it off this thread's CPU.
 
-The sockets stay the caller's: the transport never closes them. It must be driven from
-one thread (the one that created it). The link number of a datagram is the position of its
-socket in the list given to the constructor, as plait's endpoint numbers links.
+`UringTransport` never closes the sockets (the session does). A datagram's link number
+is the position of its socket in the list given to the constructor.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import os
 import socket
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
+import plait
 from plait.errors import PlaitError, UsageError
+from plait_adapters._links import LinkLike, clock, open_sockets, specs
+from plait_adapters._poller import Poller
+from plait_adapters._session import EventCallback, MessageCallback, Session
+from plait_adapters._threaded import GcMode, PolledOptions, PolledSession
 
 # Imported by name: uring-api's type stub is a bare top-level module that type checkers do
 # not pick up (its objects are Any either way), and this keeps the module importable, and
@@ -53,13 +56,23 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised where the binding is absent
     _IMPORT_ERROR = f"the uring-api package is not installed ({exc}): pip install 'plait[uring]'"
 
-__all__ = ["UringTransport", "UringUnavailable", "availability"]
+__all__ = [
+    "UringOptions",
+    "UringSession",
+    "UringTransport",
+    "UringUnavailable",
+    "availability",
+    "open_session",
+]
 
 _SEND = -1  # user_data of every send completion; receives carry their link number
-_CANCEL = -2  # user_data of the cancels sent by close()
+_CANCEL = -2  # user_data of the cancels sent by close_link() and close()
 _F_MORE = 1 << 1  # IORING_CQE_F_MORE: the multishot goes on (kernel ABI, never changes)
 _NO_BUFFERS = -errno.ENOBUFS  # a multishot's end when the buffer ring ran dry
 _MAX_DATAGRAM = 65535
+
+ErrorHook = Callable[[str, int], object]
+"""Called with ("send" or "recv", errno) for each failed send or ended receive."""
 
 
 class UringUnavailable(PlaitError, RuntimeError):  # noqa: N818  (names the condition)
@@ -93,16 +106,11 @@ def _why_no_ring() -> str:
 def _sqpoll_threads() -> set[int]:
     """Thread ids of this process's SQPOLL kernel threads (named iou-sqp-PID)."""
     tids: set[int] = set()
-    try:
-        tasks = list(Path("/proc/self/task").iterdir())
-    except OSError:
-        return tids
-    for task in tasks:
-        try:
-            if (task / "comm").read_text().startswith("iou-sqp"):
-                tids.add(int(task.name))
-        except OSError:
-            continue
+    with contextlib.suppress(OSError):
+        for task in Path("/proc/self/task").iterdir():
+            with contextlib.suppress(OSError):  # the thread may have ended meanwhile
+                if (task / "comm").read_text().startswith("iou-sqp"):
+                    tids.add(int(task.name))
     return tids
 
 
@@ -164,8 +172,9 @@ class UringTransport:
     otherwise socket i must be connected. `buffer_size` must hold the largest datagram
     (a longer one is truncated by the kernel, as `recv` would); `buffer_count` buffers
     (a power of two) are shared by all links: it bounds how many received datagrams can
-    wait in the ring before `receive` runs. Raises `UringUnavailable` when io_uring cannot
-    be used here and `UsageError` for bad arguments.
+    wait in the ring before `receive` runs. `on_error("send" | "recv", errno)` hears of
+    each failed send and each receive ended by an error. Raises `UringUnavailable` when
+    io_uring cannot be used here and `UsageError` for bad arguments.
     """
 
     def __init__(
@@ -178,6 +187,7 @@ class UringTransport:
         entries: int = 256,
         sqpoll: bool = False,
         sqpoll_cpu: int | None = None,
+        on_error: ErrorHook | None = None,
     ) -> None:
         fds, addrs = _check_arguments(sockets, peers, buffer_size, buffer_count, entries)
         reason = availability()
@@ -191,78 +201,90 @@ class UringTransport:
         except OSError as exc:
             what = "SQPOLL ring" if sqpoll else "ring"
             raise UringUnavailable(f"creating the {what} failed: {exc}") from exc
-        if sqpoll and sqpoll_cpu is not None:
-            # The poller inherits this thread's CPU mask; left there it competes with the
-            # thread that feeds it. uring-api has no IORING_SETUP_SQ_AFF, so move it.
-            try:
-                for tid in _sqpoll_threads() - pollers_before:
-                    os.sched_setaffinity(tid, {sqpoll_cpu})
-            except OSError as exc:
-                ring.close()
-                raise UsageError(
-                    f"cannot pin the SQPOLL thread to CPU {sqpoll_cpu}: {exc}"
-                ) from exc
         try:
-            group = ring.create_buf_group(buffer_size, buffer_count)
-        except (OSError, RuntimeError, ValueError) as exc:
+            if sqpoll and sqpoll_cpu is not None:
+                # The poller inherits this thread's CPU mask; left there it competes with
+                # the thread that feeds it. uring-api has no IORING_SETUP_SQ_AFF: move it.
+                try:
+                    for tid in _sqpoll_threads() - pollers_before:
+                        os.sched_setaffinity(tid, {sqpoll_cpu})
+                except OSError as exc:
+                    raise UsageError(
+                        f"cannot pin the SQPOLL thread to CPU {sqpoll_cpu}: {exc}"
+                    ) from exc
+            try:
+                self._group = ring.create_buf_group(buffer_size, buffer_count)
+            except (OSError, RuntimeError, ValueError) as exc:
+                raise UringUnavailable(
+                    f"registering the provided-buffer ring failed: {exc}"
+                ) from exc
+        except BaseException:
             ring.close()
-            raise UringUnavailable(f"registering the provided-buffer ring failed: {exc}") from exc
+            raise
         self._ring = ring
-        self._group = group
-        self._fds = fds
+        self._fds = fds  # -1 once close_link() took the link out
         self._addrs = addrs
-        self._buffer_count = buffer_count
+        self._on_error = on_error
         self._armed: list[Any] = [None] * len(fds)  # the live multishot handle per link
-        self._starved: set[int] = set()  # links whose multishot ended for lack of buffers
+        self._to_arm = set(range(len(fds)))  # links with no live receive: arm from the driver
         self._pending: list[tuple[int, bytes]] = []  # datagrams reaped by send_batch
         self._sends_in_flight = 0
         self.closed = False
         self.sqpoll = sqpoll
-        self.send_errors = 0  # send completions with an error (ECONNREFUSED, ENOBUFS, ...)
+        self.send_errors = 0  # failed sends (ECONNREFUSED, ENOBUFS, EBADF on a closed link)
         self.last_send_error = 0  # its errno
         self.receive_errors = 0  # multishot receives ended by an error other than ENOBUFS
         self.rearms = 0  # multishot receives armed again after the kernel ended them
-        try:
-            for link in range(len(fds)):
-                self._arm(link)
-            ring.submit()
-        except BaseException:
-            self._teardown()
-            raise
 
     # --- public surface -------------------------------------------------------------
 
     @property
-    def links(self) -> int:
-        return len(self._fds)
+    def waiting(self) -> int:
+        """Datagrams that `send_batch` reaped and `receive` will return (the ring's fd
+        does not show them)."""
+        return len(self._pending)
 
     def fileno(self) -> int:
         """The ring's fd: readable when completions are waiting (for epoll or asyncio)."""
         fd: int = self._ring.fd
         return fd
 
+    def arm(self) -> None:
+        """Arm a multishot receive on every link that has none, from this thread (the
+        one that drives the transport); `receive` does it too."""
+        if self.closed:
+            raise UsageError("arm on a closed UringTransport")
+        if not self._to_arm:
+            return
+        prepare = self._ring.prepare_recv_multishot
+        for link in sorted(self._to_arm):
+            self._armed[link] = prepare(self._fds[link], self._group, 0, link)
+        self._to_arm.clear()
+        self._ring.submit()
+
     def send_batch(self, items: Iterable[tuple[bytes, int]]) -> None:
         """Queue every (datagram, link) and submit them all in one system call.
 
-        A send that fails later (no route, ICMP unreachable on a connected socket) is not
-        raised: it is counted in `send_errors` / `last_send_error`, as a lost datagram.
+        A send that fails later (no route, ICMP unreachable on a connected socket), or
+        one to a closed link, is not raised: it is counted in `send_errors` /
+        `last_send_error` and reported to `on_error`, as a lost datagram.
         """
         if self.closed:
             raise UsageError("send_batch on a closed UringTransport")
-        ring = self._ring
-        fds = self._fds
-        addrs = self._addrs
+        ring, fds, addrs = self._ring, self._fds, self._addrs
         n = len(fds)
         construct_send = ring.construct_send
         batch: list[Any] = []
         for data, link in items:
             if not 0 <= link < n:
                 raise UsageError(f"no link {link}")
-            addr = addrs[link]
-            if addr is None:
-                batch.append(construct_send(fds[link], data, 0, _SEND))
+            fd, addr = fds[link], addrs[link]
+            if fd < 0:
+                self._failed("send", errno.EBADF)
+            elif addr is None:
+                batch.append(construct_send(fd, data, 0, _SEND))
             else:
-                batch.append(ring.construct_sendto(fds[link], data, addr, 0, _SEND))
+                batch.append(ring.construct_sendto(fd, data, addr, 0, _SEND))
         if not batch:
             return
         if self._sends_in_flight:
@@ -277,7 +299,7 @@ class UringTransport:
         """Every datagram that has arrived, as (link, bytes), in arrival order per link.
 
         Waits up to `timeout_ns` for the first one (0: only what is there now; None: until
-        one arrives). Re-arms any multishot receive the kernel ended since the last call.
+        one arrives). A zero-length datagram comes out as b"".
         """
         if self.closed:
             raise UsageError("receive on a closed UringTransport")
@@ -296,21 +318,44 @@ class UringTransport:
                     break
         return out
 
+    def close_link(self, link: int) -> None:
+        """Take one link out before its socket is closed: its receive is cancelled and
+        sends to it fail with EBADF (counted, not raised). Idempotent."""
+        if not 0 <= link < len(self._fds):
+            raise UsageError(f"no link {link}")
+        handle, self._armed[link] = self._armed[link], None
+        self._fds[link] = -1
+        self._to_arm.discard(link)
+        if handle is not None and not self.closed:
+            # The request holds the socket open until the cancel lands; nothing it
+            # received after this is delivered.
+            self._ring.prepare_cancel(handle, _CANCEL, no_deliver_multi=True)
+            self._ring.submit()
+
     def close(self) -> None:
         """Cancel the receives, reap what is in flight, release the ring. Idempotent."""
         if self.closed:
             return
         self.closed = True
-        self._teardown()
+        ring = self._ring
+        try:
+            for handle in self._armed:
+                if handle is not None:
+                    ring.prepare_cancel(handle, _CANCEL, no_deliver_multi=True)
+            self._armed = [None] * len(self._fds)
+            deadline = time.monotonic() + 1.0
+            while ring.pending_count() and time.monotonic() < deadline:
+                ring.wait(0.05)  # cancel acks, send completions: nothing to deliver
+        finally:
+            self._pending = []
+            self._group.close()
+            ring.close()
 
     def __enter__(self) -> UringTransport:
         return self
 
     def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
 
@@ -329,56 +374,168 @@ class UringTransport:
 
     # --- internals ------------------------------------------------------------------
 
-    def _arm(self, link: int) -> None:
-        self._armed[link] = self._ring.prepare_recv_multishot(self._fds[link], self._group, 0, link)
+    def _failed(self, where: str, err: int) -> None:
+        if where == "send":
+            self.send_errors += 1
+            self.last_send_error = err
+        else:
+            self.receive_errors += 1
+        if self._on_error is not None:
+            self._on_error(where, err)
 
     def _harvest(self, timeout: float | None, out: list[tuple[int, bytes]]) -> None:
-        """Reap one batch of completions into `out`; re-arm ended receives."""
-        completions = self._ring.wait(timeout)
-        if completions:
-            sent = 0
-            for c in completions:
-                link: int = c.user_data  # ours: an int
-                res = c.res
+        """Reap one batch of completions into `out`; arm again the receives that ended."""
+        if self._to_arm:
+            self.arm()
+        sent = 0
+        for c in self._ring.wait(timeout) or ():
+            link: int = c.user_data  # ours: an int
+            res = c.res
+            if link < 0:
                 if link == _SEND:
                     sent += 1
                     if res < 0:
-                        self.send_errors += 1
-                        self.last_send_error = -res
-                    continue
-                if res > 0:
-                    # c.result is a BufView leased from the buffer ring; copying it out
-                    # releases the buffer to the kernel at once.
-                    out.append((link, bytes(c.result)))
-                if not c.flags & _F_MORE and link >= 0 and not self.closed:
-                    self._armed[link] = None
-                    if res == _NO_BUFFERS:
-                        self._starved.add(link)
-                    else:
-                        if res < 0:
-                            self.receive_errors += 1
-                        self._arm(link)
-                        self.rearms += 1
-            self._sends_in_flight -= sent
-        if self._starved and self._group.leased_count < self._buffer_count:
-            for link in sorted(self._starved):
-                self._arm(link)
+                        self._failed("send", -res)
+                continue
+            if res >= 0:
+                # c.result is a BufView leased from the buffer ring; copying it out
+                # releases the buffer to the kernel at once.
+                out.append((link, bytes(c.result)))
+            if not c.flags & _F_MORE and self._fds[link] >= 0:
+                self._armed[link] = None
+                self._to_arm.add(link)
                 self.rearms += 1
-            self._starved.clear()
+                if res < 0 and res != _NO_BUFFERS:
+                    self._failed("recv", -res)
+        self._sends_in_flight -= sent
+        if self._to_arm:
+            self.arm()
 
-    def _teardown(self) -> None:
-        ring = self._ring
-        if ring.closed:
-            return
+
+class UringSession(PolledSession):
+    """A plait session on io_uring, driven by one thread. Use `open_session`."""
+
+    def __init__(
+        self,
+        config: plait.Config,
+        links: Iterable[LinkLike],
+        *,
+        initiator: bool,
+        on_message: MessageCallback | None = None,
+        on_event: EventCallback | None = None,
+        cpu: int | None = None,
+        busy_poll_ns: int = 50_000,
+        spin_ns: int = 100_000,
+        timer_slack_ns: int | None = 1,
+        gc_mode: GcMode = "idle",
+        buffer_count: int = 256,
+        sqpoll: bool = False,
+        sqpoll_cpu: int | None = None,
+    ) -> None:
+        link_specs = specs(links)
+        s = Session(
+            config,
+            link_specs,
+            initiator=initiator,
+            runtime="io_uring",
+            on_message=on_message,
+            on_event=on_event,
+        )
+        super().__init__(s, config, cpu=cpu, timer_slack_ns=timer_slack_ns, gc_mode=gc_mode)
+        self._socks = socks = open_sockets(link_specs)
+        self._size = max(2048, config.mtu + 1)  # a datagram that fills it was truncated
+        self._oversize = OSError(errno.EMSGSIZE, "datagram larger than the MTU")
+        transport = None
         try:
-            for handle in self._armed:
-                if handle is not None:
-                    ring.prepare_cancel(handle, _CANCEL, no_deliver_multi=True)
-            self._armed = [None] * len(self._fds)
-            deadline = time.monotonic() + 1.0
-            while ring.pending_count() and time.monotonic() < deadline:
-                ring.wait(0.05)  # cancel acks, send completions: nothing to deliver
+            transport = UringTransport(
+                socks,
+                buffer_size=self._size,
+                buffer_count=buffer_count,
+                sqpoll=sqpoll,
+                sqpoll_cpu=sqpoll_cpu,
+                on_error=self._count_error,
+            )
+            self._poller = Poller([transport.fileno()], busy_poll_ns=busy_poll_ns, spin_ns=spin_ns)
+        except BaseException:
+            if transport is not None:
+                transport.close()
+            for sk in socks:
+                sk.close()
+            raise
+        self._transport = transport
+        s.notes["io_uring"] = f"{buffer_count} buffers of {self._size} B, sqpoll={sqpoll}"
+
+    # --- the I/O -------------------------------------------------------------------------------
+
+    def _setup_thread(self) -> None:
+        super()._setup_thread()
+        self._transport.arm()  # the receives belong to this thread (see the module doc)
+
+    def _wait(self, due: int | None) -> None:
+        """Return on input (fed to the endpoint), a command, or the deadline."""
+        t = self._transport
+        if not t.waiting and not self._poll(due):
+            return
+        got = t.receive(0)
+        if got:
+            s, size, now = self._session, self._size, clock()
+            for link, data in got:
+                if len(data) < size:
+                    s.feed(link, data, now)
+                else:
+                    s.count_error("recv", self._oversize)
+            self._last_active = now
+
+    def _transmit(self, out: list[tuple[bytes, int]]) -> None:
+        """All of a flush in one submission."""
+        self._transport.send_batch(out)
+        self._session.datagrams_out += len(out)
+
+    def _count_error(self, where: str, err: int) -> None:
+        self._session.count_error(where, OSError(err, os.strerror(err)))
+
+    def _close_link(self, link: int) -> None:
+        sock = self._socks[link]
+        if sock.fileno() >= 0:
+            self._transport.close_link(link)
+            sock.close()
+
+    def _close_io(self) -> None:
+        try:
+            self._transport.close()  # lets the last sends (CLOSE) complete
         finally:
-            self._pending = []
-            self._group.close()
-            ring.close()
+            for sk in self._socks:
+                sk.close()
+            self._poller.close()
+
+
+class UringOptions(PolledOptions, total=False):
+    """`UringSession`'s keywords, for `open_session`."""
+
+    buffer_count: int
+    sqpoll: bool
+    sqpoll_cpu: int | None
+
+
+def open_session(
+    config: plait.Config,
+    links: Iterable[LinkLike],
+    *,
+    initiator: bool,
+    **options: Unpack[UringOptions],
+) -> UringSession:
+    """Open the sockets and the ring, start the loop thread; use as ``with
+    open_session(...) as s``, exactly like `raw.open_session`.
+
+    Args:
+        config: the session's `plait.Config` (one `LinkConfig` per link, equal on both ends).
+        links: one (local, remote[, interface]) or `LinkSpec` per link.
+        initiator: True on the end that starts the session.
+        options: `UringSession` keywords: on_message, on_event, cpu, busy_poll_ns,
+            spin_ns, timer_slack_ns, gc_mode, buffer_count, sqpoll, sqpoll_cpu.
+
+    Raises:
+        UringUnavailable: io_uring cannot be used here (`availability()` says why).
+        plait_adapters.LinkError: a link's socket cannot be set up.
+    """
+    return UringSession(config, links, initiator=initiator, **options).start()
