@@ -128,6 +128,20 @@ def test_deadlines(open_pair: Callable[..., Opened]) -> None:
         assert stats.timer_late_p50_ns < 10_000_000, stats
 
 
+def test_a_deadline_already_past_is_reported_not_raised(
+    open_pair: Callable[..., Opened],
+) -> None:
+    """The adapter reads the clock, so a deadline that passed before the message reached
+    the endpoint is the adapter's race, not the caller's error: `MessageExpired` with
+    msg -1 on the sender, nothing delivered, and the session goes on."""
+    a, b, _, _ = open_pair(config(latency_ns=100_000_000))
+    a.send(_payload(0, 100), deadline=time.monotonic_ns() - 1, timeout=5.0)
+    a.send(_payload(1, 100), timeout=5.0)
+    assert b.receive(timeout=5.0).data == _payload(1, 100)
+    expired = [e for e in a.poll_events() if isinstance(e, plait.MessageExpired)]
+    assert [(e.msg, e.sent) for e in expired] == [(-1, True)]
+
+
 def test_link_down(open_pair: Callable[..., Opened]) -> None:
     """Closing one link's socket mid-run: LinkDown on both ends within ~500 ms, and
     every message still arrives."""

@@ -24,7 +24,7 @@ import pytest
 
 import plait
 from plait.errors import PlaitError, UsageError
-from plait_adapters import uring
+from plait_adapters import _ring, uring
 from plait_adapters.uring import UringTransport, UringUnavailable
 from tests.adapter_pairs import ADAPTERS, loopback_links
 
@@ -75,7 +75,7 @@ def _receive_all(t: UringTransport, want: int, timeout: float = 2.0) -> list[tup
 
 def test_unavailable_is_a_clear_typed_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever this machine has, a missing binding or kernel support raises UringUnavailable."""
-    monkeypatch.setattr(uring, "_IMPORT_ERROR", "the uring-api package is not installed")
+    monkeypatch.setattr(_ring, "_IMPORT_ERROR", "the uring-api package is not installed")
     s = _udp()
     s.connect(("127.0.0.1", 9))
     try:
@@ -99,7 +99,7 @@ def test_unavailable_is_a_clear_typed_error(monkeypatch: pytest.MonkeyPatch) -> 
         s.close()
 
 
-@pytest.mark.skipif(uring._IMPORT_ERROR is not None, reason=f"{uring._IMPORT_ERROR}")
+@pytest.mark.skipif(_ring._IMPORT_ERROR is not None, reason=f"{_ring._IMPORT_ERROR}")
 def test_a_kernel_without_io_uring_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     """uring-api's probe() is empty when io_uring_setup fails (old kernel, seccomp, sysctl)."""
     binding = importlib.import_module("uring_api")

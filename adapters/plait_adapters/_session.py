@@ -127,6 +127,7 @@ class Session:
         )
         self.on_message = on_message
         self.on_event = on_event
+        self.streams = config.streams
         self.messages: deque[plait.MessageReceived] = deque()
         self._events: deque[plait.Event] = deque(maxlen=_MAX_EVENTS)
         self.established = False
@@ -208,7 +209,12 @@ class Session:
     # --- what every runtime's API shares ----------------------------------------------------
 
     def submit(self, data: bytes, stream: int, now: int, deadline: int | None = None) -> int:
-        """`Endpoint.send`; raises what it raises (UsageError, BackpressureError)."""
+        """`Endpoint.send`; raises what it raises (UsageError, BackpressureError), but a
+        deadline already past is reported as `MessageExpired` (returns -1): the adapter
+        read the clock, so the caller could not have known."""
+        if deadline is not None and deadline <= now and 0 <= stream < self.streams:
+            self.expired_unsent(stream)
+            return -1
         return self.endpoint.send(data, now=now, stream=stream, deadline=deadline)
 
     def expired_unsent(self, stream: int) -> None:
