@@ -82,3 +82,12 @@ def test_past_the_byte_cap_the_oldest_gap_is_given_up_on_the_growing_stream_firs
         MessageReceived(data=bytes(2000), stream=0, msg=1, deadline=FAR * US),
     ]
     assert inbox.waiting_bytes == 4000  # stream 0's message 3 (behind 2) and stream 1's 1
+
+
+def test_a_record_on_a_stream_the_config_lacks_is_ignored_and_counted() -> None:
+    events: list[Event] = []
+    inbox = _inbox(events, streams=8)
+    assert inbox.on_record(0, FAR, 8, 0, b"not ours", 0, 1, now=0)
+    assert inbox.on_record(1, FAR, 7, 0, b"ours", 0, 1, now=0)
+    assert events == [MessageReceived(data=b"ours", stream=7, msg=0, deadline=FAR * US)]
+    assert (inbox.stats.bad_stream, len(inbox._streams)) == (1, 1)

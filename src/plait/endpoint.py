@@ -114,7 +114,7 @@ class Endpoint:
             send_buffer_bytes=config.send_buffer_bytes,
             fec=encoder,
         )
-        self.inbox = Inbox(self._emit, self._clock.to_local)
+        self.inbox = Inbox(self._emit, self._clock.to_local, streams=config.streams)
         self._control: deque[tuple[int, PacketType, bytes, bool]] = deque()
         self._feedback = FeedbackTimer(config.feedback_interval_ns, now)
         self._fec = FecSender(self.outbox, self.links, config.fec, now)

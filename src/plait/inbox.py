@@ -60,6 +60,7 @@ class _Stream:
 
 class InboxStats:
     __slots__ = (
+        "bad_stream",
         "delivered",
         "delivered_bytes",
         "duplicates",
@@ -74,7 +75,7 @@ class InboxStats:
     def __init__(self) -> None:
         self.records = self.duplicates = self.too_old = self.stale = 0
         self.delivered = self.delivered_bytes = self.expired = self.late = 0
-        self.partials_evicted = 0
+        self.partials_evicted = self.bad_stream = 0
 
 
 class Inbox:
@@ -92,6 +93,7 @@ class Inbox:
         "max_waiting",
         "max_waiting_bytes",
         "stats",
+        "streams",
         "window",
     )
 
@@ -105,6 +107,7 @@ class Inbox:
         max_partial_bytes: int = 8 * 1024 * 1024,
         max_waiting: int = 4096,
         max_waiting_bytes: int = 8 * 1024 * 1024,
+        streams: int = 256,
     ) -> None:
         self._emit = emit
         self._local = to_local
@@ -116,6 +119,7 @@ class Inbox:
         self.max_waiting = max_waiting  # complete messages held behind gaps, per stream
         self.max_waiting_bytes = max_waiting_bytes  # their bytes, all streams together
         self._waiting_bytes = 0
+        self.streams = streams  # records on streams >= this are ignored (`send` refuses them)
         self._streams: dict[int, _Stream] = {}
         self.stats = InboxStats()
 
@@ -148,21 +152,37 @@ class Inbox:
         self.stats.records += 1
         st = self._streams.get(stream)
         if st is None:
+            if stream >= self.streams:
+                self.stats.bad_stream += 1  # no sender of this config sends it: ignore
+                return True
             st = self._streams[stream] = _Stream()
         msg = SEQ16.unwrap(msg_wire, st.next_msg)
         if msg < st.next_msg or msg in st.waiting:
             self.stats.stale += 1  # its message was delivered or expired already
-            return True
-        if frag_count == 1:
+        elif frag_count == 1:
             self._complete(st, stream, msg, payload, deadline, now)
-            return True
+        else:
+            self._on_fragment(st, stream, msg, payload, frag_index, frag_count, deadline, now)
+        return True
+
+    def _on_fragment(
+        self,
+        st: _Stream,
+        stream: int,
+        msg: int,
+        payload: bytes,
+        frag_index: int,
+        frag_count: int,
+        deadline: int,
+        now: int,
+    ) -> None:
         key = (stream, msg)
         part = self._partials.get(key)
         if part is None:
             part = self._new_partial(key, frag_count, deadline)
         elif part.count != frag_count or frag_index >= part.count:
             self.stats.stale += 1  # inconsistent fragment fields: ignore this one
-            return True
+            return
         if part.parts[frag_index] is None:
             part.parts[frag_index] = payload
             part.got += 1
@@ -171,13 +191,12 @@ class Inbox:
             if self._partial_bytes > self.max_partial_bytes:
                 self._evict_partials(keep=key)
                 if key not in self._partials:
-                    return True  # it alone outgrew the bound: dropped (counted)
+                    return  # it alone outgrew the bound: dropped (counted)
         if part.got == part.count:
             del self._partials[key]
             self._partial_bytes -= part.nbytes
             data = b"".join(p for p in part.parts if p is not None)
             self._complete(st, stream, msg, data, part.deadline, now)
-        return True
 
     def _evict_partials(self, keep: tuple[int, int]) -> None:
         """Drop the oldest partial messages until their bytes fit the bound again (the

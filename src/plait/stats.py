@@ -88,6 +88,9 @@ class Stats:
     acked: int
     duplicates_dropped: int
     """Inbound DATA records already received (another link, a re-send, a rebuild)."""
+    records_ignored: int
+    """Inbound DATA records that changed nothing: for a message already delivered or
+    expired, fragment fields contradicting earlier ones, or a stream the config lacks."""
     late_arrivals: int
     """Messages complete only after their deadline (reported expired, not delivered)."""
     fec: FecStatsSnapshot | None
@@ -166,6 +169,7 @@ def snapshot(
         losses_detected=o.lost,
         acked=o.acked,
         duplicates_dropped=i.duplicates,
+        records_ignored=i.stale + i.bad_stream,
         late_arrivals=i.late,
         fec=fec,
         buffered_bytes=outbox.buffered_bytes,
