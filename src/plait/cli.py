@@ -2,6 +2,10 @@
 
 plait demo [--scenario NAME] [--seed N] [--duration SECONDS] [--json] [--plot FILE]
 plait selfcheck [--seed N] [--json]
+plait relay [--config FILE] [--link LOCAL=REMOTE[@IFACE]:RATE ...] [--listen ...] ...
+
+`relay` runs on real sockets (`plait_adapters.relay`); it is imported only when the
+command runs, so the rest of the CLI, like the core, stays free of sockets and clocks.
 """
 
 from __future__ import annotations
@@ -47,6 +51,12 @@ def _selfcheck(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _relay(args: argparse.Namespace) -> int:
+    from plait_adapters import relay  # noqa: PLC0415  (sockets and clocks: only when it runs)
+
+    return relay.main(args.args)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="plait", description="plait: bonded low-latency UDP")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -65,5 +75,13 @@ def main(argv: list[str] | None = None) -> None:
     check.add_argument("--seed", type=int, default=1)
     check.add_argument("--json", action="store_true")
     check.set_defaults(run=_selfcheck)
+    relay = commands.add_parser(
+        "relay",
+        help="carry UDP datagrams to a peer relay over several links (plait relay --help)",
+        add_help=False,
+        prefix_chars="+",  # every argument, --help too, goes to the relay's own parser
+    )
+    relay.add_argument("args", nargs=argparse.REMAINDER)
+    relay.set_defaults(run=_relay)
     args = parser.parse_args(argv)
     sys.exit(args.run(args))

@@ -1,0 +1,422 @@
+"""`plait relay`'s configuration: a TOML file, flags, or both (flags win).
+
+Everything a relay needs is checked here, before a socket is opened, and every problem
+raises `RelayConfigError` with a message that names the key or flag at fault (the
+command prints it and exits with status 2). The link list of the two ends must agree
+link by link (same order, same rates); plait cannot check that for you.
+
+A link on the command line is ``LOCAL=REMOTE[@IFACE]:RATE``, for example
+``10.0.1.1:7001=10.0.1.2:7001@wwan0:10mbit``; in TOML it is a ``[[link]]`` table with
+``local``, ``remote``, ``rate`` and optionally ``interface``. Addresses are
+``host:port`` or ``[v6-host]:port``; rates are bits per second with an optional k, M
+or G (``2M``, ``2mbit``, ``2000k``, ``2000000``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final, TypeVar, cast
+
+import attrs
+
+import plait
+from plait_adapters._links import Address, LinkSpec
+
+__all__ = [
+    "RelayConfig",
+    "RelayConfigError",
+    "build_parser",
+    "parse",
+    "parse_address",
+    "parse_link",
+    "parse_rate",
+]
+
+_T = TypeVar("_T")
+
+_RATE: Final = re.compile(r"(\d+(?:\.\d*)?)\s*([kmg]?)(bit)?(?:/s)?", re.IGNORECASE)
+_SCALE: Final = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
+_TOP_KEYS: Final = frozenset(
+    {
+        "link",
+        "listen",
+        "forward",
+        "initiator",
+        "psk_file",
+        "latency_ms",
+        "fec",
+        "mtu",
+        "busy_poll_us",
+        "spin_us",
+        "cpu",
+        "stats_interval",
+        "stats_json",
+        "reopen_after",
+        "once",
+    }
+)
+_LINK_KEYS: Final = frozenset({"local", "remote", "interface", "rate"})
+_FEC_KEYS: Final = frozenset({"k", "m", "adaptive"})
+
+
+class RelayConfigError(ValueError):
+    """A relay setting is missing, malformed or out of range."""
+
+
+@attrs.frozen
+class RelayConfig:
+    """One relay end. `links` and `rates_bps` are in link order, equal on both ends."""
+
+    links: tuple[LinkSpec, ...]
+    rates_bps: tuple[int, ...]
+    listen: Address | None = None
+    """The local UDP address applications send to (None: an ephemeral port)."""
+    forward: Address | None = None
+    """Where messages from the peer go (None: the last source seen on `listen`)."""
+    initiator: bool = False
+    psk: bytes | None = None
+    latency_ms: float = 150.0
+    fec: plait.FecConfig | None = attrs.field(factory=plait.FecConfig)
+    mtu: int = 1280
+    busy_poll_us: int = 0
+    """Spin this long after each datagram before sleeping (0: never; costs CPU)."""
+    spin_us: int = 50
+    """Spin this long before a pacing deadline instead of sleeping through it."""
+    cpu: int | None = None
+    stats_interval_s: float = 10.0
+    """Seconds between stats lines when stderr is not a terminal (0: final stats only)."""
+    stats_json: Path | None = None
+    reopen_after_s: float = 5.0
+    """Open a new session when every link has been down this long (0: never)."""
+    once: bool = False
+    """Exit when the session ends or is lost, instead of opening a new one."""
+
+    def plait_config(self) -> plait.Config:
+        """The session's `plait.Config` (raises `RelayConfigError` if plait refuses it)."""
+        try:
+            return plait.Config(
+                links=[plait.LinkConfig(rate_bps=r, ipv6=_is_v6(s)) for r, s in self._pairs()],
+                fec=self.fec,
+                psk=self.psk,
+                latency_ns=round(self.latency_ms * 1_000_000),
+                mtu=self.mtu,
+            )
+        except plait.errors.ConfigError as exc:
+            raise RelayConfigError(str(exc)) from exc
+
+    def _pairs(self) -> list[tuple[int, LinkSpec]]:
+        return list(zip(self.rates_bps, self.links, strict=True))
+
+
+def _is_v6(link: LinkSpec) -> bool:
+    return ":" in link.local[0]
+
+
+# --- values ----------------------------------------------------------------------------------
+
+
+def parse_address(text: str, what: str, *, port_zero: bool = False) -> Address:
+    """``host:port`` or ``[v6]:port`` (an empty host means every interface)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise RelayConfigError(f"{what}: {text!r} is not host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise RelayConfigError(f"{what}: write an IPv6 address as [{host}]:{port}")
+    number = int(port)
+    if not (0 if port_zero else 1) <= number <= 65535:
+        raise RelayConfigError(f"{what}: port {number} is out of range")
+    return (host or "0.0.0.0", number)  # noqa: S104  (an empty host asks for every interface)
+
+
+def parse_rate(text: str | int, what: str) -> int:
+    """Bits per second: ``2M``, ``2mbit``, ``2000k``, ``2000000``."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        rate = text
+    elif isinstance(text, str) and (m := _RATE.fullmatch(text.strip())):
+        rate = round(float(m[1]) * _SCALE[m[2].lower()])
+    else:
+        raise RelayConfigError(
+            f"{what}: rate {text!r} is not bits per second (e.g. 10mbit, 10M, 2500k)"
+        )
+    if rate < plait.config.MIN_RATE_BPS:
+        raise RelayConfigError(f"{what}: rate {rate} bit/s is below plait's minimum of 8 kbit/s")
+    return rate
+
+
+def parse_link(text: str, index: int) -> tuple[LinkSpec, int]:
+    """``LOCAL=REMOTE[@IFACE]:RATE`` -> (spec, rate in bit/s)."""
+    what = f"--link {text!r}"
+    local, eq, rest = text.partition("=")
+    remote, colon, rate = rest.rpartition(":")
+    if not eq or not colon:
+        raise RelayConfigError(f"{what}: expected LOCAL=REMOTE[@IFACE]:RATE")
+    remote, at, iface = remote.partition("@")
+    if at and not iface:
+        raise RelayConfigError(f"{what}: empty interface after @")
+    spec = LinkSpec(
+        parse_address(local, what, port_zero=True), parse_address(remote, what), iface or None
+    )
+    return spec, parse_rate(rate, f"link {index}")
+
+
+def _read_psk(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise RelayConfigError(f"psk file {str(path)!r}: {exc.strerror}") from exc
+    if len(raw) == 32:
+        return raw
+    text = raw.strip()
+    if len(text) == 64:
+        try:
+            return bytes.fromhex(text.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            pass
+    raise RelayConfigError(
+        f"psk file {str(path)!r}: expected 32 raw bytes or 64 hex digits, got {len(raw)} bytes"
+    )
+
+
+def _parse_fec(text: str) -> plait.FecConfig | None:
+    if text.lower() in {"off", "none", "no"}:
+        return None
+    k, colon, m = text.partition(":")
+    if not colon or not k.isdigit() or not m.isdigit():
+        raise RelayConfigError(f"--fec {text!r}: expected K:M (e.g. 8:2) or off")
+    return _fec({"k": int(k), "m": int(m)}, "--fec")
+
+
+def _fec(table: Mapping[str, Any], what: str) -> plait.FecConfig:
+    _known(table, _FEC_KEYS, what)
+    try:
+        return plait.FecConfig(
+            k=_typed(table, "k", int, what, 8),
+            m=_typed(table, "m", int, what, 2),
+            adaptive=_typed(table, "adaptive", bool, what, True),
+        )
+    except plait.errors.ConfigError as exc:
+        raise RelayConfigError(f"{what}: {exc}") from exc
+
+
+# --- TOML ------------------------------------------------------------------------------------
+
+
+def _known(table: Mapping[str, Any], keys: frozenset[str], what: str) -> None:
+    unknown = sorted(set(table) - keys)
+    if unknown:
+        raise RelayConfigError(
+            f"{what}: unknown key {unknown[0]!r} (known: {', '.join(sorted(keys))})"
+        )
+
+
+def _typed(table: Mapping[str, Any], key: str, kind: type[_T], what: str, default: _T) -> _T:
+    value = table.get(key, default)
+    ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        ok, value = True, float(value)
+    if not ok:
+        raise RelayConfigError(f"{what}: {key} must be {kind.__name__}, got {value!r}")
+    return cast(_T, value)  # checked against `kind` just above
+
+
+def _toml_link(table: object, where: str) -> tuple[LinkSpec, int]:
+    if not isinstance(table, dict):
+        raise RelayConfigError(f"{where}: write each link as a [[link]] table")
+    _known(table, _LINK_KEYS, where)
+    for key in ("local", "remote", "rate"):
+        if key not in table:
+            raise RelayConfigError(f"{where}: missing {key!r}")
+    local = parse_address(_typed(table, "local", str, where, ""), where, port_zero=True)
+    remote = parse_address(_typed(table, "remote", str, where, ""), where)
+    iface = _typed(table, "interface", str, where, "")
+    return LinkSpec(local, remote, iface or None), parse_rate(table["rate"], where)
+
+
+def _toml_fec(value: object, what: str) -> plait.FecConfig | None:
+    if value is False:
+        return None
+    if isinstance(value, dict):
+        return _fec(value, f"{what}: fec")
+    raise RelayConfigError(f"{what}: fec must be false or a table {{ k = 8, m = 2 }}")
+
+
+_SCALARS: Final[dict[str, tuple[str, type]]] = {
+    "initiator": ("initiator", bool),
+    "latency_ms": ("latency_ms", float),
+    "mtu": ("mtu", int),
+    "busy_poll_us": ("busy_poll_us", int),
+    "spin_us": ("spin_us", int),
+    "cpu": ("cpu", int),
+    "stats_interval": ("stats_interval_s", float),
+    "reopen_after": ("reopen_after_s", float),
+    "once": ("once", bool),
+}
+"""TOML key -> (`RelayConfig` field, type) for the settings taken as they are."""
+
+
+def _from_toml(path: Path) -> dict[str, Any]:
+    """The file's settings, as keyword arguments of `RelayConfig` (only those it sets).
+    Relative paths in it (psk_file, stats_json) are relative to the file."""
+    what = str(path)
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise RelayConfigError(f"{what}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise RelayConfigError(f"{what}: {exc}") from exc
+    _known(data, _TOP_KEYS, what)
+    out: dict[str, Any] = {}
+    if "link" in data:
+        if not isinstance(data["link"], list):
+            raise RelayConfigError(f"{what}: write each link as a [[link]] table")
+        pairs = [_toml_link(t, f"{what}: link {i}") for i, t in enumerate(data["link"])]
+        out["links"] = tuple(spec for spec, _ in pairs)
+        out["rates_bps"] = tuple(rate for _, rate in pairs)
+    for key in ("listen", "forward"):
+        if key in data:
+            out[key] = parse_address(_typed(data, key, str, what, ""), f"{what}: {key}")
+    if "psk_file" in data:
+        out["psk"] = _read_psk(path.parent / _typed(data, "psk_file", str, what, ""))
+    if "stats_json" in data:
+        out["stats_json"] = path.parent / _typed(data, "stats_json", str, what, "")
+    if "fec" in data:
+        out["fec"] = _toml_fec(data["fec"], what)
+    for key, (field, kind) in _SCALARS.items():
+        if key in data:
+            out[field] = _typed(data, key, kind, what, kind())
+    return out
+
+
+# --- flags -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``plait relay`` argument parser (every default is None: "not given")."""
+    p = argparse.ArgumentParser(
+        prog="plait relay",
+        description="Carry UDP datagrams between two hosts over several plait links.",
+        epilog="Both ends need the same links in the same order, at the same rates. "
+        "See docs/relay.md.",
+    )
+    p.add_argument("--config", metavar="FILE", type=Path, help="a TOML file (flags override it)")
+    p.add_argument(
+        "--link",
+        metavar="LOCAL=REMOTE[@IFACE]:RATE",
+        action="append",
+        help="one link, repeated in link order (replaces the file's links)",
+    )
+    p.add_argument("--listen", metavar="HOST:PORT", help="the local UDP address to carry from")
+    p.add_argument(
+        "--forward",
+        metavar="HOST:PORT",
+        help="where to send what the peer carries (default: the last source seen)",
+    )
+    p.add_argument(
+        "--initiator",
+        action=argparse.BooleanOptionalAction,
+        help="this end starts the session (exactly one end must)",
+    )
+    p.add_argument("--psk-file", type=Path, metavar="FILE", help="32 raw bytes or 64 hex digits")
+    p.add_argument(
+        "--latency-ms", type=float, metavar="MS", help="each datagram's deadline (default 150)"
+    )
+    p.add_argument("--fec", metavar="K:M|off", help="Reed-Solomon block (default 8:2, adaptive)")
+    p.add_argument(
+        "--mtu", type=int, metavar="BYTES", help="largest IP packet on any link (default 1280)"
+    )
+    p.add_argument(
+        "--busy-poll-us", type=int, metavar="US", help="spin after traffic (default 0: sleep)"
+    )
+    p.add_argument(
+        "--spin-us", type=int, metavar="US", help="spin before a pacing deadline (default 50)"
+    )
+    p.add_argument("--cpu", type=int, metavar="N", help="pin the session's thread to this CPU")
+    p.add_argument(
+        "--stats-interval",
+        type=float,
+        metavar="SECONDS",
+        help="stats line period when stderr is not a terminal (default 10; 0: only final)",
+    )
+    p.add_argument("--stats-json", type=Path, metavar="FILE", help="write final stats as JSON")
+    p.add_argument(
+        "--reopen-after",
+        type=float,
+        metavar="SECONDS",
+        help="open a new session when every link has been down this long (default 5; 0: never)",
+    )
+    p.add_argument(
+        "--once",
+        action=argparse.BooleanOptionalAction,
+        help="exit when the peer closes the session or it is lost, instead of waiting for "
+        "the peer again",
+    )
+    return p
+
+
+_FLAGS: Final = {
+    "initiator": "initiator",
+    "latency_ms": "latency_ms",
+    "mtu": "mtu",
+    "busy_poll_us": "busy_poll_us",
+    "spin_us": "spin_us",
+    "cpu": "cpu",
+    "stats_interval": "stats_interval_s",
+    "stats_json": "stats_json",
+    "reopen_after": "reopen_after_s",
+    "once": "once",
+}
+"""argparse dest -> `RelayConfig` field, for the flags taken as they are."""
+
+
+def parse(argv: Sequence[str]) -> RelayConfig:
+    """A `RelayConfig` from ``plait relay`` arguments.
+
+    Raises:
+        RelayConfigError: a setting is missing, malformed or inconsistent.
+        SystemExit: argparse's own usage errors (status 2) and ``--help`` (status 0).
+    """
+    args = build_parser().parse_args(argv)
+    kw: dict[str, Any] = {} if args.config is None else _from_toml(args.config)
+    if args.link:
+        pairs = [parse_link(text, i) for i, text in enumerate(args.link)]
+        kw["links"] = tuple(spec for spec, _ in pairs)
+        kw["rates_bps"] = tuple(rate for _, rate in pairs)
+    for flag in ("listen", "forward"):
+        text = getattr(args, flag)
+        if text is not None:
+            kw[flag] = parse_address(text, f"--{flag}")
+    if args.psk_file is not None:
+        kw["psk"] = _read_psk(args.psk_file)
+    if args.fec is not None:
+        kw["fec"] = _parse_fec(args.fec)
+    given = {field: getattr(args, flag) for flag, field in _FLAGS.items()}
+    kw.update({field: value for field, value in given.items() if value is not None})
+    return _checked(kw)
+
+
+def _checked(kw: dict[str, Any]) -> RelayConfig:
+    links = kw.get("links", ())
+    if not 1 <= len(links) <= plait.config.MAX_LINKS:
+        raise RelayConfigError(
+            f"give 1 to {plait.config.MAX_LINKS} links (--link or [[link]]), got {len(links)}"
+        )
+    if kw.get("listen") is None and kw.get("forward") is None:
+        raise RelayConfigError("give --listen, --forward or both: nothing to carry otherwise")
+    if not kw.get("latency_ms", 150.0) > 0:
+        raise RelayConfigError("latency_ms must be > 0")
+    for key in ("busy_poll_us", "spin_us"):
+        if kw.get(key, 0) < 0:
+            raise RelayConfigError(f"{key} must be >= 0")
+    for key in ("stats_interval_s", "reopen_after_s"):
+        if kw.get(key, 0.0) < 0:
+            raise RelayConfigError(f"{key.removesuffix('_s')} must be >= 0")
+    cfg = RelayConfig(**kw)
+    cfg.plait_config()  # plait's own checks (mtu, fec, ...) now, not after sockets open
+    return cfg
