@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import signal
 import socket
@@ -39,6 +38,8 @@ from plait_adapters.relay import Relay, _Printer, final_report, status_line
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "relay.md"
 LINKS = 3
+PSK = bytes(range(100, 132))
+"""A fixed key: the tests need one, not a secret one."""
 
 
 def free_ports(n: int) -> list[int]:
@@ -277,7 +278,7 @@ def test_docs_toml_examples_parse(tmp_path: Path) -> None:
     """Every TOML block of docs/relay.md is a valid relay configuration."""
     blocks = re.findall(r"^```toml\n(.*?)^```", DOC.read_text(encoding="utf-8"), re.M | re.S)
     assert blocks
-    (tmp_path / "plait.key").write_text(os.urandom(32).hex(), encoding="ascii")
+    (tmp_path / "plait.key").write_text(PSK.hex(), encoding="ascii")
     for i, block in enumerate(blocks):
         cfg = parse(["--config", str(_write(tmp_path, block, f"doc{i}.toml"))])
         assert len(cfg.links) >= 3
@@ -328,7 +329,7 @@ class _Pair:
 
     def __init__(self, ends: _Ends, tmp_path: Path, *extra: str, once_b: bool = False) -> None:
         key = tmp_path / "plait.key"
-        key.write_bytes(os.urandom(32))
+        key.write_bytes(PSK)
         a_ports, b_ports = free_ports(LINKS), free_ports(LINKS)
         self.listen = ("127.0.0.1", free_ports(1)[0])
         common = ["--psk-file", str(key), "--fec", "4:2", "--latency-ms", "1000", *extra]
@@ -460,7 +461,7 @@ def test_plait_relay_command_both_ways_and_sigint(ends: _Ends, tmp_path: Path) -
     its final stats and exit 0; B sees the peer close, opens a new session to wait for
     it, and exits 0 on its own SIGINT (SIGTERM works the same)."""
     key = tmp_path / "plait.key"
-    key.write_text(os.urandom(32).hex(), encoding="ascii")
+    key.write_text(PSK.hex(), encoding="ascii")
     a_ports, b_ports = free_ports(LINKS), free_ports(LINKS)
     listen = ("127.0.0.1", free_ports(1)[0])
     common = ["--psk-file", str(key), "--stats-interval", "0.2"]
