@@ -485,14 +485,16 @@ class _EndpointRun:
         before, accepted, state = self._counted(), self._accepted(), _state(ep)
         if self.fed % 2:  # a view of a buffer the caller reuses at once (the API allows it)
             buffer = bytearray(data)
-            ep.receive_datagram(memoryview(buffer), link=link, now=self.now)
+            took = ep.receive_datagram(memoryview(buffer), link=link, now=self.now)
             buffer[:] = b"\xa5" * len(buffer)
         else:
-            ep.receive_datagram(data, link=link, now=self.now)
+            took = ep.receive_datagram(data, link=link, now=self.now)
         self.fed += 1
         counted = self._counted() - before
         if counted != 1:
             raise AssertionError(f"{attack.name}: counted {counted} times")
+        if took != (self._accepted() > accepted):
+            raise AssertionError(f"{attack.name}: receive_datagram returned {took}")
         if self._accepted() == accepted and _state(ep) != state:
             raise AssertionError(f"{attack.name}: a dropped datagram changed the state")
         if psk and self._accepted() > accepted and not authentic and attack not in _KEYED:

@@ -118,7 +118,10 @@ class Attacked(RuleBasedStateMachine):
     # --- the network -----------------------------------------------------------------
 
     def _feed(self, side: str, data: bytes, link: int, *, genuine: bool = False) -> None:
-        self.ep[side].receive_datagram(data, link=link, now=self.now)
+        ep = self.ep[side]
+        before = sum(ln.datagrams_received for ln in ep.stats().links)
+        took = ep.receive_datagram(data, link=link, now=self.now)
+        assert took == (sum(ln.datagrams_received for ln in ep.stats().links) > before)
         self.fed[side] += 1
         self.genuine[side] += genuine
         self._flush(side)

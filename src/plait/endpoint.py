@@ -206,13 +206,18 @@ class Endpoint:
                 self.outbox.abandon(item)  # it cannot arrive in time on any link
         return out
 
-    def receive_datagram(self, data: Buffer, *, link: int, now: int) -> None:
+    def receive_datagram(self, data: Buffer, *, link: int, now: int) -> bool:
         """Feed one datagram that arrived on `link`. Never raises on its contents.
+        Returns True when it was accepted as the peer's (with a psk: authenticated and
+        fresh), False when it was dropped (counted in `Stats.drops`). An adapter may use
+        this to follow the peer's address on a link (NAT rebinding).
 
         `data` may be a view of a buffer the caller reuses: plait copies what it keeps
         and holds no reference to `data` after the call."""
         if not 0 <= link < len(self.links):
             raise UsageError(f"no link {link}")
+        ln = self.links.links[link]
+        before = ln.datagrams_in
         try:
             self._receive(data, link, now)
         except MalformedPacket as exc:
@@ -220,6 +225,7 @@ class Endpoint:
         except AuthenticationFailed:
             self._drop("authentication")
         self._sync_states()
+        return ln.datagrams_in != before
 
     def next_event(self) -> Event | None:
         """The oldest undelivered event, or None."""
