@@ -124,6 +124,13 @@ def instrument_batch(transport: uring.UringTransport, kind: bytes, times: list[i
     transport.send_batch = timed  # type: ignore[method-assign]  # timing it
 
 
+def remote_of(link: LinkSpec) -> tuple[str, int]:
+    """A bench link's peer address (every link here has one)."""
+    if link.remote is None:
+        raise ValueError("the bench's links are connected: each needs a remote")
+    return link.remote
+
+
 def links_pair(n: int) -> tuple[list[LinkSpec], list[LinkSpec]]:
     socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2 * n)]
     for sock in socks:
@@ -153,7 +160,7 @@ def peer_main(spec: dict[str, Any]) -> None:
     if kind == "udp":
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind(links[0].local)
-        sock.connect(links[0].remote)
+        sock.connect(remote_of(links[0]))
         sock.settimeout(10)
         for i in range(n):
             sent[i] = CLOCK()
@@ -218,8 +225,7 @@ async def _peer_quic(link: LinkSpec, n: int, sent: list[int]) -> None:
     )
     loop = asyncio.get_running_loop()
     async with connect(
-        link.remote[0],
-        link.remote[1],
+        *remote_of(link),
         configuration=cfg,
         create_protocol=Client,
         local_port=link.local[1],
@@ -282,7 +288,7 @@ def app_udp(times: Times, n: int, cpu: int | None) -> list[int]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     with sock:
         sock.bind(app[0].local)
-        sock.connect(app[0].remote)
+        sock.connect(remote_of(app[0]))
         sock.settimeout(10)
         proc = spawn_peer("udp", peer, n, cpu)
         for _ in range(n):

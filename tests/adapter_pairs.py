@@ -14,21 +14,29 @@ or a string saying why it is skipped here (missing module, kernel without io_uri
 pytest shows that string as the skip reason. A blocking adapter whose
 `open_session(config, links, initiator=..., on_message=...)` returns an object with
 `End`'s methods needs only ``functools.partial(sync_pair, module.open_session)``.
+
+`Nat` stands between the two ends for the cases where the responder learns the
+initiator's addresses (``remote=None``): one mapping per link, whose public port can be
+switched mid-session as a carrier-grade NAT re-maps a modem.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib.util
+import select
 import socket
 import threading
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
 from typing import Any, Protocol, TypeVar
 
 import plait
 from plait_adapters import LinkSpec, SessionStats
+from plait_adapters._links import Address
 
 T = TypeVar("T")
 OnMessage = Callable[[plait.MessageReceived], None] | None
@@ -59,8 +67,9 @@ PairFactory = Callable[
 ]
 
 
-def loopback_links(n: int) -> tuple[list[LinkSpec], list[LinkSpec]]:
-    """`n` links on 127.0.0.1 with ephemeral ports: (side A's specs, side B's specs)."""
+def loopback_links(n: int, *, learn: bool = False) -> tuple[list[LinkSpec], list[LinkSpec]]:
+    """`n` links on 127.0.0.1 with ephemeral ports: (side A's specs, side B's specs);
+    with `learn`, B's links have no remote (B learns A's addresses)."""
     socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2 * n)]
     try:
         for sock in socks:
@@ -70,8 +79,98 @@ def loopback_links(n: int) -> tuple[list[LinkSpec], list[LinkSpec]]:
         for sock in socks:
             sock.close()
     a = [LinkSpec(local=addrs[i], remote=addrs[n + i]) for i in range(n)]
-    b = [LinkSpec(local=addrs[n + i], remote=addrs[i]) for i in range(n)]
+    b = [LinkSpec(local=addrs[n + i], remote=None if learn else addrs[i]) for i in range(n)]
     return a, b
+
+
+def _udp() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    return sock
+
+
+class Nat:
+    """A NAT stand-in, one mapping per link, run by a thread: the initiator sends to
+    `inside[i]`; the NAT passes that on to `public[i]` from its mapped port, and what
+    comes back to the mapped port goes to the initiator's last source address.
+    `remap()` gives every link a new mapped port and forgets the old one (datagrams to
+    it are lost), as a carrier-grade NAT does when a mapping expires."""
+
+    def __init__(self, public: Sequence[Address]) -> None:
+        self.public = list(public)
+        n = len(public)
+        self._inner = [_udp() for _ in range(n)]
+        self._mapped = [_udp() for _ in range(n)]
+        self.inside: list[Address] = [sk.getsockname() for sk in self._inner]
+        self._initiator: list[Address | None] = [None] * n
+        self.last_in: list[bytes | None] = [None] * n
+        """The last datagram passed on to the responder, per link (to replay)."""
+        self.replies = [0] * n
+        """Datagrams from the responder through each link's current mapping."""
+        self.paused = False
+        """While True, every datagram is dropped, both ways (a network outage)."""
+        self._requests: deque[Callable[[], None]] = deque()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="nat", daemon=True)
+        self._thread.start()
+
+    def mapped_ports(self) -> list[int]:
+        return [sk.getsockname()[1] for sk in self._mapped]
+
+    def remap(self) -> None:
+        """A new mapped port on every link; returns once the NAT uses them."""
+        done = threading.Event()
+
+        def remap() -> None:
+            for i, old in enumerate(self._mapped):
+                self._mapped[i] = _udp()
+                old.close()
+                self.replies[i] = 0
+            done.set()
+
+        self._requests.append(remap)
+        assert done.wait(5.0)
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(5.0)
+        for sock in self._inner + self._mapped:
+            sock.close()
+
+    def _run(self) -> None:
+        while not self._stop:
+            while self._requests:
+                self._requests.popleft()()
+            socks = self._inner + self._mapped
+            for sock in select.select(socks, [], [], 0.01)[0]:
+                self._pass(sock)
+
+    def _pass(self, sock: socket.socket) -> None:
+        n = len(self._inner)
+        at = (self._inner + self._mapped).index(sock)
+        i, inward = at % n, at < n
+        while True:
+            try:
+                data, source = sock.recvfrom(65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                continue  # ICMP port unreachable, and the like
+            if self.paused:
+                continue
+            if inward:  # from the initiator, out through the mapping
+                self._initiator[i] = source
+                self.last_in[i] = data
+                to, out = self.public[i], self._mapped[i]
+            else:  # from the responder, back to the initiator
+                initiator = self._initiator[i]
+                if source != self.public[i] or initiator is None:
+                    continue
+                self.replies[i] += 1
+                to, out = initiator, self._inner[i]
+            with contextlib.suppress(OSError):  # a full buffer: UDP drops
+                out.sendto(data, to)
 
 
 # --- thread-driven adapters -------------------------------------------------------------------

@@ -5,6 +5,11 @@ asyncio, uvloop and trio; see `tests/adapter_pairs.py`), over 3 links with ephem
 ports. An adapter that cannot run here (io_uring on an old kernel or without uring-api,
 trio not installed) is skipped with the reason. Each case is bounded (every wait has a
 timeout) and takes about a second.
+
+The learning cases give the responder no remotes (``remote=None``): it learns the
+initiator's address per link, follows a NAT that re-maps it (`adapter_pairs.Nat`), and
+with a psk is not moved by anything that is not the peer's. io_uring cannot learn (its
+multishot receive reports no source address): there, those cases check that it says so.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import pytest
 import plait
 from plait_adapters import LinkError, LinkSpec, aio, raw
 from plait_adapters._links import open_socket
-from tests.adapter_pairs import ADAPTERS, End, OnMessage, PairFactory, loopback_links
+from plait_adapters._session import NO_PEER, Session
+from tests.adapter_pairs import ADAPTERS, End, Nat, OnMessage, PairFactory, loopback_links
 
 LINKS = 3
 PSK = bytes(range(32))
@@ -43,18 +49,28 @@ def factory(request: pytest.FixtureRequest) -> PairFactory:
     return made
 
 
+@pytest.fixture
+def adapter(request: pytest.FixtureRequest, factory: PairFactory) -> str:
+    """The name of the adapter under test."""
+    name: str = request.node.callspec.params["factory"]
+    return name
+
+
 Opened = tuple[End, End, list[LinkSpec], list[LinkSpec]]
+Links = tuple[list[LinkSpec], list[LinkSpec]]
 
 
 @pytest.fixture
 def open_pair(factory: PairFactory) -> Iterator[Callable[..., Opened]]:
-    """Opens both ends (B, then A) on fresh ports; afterwards closes them and checks
-    that every thread they started has ended."""
+    """Opens both ends (B, then A) on fresh ports, or on the `links` given; afterwards
+    closes them and checks that every thread they started has ended."""
     threads = threading.active_count()
     with contextlib.ExitStack() as stack:
 
-        def opener(cfg: plait.Config, on_message_b: OnMessage = None) -> Opened:
-            links_a, links_b = loopback_links(LINKS)
+        def opener(
+            cfg: plait.Config, on_message_b: OnMessage = None, links: Links | None = None
+        ) -> Opened:
+            links_a, links_b = loopback_links(LINKS) if links is None else links
             a, b = stack.enter_context(factory(cfg, links_a, links_b, on_message_b))
             assert a.wait_established(5.0)
             assert b.wait_established(5.0)
@@ -182,14 +198,14 @@ def test_junk(open_pair: Callable[..., Opened], psk: bytes | None) -> None:
     junk += [bytes([0x10 | t]) + rng.randbytes(rng.randrange(0, 40)) for t in range(16)]
     stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     with stranger:
-        for links in (links_a, links_b):
-            for spec in links:
+        for links, peers in ((links_a, links_b), (links_b, links_a)):
+            for spec, peer in zip(links, peers, strict=True):
                 for data in junk:
                     stranger.sendto(data, spec.local)
                 spoof = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 with spoof:  # the peer's address: passes the connected socket's filter
                     spoof.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    spoof.bind(spec.remote)
+                    spoof.bind(peer.local)
                     for data in junk:
                         spoof.sendto(data, spec.local)
     time.sleep(0.1)
@@ -204,13 +220,13 @@ def test_junk(open_pair: Callable[..., Opened], psk: bytes | None) -> None:
 def test_empty_datagrams(open_pair: Callable[..., Opened]) -> None:
     """Zero-length datagrams from the peer's address are read and dropped like any
     other junk (each counted), and the link goes on reading what follows them."""
-    a, _, links_a, _ = open_pair(config())
+    a, _, links_a, links_b = open_pair(config())
     spec = links_a[0]
     before = sum(a.stats().endpoint.drops.values())
     spoof = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     with spoof:
         spoof.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        spoof.bind(spec.remote)
+        spoof.bind(links_b[0].local)
         for data in (b"", b"", b"\xff" * 20, b"", b"\xff" * 20):
             spoof.sendto(data, spec.local)
     dropped, deadline = 0, time.monotonic() + 3.0
@@ -262,3 +278,180 @@ def test_link_errors() -> None:
         asyncio.run(open_bad())
     with pytest.raises(LinkError, match="link 2"):
         raw.open_session(config(), bad, initiator=True)
+
+
+# --- a responder that learns the initiator's addresses (remote=None) ---------------------------
+
+
+def _cannot_learn(adapter: str, opener: Callable[..., Opened], links: Links) -> bool:
+    """True for io_uring, after checking that its responder refuses remote=None with a
+    LinkError that says why (its multishot receive reports no source address)."""
+    if adapter != "io_uring":
+        return False
+    with pytest.raises(LinkError, match=r"link 0: the io_uring adapter cannot learn"):
+        opener(config(), links=links)
+    return True
+
+
+def _both_ways(a: End, b: End, first: int, count: int, pause: float = 0.0) -> None:
+    """`count` messages each way, numbered from `first`: all arrive, in order."""
+    for i in range(first, first + count):
+        a.send(_payload(i, 10 + (i * 331) % 3000), timeout=5.0)
+        b.send(_payload(-i - 1 & 0xFFFF, 10 + (i * 173) % 3000), timeout=5.0)
+        time.sleep(pause)
+    got_b = [b.receive(10.0).data for _ in range(count)]
+    got_a = [a.receive(10.0).data for _ in range(count)]
+    assert got_b == [_payload(i, 10 + (i * 331) % 3000) for i in range(first, first + count)]
+    assert got_a == [
+        _payload(-i - 1 & 0xFFFF, 10 + (i * 173) % 3000) for i in range(first, first + count)
+    ]
+
+
+@pytest.mark.parametrize("psk", [None, PSK], ids=["clear", "psk"])
+def test_the_responder_learns_every_link(
+    open_pair: Callable[..., Opened], adapter: str, psk: bytes | None
+) -> None:
+    """A responder with no remotes learns each link's peer address from the initiator's
+    datagrams (its sends before that are dropped and counted, not raised); then
+    messages go both ways over every link."""
+    links = loopback_links(LINKS, learn=True)
+    if _cannot_learn(adapter, open_pair, links):
+        return
+    a, b, _, _ = open_pair(config(psk=psk), links=links)
+    _both_ways(a, b, 0, 60)
+    ep_a, ep_b = a.stats().endpoint, b.stats().endpoint
+    assert all(ln.datagrams_received > 0 for ln in ep_a.links), ep_a.links  # B sent on each
+    assert all(ln.state == "UP" for ln in ep_a.links + ep_b.links)
+    errors = b.stats().errors
+    assert set(errors) <= {NO_PEER}, errors  # only: its HELLO answers beat A's HELLOs
+
+
+def test_the_responder_follows_a_nat_remapping(
+    open_pair: Callable[..., Opened], adapter: str
+) -> None:
+    """Each link crosses a NAT; mid-session the NAT gives every link a new public port
+    and forgets the old one. The responder follows (its datagrams come back through the
+    new mappings) and every message still arrives, both ways."""
+    links_a, links_b = loopback_links(LINKS, learn=True)
+    if _cannot_learn(adapter, open_pair, (links_a, links_b)):
+        return
+    nat = Nat([ln.local for ln in links_b])
+    try:
+        links_a = [LinkSpec(ln.local, nat.inside[i]) for i, ln in enumerate(links_a)]
+        a, b, _, _ = open_pair(config(psk=PSK, latency_ns=5_000_000_000), links=(links_a, links_b))
+        _both_ways(a, b, 0, 30, pause=0.002)
+        assert all(nat.replies), nat.replies
+        before = nat.mapped_ports()
+        nat.remap()
+        assert not set(before) & set(nat.mapped_ports())
+        _both_ways(a, b, 30, 60, pause=0.002)
+        assert all(nat.replies), nat.replies  # through the new mappings, on every link
+    finally:
+        nat.close()
+
+
+@pytest.mark.parametrize("psk", [None, PSK], ids=["clear", "psk"])
+def test_only_the_peer_moves_a_learnt_address(
+    open_pair: Callable[..., Opened], adapter: str, psk: bytes | None
+) -> None:
+    """While the NAT passes nothing (so only the responder's probes are sent), a
+    stranger sends each of the responder's links junk, an empty datagram, a replay of
+    the initiator's last datagram, and a copy of it with a fresh link sequence number.
+    With a psk all of them are dropped, and the stranger hears nothing. Without one, the
+    fresh copy is as good as the peer's (anyone can forge anything): the responder's
+    probes go to the stranger, until the initiator's next datagram takes the links back.
+    Either way, messages then go both ways again."""
+    links_a, links_b = loopback_links(LINKS, learn=True)
+    if _cannot_learn(adapter, open_pair, (links_a, links_b)):
+        return
+    nat = Nat([ln.local for ln in links_b])
+    try:
+        links_a = [LinkSpec(ln.local, nat.inside[i]) for i, ln in enumerate(links_a)]
+        a, b, _, _ = open_pair(config(psk=psk), links=(links_a, links_b))
+        _both_ways(a, b, 0, 20)
+        nat.paused = True
+        time.sleep(0.05)  # B has read all that the NAT passed on
+        drops = sum(b.stats().endpoint.drops.values())
+        rng = random.Random(3)
+        stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with stranger:
+            stranger.bind(("127.0.0.1", 0))
+            for i, spec in enumerate(links_b):
+                replay = nat.last_in[i]
+                assert replay is not None
+                fresh = bytearray(replay)
+                seq = int.from_bytes(fresh[5:7], "big")
+                fresh[5:7] = ((seq + 1) & 0xFFFF).to_bytes(2, "big")  # the link seq
+                for data in (rng.randbytes(200), b"", replay, bytes(fresh)):
+                    stranger.sendto(data, spec.local)
+            stranger.settimeout(0.5)  # B probes every link every 100 ms meanwhile
+            heard: list[bytes] = []
+            with contextlib.suppress(TimeoutError):
+                heard.append(stranger.recv(65536))
+            nat.paused = False
+            if psk is None:
+                assert heard  # a forgery moved a link: B sent the stranger its probes
+            else:
+                assert not heard, heard
+                dropped = sum(b.stats().endpoint.drops.values()) - drops
+                assert dropped >= 4 * LINKS, b.stats().endpoint.drops
+            _wait_carrying(a, b)  # a long outage takes the links down; A's probes bring them back
+            _both_ways(a, b, 20, 20)
+            time.sleep(0.25)  # A has sent on every link since (it probes each every 100 ms)
+            stranger.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                while True:  # what B sent the stranger before A took the links back
+                    stranger.recv(65536)
+            stranger.settimeout(0.3)
+            with pytest.raises(TimeoutError):
+                stranger.recv(65536)  # every link is the peer's again
+    finally:
+        nat.close()
+
+
+def _wait_carrying(*ends: End) -> None:
+    """Wait until no link of `ends` is DOWN (a session drops what it is given while
+    every link is down)."""
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        if all(ln.state != "DOWN" for end in ends for ln in end.stats().endpoint.links):
+            return
+        time.sleep(0.01)
+    raise AssertionError([end.stats().endpoint.links for end in ends])
+
+
+def test_an_initiator_must_know_its_remotes(factory: PairFactory) -> None:
+    """remote=None is the responder's: the initiator raises a LinkError naming the link."""
+    links_a, links_b = loopback_links(LINKS)
+    links_a[1] = LinkSpec(links_a[1].local, None)
+    with (
+        pytest.raises((LinkError, ExceptionGroup)) as info,
+        factory(config(), links_a, links_b, None),
+    ):
+        pass  # pragma: no cover
+    exc: BaseException = info.value
+    while isinstance(exc, BaseExceptionGroup):  # trio's nursery wraps what it raises
+        exc = exc.exceptions[0]
+    assert isinstance(exc, LinkError), repr(exc)
+    assert "link 1: the initiator needs the peer's address" in str(exc)
+
+
+def test_a_learning_link_drops_and_counts_until_it_has_a_peer() -> None:
+    """Its socket is bound, not connected; its sends are dropped and counted (never
+    raised) until a datagram the endpoint accepts gives it an address."""
+    sock = open_socket(LinkSpec(("127.0.0.1", 0), None), 0)
+    with sock, pytest.raises(OSError, match="not connected"):
+        sock.getpeername()
+    cfg = plait.Config(links=[plait.LinkConfig(rate_bps=1_000_000)])
+    s = Session(cfg, [LinkSpec(("127.0.0.1", 0), None)], initiator=False, runtime="test")
+    sent: list[tuple[bytes, object]] = []
+    send = s.sender(0, lambda d: sent.append((d, None)), lambda d, a: sent.append((d, a)))
+    s.transmit([(b"early", 0)], [send])
+    assert sent == []
+    assert s.stats().errors == {NO_PEER: 1}
+    peer = s.peers[0]
+    assert peer is not None
+    peer.addr = ("127.0.0.1", 9)
+    s.transmit([(b"later", 0)], [peer])
+    assert sent == [(b"later", ("127.0.0.1", 9))]
+    assert s.stats().errors == {NO_PEER: 1}

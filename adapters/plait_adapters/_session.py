@@ -13,6 +13,14 @@ the send functions it is handed). Messages go to `on_message` if given, else to 
 `messages` queue the runtime's iterator reads; every other event goes to `on_event` if
 given, else to a bounded queue read by `poll_events()`. The adapters own entropy: the
 endpoint gets ``random.Random(os.urandom(32))`` unless the caller passes an rng.
+
+A link with no remote (a responder's, `LinkSpec.remote` None) learns the peer's address.
+The runtime reads its datagrams with their source address and, when `feed` returns True
+(the endpoint accepted the datagram as the peer's: with a psk, authenticated and not a
+replay), stores that source in the link's `Peer`, which is also the link's send
+function. Before the first accepted datagram, sends on the link are dropped and counted
+(``send: no peer address yet``); plait repairs them like any loss. Connected links take
+none of this: `recv_into` and `send` as before.
 """
 
 from __future__ import annotations
@@ -23,19 +31,24 @@ import random
 from array import array
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Final, cast
+from typing import Any, Final, cast
 
 import attrs
 
 import plait
 from plait_adapters._links import LinkSpec, check, clock
 
-__all__ = ["BufferPool", "EventCallback", "MessageCallback", "Session", "SessionStats"]
+__all__ = ["BufferPool", "EventCallback", "MessageCallback", "Peer", "Session", "SessionStats"]
 
 MessageCallback = Callable[[plait.MessageReceived], None]
 EventCallback = Callable[[plait.Event], None]
 Send = Callable[[bytes], object]
+SendTo = Callable[[bytes, Any], object]
 RecvInto = Callable[[memoryview], int]
+RecvFromInto = Callable[[memoryview], tuple[int, Any]]
+
+NO_PEER: Final = "send: no peer address yet"
+"""The `SessionStats.errors` key of sends dropped on a link still learning its peer."""
 
 _LATE_SAMPLES: Final = 4096
 _MAX_EVENTS: Final = 4096
@@ -62,6 +75,28 @@ class SessionStats:
     """Runtime facts: socket options that took or not, the event loop, ..."""
 
 
+class Peer:
+    """A learning link's send function: ``sendto(data, addr)``, `addr` being the source
+    of the last datagram the endpoint accepted on the link; before there is one, the
+    datagram is dropped and counted (`NO_PEER`)."""
+
+    __slots__ = ("_session", "addr", "sendto")
+
+    def __init__(self, session: Session, sendto: SendTo) -> None:
+        self._session = session
+        self.sendto = sendto
+        """The socket's (or transport's) sendto; a runtime may set it after opening."""
+        self.addr: Any = None
+        """The peer's address (as `recvfrom` gives it), or None: not learnt yet."""
+
+    def __call__(self, data: bytes) -> object:
+        addr = self.addr
+        if addr is None:
+            self._session.count(NO_PEER)
+            return None
+        return self.sendto(data, addr)
+
+
 class BufferPool:
     """Preallocated receive buffers: `drain` reads a socket into them with `recv_into`
     (up to one per buffer) and feeds the views, so receiving allocates no buffer per
@@ -70,6 +105,7 @@ class BufferPool:
     def __init__(self, size: int, count: int = 32) -> None:
         self._views = [memoryview(bytearray(size)) for _ in range(count)]
         self._sizes = [0] * count
+        self._sources: list[Any] = [None] * count
         self._limit = size - 1
         self._oversize = OSError(errno.EMSGSIZE, "datagram larger than the MTU")
 
@@ -97,9 +133,41 @@ class BufferPool:
                 session.feed(link, views[i][: sizes[i]], now)
         return got
 
+    def drain_from(
+        self, session: Session, link: int, recvfrom_into: RecvFromInto, peer: Peer
+    ) -> int:
+        """`drain` for a learning link: reads each datagram with its source address, and
+        points `peer` at the source of each one the endpoint accepts."""
+        views, sizes, sources, limit = self._views, self._sizes, self._sources, self._limit
+        got = 0
+        for _ in range(len(views)):
+            try:
+                n, source = recvfrom_into(views[got])
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                session.count_error("recv", exc)
+                continue
+            if n > limit:
+                session.count_error("recv", self._oversize)
+                continue
+            sizes[got] = n
+            sources[got] = source
+            got += 1
+        if got:
+            now = clock()
+            for i in range(got):
+                if session.feed(link, views[i][: sizes[i]], now):
+                    peer.addr = sources[i]
+        return got
+
 
 def _closed_send(data: bytes) -> object:
     raise OSError(errno.EBADF, "link closed")
+
+
+def _closed_sendto(data: bytes, addr: object) -> object:
+    raise OSError(errno.EBADF, "link not open")
 
 
 class Session:
@@ -116,7 +184,7 @@ class Session:
         on_event: EventCallback | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        check(config, links)
+        check(config, links, initiator=initiator)
         self.links = tuple(links)
         self.runtime = runtime
         self.endpoint = plait.Endpoint(
@@ -142,16 +210,21 @@ class Session:
         self._deadline: int | None = None
         self._timers = 0
         self._late = array("q", bytes(8 * _LATE_SAMPLES))
+        self.peers: list[Peer | None] = [None] * len(self.links)
+        """Each learning link's `Peer` (made by `sender` or `learner`); None for a
+        connected link."""
 
     # --- the loop's steps ----------------------------------------------------------------
 
-    def feed(self, link: int, data: bytes | memoryview, now: int) -> None:
-        """One datagram received on `link`. `data` may be a view of a reused buffer:
-        the endpoint copies what it keeps and holds no reference after the call."""
+    def feed(self, link: int, data: bytes | memoryview, now: int) -> bool:
+        """One datagram received on `link`; True if the endpoint accepted it as the
+        peer's (then a learning link sends to its source). `data` may be a view of a
+        reused buffer: the endpoint copies what it keeps and holds no reference after
+        the call."""
         self.datagrams_in += 1
         # receive_datagram is annotated `bytes` but reads any buffer (struct.unpack_from,
         # slices it copies with bytes()); the cast saves a copy per datagram.
-        self.endpoint.receive_datagram(cast(bytes, data), link=link, now=now)
+        return self.endpoint.receive_datagram(cast(bytes, data), link=link, now=now)
 
     def service(self, now: int) -> list[tuple[bytes, int]]:
         """Run `handle_timer` if the armed deadline is due, then return what to send."""
@@ -206,6 +279,22 @@ class Session:
         self._deadline = due
         return due, changed
 
+    def sender(self, link: int, send: Send, sendto: SendTo) -> Send:
+        """`link`'s send function: `send` (a connected socket's), or for a link with no
+        remote a `Peer` around `sendto`, also kept in `peers`."""
+        if self.links[link].remote is not None:
+            return send
+        peer = self.peers[link] = Peer(self, sendto)
+        return peer
+
+    def learner(self, link: int) -> Peer | None:
+        """`link`'s `Peer` if it has no remote (made now, and kept in `peers`; its
+        `sendto` to be set by the runtime), else None."""
+        if self.links[link].remote is not None:
+            return None
+        peer = self.peers[link] = Peer(self, _closed_sendto)
+        return peer
+
     # --- what every runtime's API shares ----------------------------------------------------
 
     def submit(self, data: bytes, stream: int, now: int, deadline: int | None = None) -> int:
@@ -238,7 +327,10 @@ class Session:
 
     def count_error(self, where: str, exc: OSError) -> None:
         name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
-        key = where + ": " + name
+        self.count(where + ": " + name)
+
+    def count(self, key: str) -> None:
+        """Count one error under `key` (`SessionStats.errors`)."""
         self._errors[key] = self._errors.get(key, 0) + 1
 
     @staticmethod

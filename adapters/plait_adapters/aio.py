@@ -16,6 +16,10 @@ Two costs of stock asyncio are handled here:
   the loop then spins (``call_soon``, other I/O still served) until the deadline. Set
   ``spin_ns=0`` for millisecond-grade timing at no CPU cost.
 
+A link with no remote (a responder learning the peer's address) gets a protocol that
+passes `datagram_received`'s address on: when the endpoint accepts the datagram, the
+link's `_session.Peer` sends there (``transport.sendto(data, addr)``).
+
 Usage::
 
     async with plait_adapters.aio.open_session(cfg, links, initiator=True) as s:
@@ -35,7 +39,7 @@ from typing import TypedDict, Unpack
 import plait
 from plait_adapters._async import AsyncFacade
 from plait_adapters._links import LinkLike, clock, open_sockets, specs
-from plait_adapters._session import EventCallback, MessageCallback, Session
+from plait_adapters._session import EventCallback, MessageCallback, Peer, Session
 
 __all__ = ["AioOptions", "AioSession", "open_session"]
 
@@ -51,6 +55,17 @@ class _LinkProtocol(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         if isinstance(exc, OSError):  # ECONNREFUSED after an ICMP error, and the like
             self._owner._session.count_error("socket", exc)
+
+
+class _LearningProtocol(_LinkProtocol):
+    """A link with no remote: the source address goes with the datagram."""
+
+    def __init__(self, owner: AioSession, link: int, peer: Peer) -> None:
+        super().__init__(owner, link)
+        self._peer = peer
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        self._owner._datagram_from(self._link, data, addr, self._peer)
 
 
 class AioSession(AsyncFacade):
@@ -90,11 +105,17 @@ class AioSession(AsyncFacade):
         loop, s = self._loop, self._session
         s.notes["loop"] = type(loop).__module__ + "." + type(loop).__name__
         socks = open_sockets(self._specs)
+        # a datagram may be read (and answered) while later links are still opening
+        self._sends = [Session.closed_send()] * len(socks)
         for i, sock in enumerate(socks):
+            peer = s.learner(i)
+            protocol = (
+                functools.partial(_LinkProtocol, self, i)
+                if peer is None
+                else functools.partial(_LearningProtocol, self, i, peer)
+            )
             try:
-                transport, _ = await loop.create_datagram_endpoint(
-                    functools.partial(_LinkProtocol, self, i), sock=sock
-                )
+                transport, _ = await loop.create_datagram_endpoint(protocol, sock=sock)
             except BaseException:
                 for unowned in socks[i:]:
                     unowned.close()
@@ -103,7 +124,11 @@ class AioSession(AsyncFacade):
                 transport.max_size = self._max_size  # the selector transport reads with it
                 s.notes["max_size"] = str(self._max_size)
             self._transports.append(transport)
-            self._sends.append(transport.sendto)
+            if peer is None:
+                self._sends[i] = transport.sendto
+            else:
+                peer.sendto = transport.sendto
+                self._sends[i] = peer
         self._step(clock())
 
     # --- the API beyond the shared one (`AsyncFacade`) -------------------------------------
@@ -121,7 +146,7 @@ class AioSession(AsyncFacade):
             self._timer = None
         if not s.endpoint.closed:
             out = s.close(clock())
-            if len(self._sends) == len(self._specs):  # else opening failed half-way
+            if len(self._transports) == len(self._specs):  # else opening failed half-way
                 s.transmit(out, self._sends)
             s.events()
         s.closed = True
@@ -135,6 +160,12 @@ class AioSession(AsyncFacade):
     def _datagram(self, link: int, data: bytes) -> None:
         now = clock()
         self._session.feed(link, data, now)
+        self._step(now)
+
+    def _datagram_from(self, link: int, data: bytes, addr: object, peer: Peer) -> None:
+        now = clock()
+        if self._session.feed(link, data, now):
+            peer.addr = addr
         self._step(now)
 
     def _rearm(self, due: int | None) -> None:

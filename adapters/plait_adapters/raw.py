@@ -9,8 +9,10 @@ is asked for on every socket; a refusal is recorded in the notes, not raised.
 
 Received datagrams go into a pool of preallocated buffers (`recv_into`, up to `batch`
 per socket per pass) and reach the endpoint as memoryviews, so receiving allocates no
-buffer per datagram. With ``gc_mode="idle"`` the cyclic GC is frozen after setup and
-collects only when the loop is about to sleep (process-wide while a session runs).
+buffer per datagram. A link with no remote (a responder learning the peer's address)
+reads with `recvfrom_into` instead and sends with `sendto` (`_session.Peer`). With
+``gc_mode="idle"`` the cyclic GC is frozen after setup and collects only when the loop
+is about to sleep (process-wide while a session runs).
 """
 
 from __future__ import annotations
@@ -73,8 +75,11 @@ class RawSession(PolledSession):
             for sk in self._socks:
                 sk.close()
             raise
-        self._sends: list[Callable[[bytes], object]] = [sk.send for sk in self._socks]
+        self._sends: list[Callable[[bytes], object]] = [
+            s.sender(i, sk.send, sk.sendto) for i, sk in enumerate(self._socks)
+        ]
         self._recv_into = [sk.recv_into for sk in self._socks]
+        self._recvfrom_into = [sk.recvfrom_into for sk in self._socks]
         self._fd_link = {sk.fileno(): i for i, sk in enumerate(self._socks)}
         self._pool = BufferPool(max(2048, config.mtu + 1), batch)
         for sk in self._socks:
@@ -90,9 +95,17 @@ class RawSession(PolledSession):
         """Return on input (fed to the endpoint), a command, or the deadline."""
         ready = self._poll(due)
         s, pool, fd_link, recv_into = self._session, self._pool, self._fd_link, self._recv_into
+        peers = s.peers
         for fd, _ in ready:
             link = fd_link.get(fd)
-            if link is not None and pool.drain(s, link, recv_into[link]):
+            if link is None:
+                continue
+            peer = peers[link]
+            if peer is None:
+                got = pool.drain(s, link, recv_into[link])
+            else:
+                got = pool.drain_from(s, link, self._recvfrom_into[link], peer)
+            if got:
                 self._last_active = clock()
 
     def _close_link(self, link: int) -> None:

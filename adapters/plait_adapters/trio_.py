@@ -6,6 +6,8 @@
 plain non-blocking `recv_into` calls (one trip through the scheduler per batch, not per
 datagram) and runs the endpoint loop. Sends go straight out with the socket's
 non-blocking `send` (UDP never blocks for long; a full buffer drops, plait repairs).
+A link with no remote (a responder learning the peer's address) reads with
+`recvfrom_into` and sends with `sendto` to the learnt address (`_session.Peer`).
 
 The timer task sleeps in a cancel scope whose deadline is moved, not replaced, when the
 endpoint's deadline changes (the one timer, re-armed only when it changed). trio's
@@ -71,7 +73,9 @@ class TrioSession(AsyncFacade):
         self._spin_ns = spin_ns
         self._socks: list[socket.socket] = open_sockets(link_specs)
         self._tsocks = [trio.socket.from_stdlib_socket(sk) for sk in self._socks]
-        self._sends: list[Callable[[bytes], object]] = [sk.send for sk in self._socks]
+        self._sends: list[Callable[[bytes], object]] = [
+            self._session.sender(i, sk.send, sk.sendto) for i, sk in enumerate(self._socks)
+        ]
         self._pool = BufferPool(max(2048, config.mtu + 1), batch)
         self._due: int | None = None
         self._timer_scope: trio.CancelScope | None = None
@@ -114,13 +118,17 @@ class TrioSession(AsyncFacade):
 
     async def _reader(self, link: int) -> None:
         sock, s, pool = self._socks[link], self._session, self._pool
-        recv_into = sock.recv_into
+        recv_into, recvfrom_into, peer = sock.recv_into, sock.recvfrom_into, s.peers[link]
         while True:
             try:
                 await trio.lowlevel.wait_readable(sock)
             except (trio.ClosedResourceError, OSError, ValueError):
                 return  # closed by close_link() or aclose() (ValueError: fd already -1)
-            if pool.drain(s, link, recv_into):
+            if peer is None:
+                got = pool.drain(s, link, recv_into)
+            else:
+                got = pool.drain_from(s, link, recvfrom_into, peer)
+            if got:
                 self._step(clock())
 
     async def _timer(self) -> None:

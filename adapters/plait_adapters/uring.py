@@ -8,6 +8,10 @@ same loop, API and wait, here epoll over the ring's fd) with io_uring doing the 
 through `_ring.UringTransport` (one submission per flush for all links, a multishot
 receive per link on a provided-buffer ring, optional SQPOLL; its module docstring has
 the details, docs/io_uring.md the measurements).
+
+Every link needs its remote: a multishot receive (uring-api's `prepare_recv_multishot`,
+a plain recv) does not report the source address, so this adapter cannot learn the
+peer's address. A link with ``remote=None`` raises `LinkError`; use `raw` for that.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections.abc import Iterable
 from typing import Unpack
 
 import plait
-from plait_adapters._links import LinkLike, clock, open_sockets, specs
+from plait_adapters._links import LinkError, LinkLike, clock, open_sockets, specs
 from plait_adapters._poller import Poller
 from plait_adapters._ring import UringTransport, UringUnavailable, availability
 from plait_adapters._session import EventCallback, MessageCallback, Session
@@ -63,6 +67,14 @@ class UringSession(PolledSession):
             on_message=on_message,
             on_event=on_event,
         )
+        for i, spec in enumerate(link_specs):
+            if spec.remote is None:
+                raise LinkError(
+                    errno.EOPNOTSUPP,
+                    f"link {i}: the io_uring adapter cannot learn the peer's address "
+                    "(remote=None): its multishot receive does not report the source; "
+                    "use plait_adapters.raw",
+                )
         super().__init__(s, config, cpu=cpu, timer_slack_ns=timer_slack_ns, gc_mode=gc_mode)
         self._socks = socks = open_sockets(link_specs)
         self._size = max(2048, config.mtu + 1)  # a datagram that fills it was truncated
@@ -158,6 +170,7 @@ def open_session(
 
     Raises:
         UringUnavailable: io_uring cannot be used here (`availability()` says why).
-        plait_adapters.LinkError: a link's socket cannot be set up.
+        plait_adapters.LinkError: a link's socket cannot be set up, or a link has no
+            remote (this adapter cannot learn the peer's address).
     """
     return UringSession(config, links, initiator=initiator, **options).start()
