@@ -1,8 +1,9 @@
 """``plait relay``: its configuration (TOML, flags, errors) and the relay end to end.
 
 The end-to-end cases run two relays on 127.0.0.1 over 3 links with a UDP source and a
-sink, datagrams both ways: once in this process (two `Relay` objects in threads) and
-once as the real command (``python -m plait relay``, two subprocesses), stopped with
+sink, datagrams both ways: in this process (two `Relay` objects in threads; once with
+the responder learning the initiator's addresses through a NAT that re-maps them) and
+as the real command (``python -m plait relay``, two subprocesses), stopped with
 SIGINT. Every wait is bounded.
 """
 
@@ -34,6 +35,7 @@ from plait_adapters._relay_config import (
     parse_rate,
 )
 from plait_adapters.relay import Relay, _Printer, final_report, status_line
+from tests.adapter_pairs import Nat
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "relay.md"
@@ -113,6 +115,40 @@ def test_link_flag() -> None:
     for bad in ["10.0.1.1:7001", "a:1=b:2", "a:1=b:2@:5M", "a:1=b:2:fast"]:
         with pytest.raises(RelayConfigError, match=r"--link|rate"):
             parse_link(bad, 0)
+
+
+def test_a_remote_of_star_learns_the_peers_address(tmp_path: Path) -> None:
+    """``*`` as a link's remote (or no remote in TOML): the link learns the peer's
+    address (a spec with remote None)."""
+    spec, rate = parse_link("0.0.0.0:7000=*:5M", 0)
+    assert (spec, rate) == (LinkSpec(("0.0.0.0", 7000), None), 5_000_000)  # noqa: S104
+    spec, _ = parse_link("[::]:7001=*@eth1:2M", 1)
+    assert spec == LinkSpec(("::", 7001), None, "eth1")
+    text = 'forward = "127.0.0.1:9000"\n[[link]]\nlocal = "10.0.0.1:7000"\nremote = "*"\n'
+    text += 'rate = "5M"\n[[link]]\nlocal = "10.0.0.1:7001"\nrate = "2M"\n'
+    cfg = parse(["--config", str(_write(tmp_path, text))])
+    assert [link.remote for link in cfg.links] == [None, None]
+    assert cfg.initiator is False
+
+
+def test_the_initiator_must_know_its_remotes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A learning link on the initiator is a configuration error (exit status 2): it
+    has to know where to send."""
+    why = r"link 1: the initiator needs the peer's address; a remote of '\*'"
+    flags = ["--initiator", "--listen", ":5000", "--link", "127.0.0.1:0=127.0.0.1:9:5M"]
+    with pytest.raises(RelayConfigError, match=why):
+        parse([*flags, "--link", "127.0.0.1:0=*:5M"])
+    text = 'initiator = true\nlisten = ":5000"\n[[link]]\nlocal = "a:1"\nremote = "b:2"\n'
+    text += 'rate = "5M"\n[[link]]\nlocal = "a:2"\nrate = "5M"\n'
+    with pytest.raises(RelayConfigError, match=why):
+        parse(["--config", str(_write(tmp_path, text))])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["relay", *flags, "--link", "127.0.0.1:0=*:5M"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("plait relay: error: link 1: the initiator needs the peer's address")
 
 
 # --- TOML and flags --------------------------------------------------------------------------
@@ -504,3 +540,47 @@ def test_plait_relay_command_both_ways_and_sigint(ends: _Ends, tmp_path: Path) -
     assert stats_b["sessions"] == 2
     assert stats_b["emitted"] == 20
     assert stats_b["session"]["endpoint"]["messages_delivered"] == 20  # the session that ended
+
+
+def test_a_responder_with_star_remotes_follows_a_nat(ends: _Ends, tmp_path: Path) -> None:
+    """Relay B (the responder) has ``*`` remotes; relay A (the initiator) reaches it
+    through a NAT, which mid-run gives every link a new public port and forgets the old
+    one. B follows: datagrams go both ways before and after, B's through the new
+    mappings."""
+    key = tmp_path / "plait.key"
+    key.write_bytes(PSK)
+    a_ports, b_ports = free_ports(LINKS), free_ports(LINKS)
+    listen = ("127.0.0.1", free_ports(1)[0])
+    common = ["--psk-file", str(key), "--latency-ms", "1000"]
+    nat = Nat([("127.0.0.1", port) for port in b_ports])
+    relays: list[Relay] = []
+    threads: list[threading.Thread] = []
+    try:
+        links_b = [f"--link=127.0.0.1:{port}=*:20M" for port in b_ports]
+        links_a = [
+            f"--link=127.0.0.1:{port}=127.0.0.1:{inside[1]}:20M"
+            for port, inside in zip(a_ports, nat.inside, strict=True)
+        ]
+        relays.append(Relay(parse(["--forward", f"127.0.0.1:{ends.sink_port}", *links_b, *common])))
+        relays.append(
+            Relay(parse(["--listen", f"127.0.0.1:{listen[1]}", "--initiator", *links_a, *common]))
+        )
+        threads = [threading.Thread(target=r.serve, daemon=True) for r in relays]
+        for t in threads:
+            t.start()
+        b, a = relays
+        assert _Pair.wait(lambda: a.established and b.established)
+        ends.exchange(listen, 10)
+        assert all(nat.replies), nat.replies
+        nat.remap()
+        ends.exchange(listen, 10)
+        assert all(nat.replies), nat.replies  # B answers through the new mappings
+        assert (a.stats().carried, a.stats().emitted) == (20, 20)
+        assert b.sessions == 1
+    finally:
+        for relay, thread in zip(relays, threads, strict=False):
+            relay.stop()
+            thread.join(5.0)
+        for relay in relays:
+            relay.close()
+        nat.close()

@@ -9,7 +9,10 @@ A link on the command line is ``LOCAL=REMOTE[@IFACE]:RATE``, for example
 ``10.0.1.1:7001=10.0.1.2:7001@wwan0:10mbit``; in TOML it is a ``[[link]]`` table with
 ``local``, ``remote``, ``rate`` and optionally ``interface``. Addresses are
 ``host:port`` or ``[v6-host]:port``; rates are bits per second with an optional k, M
-or G (``2M``, ``2mbit``, ``2000k``, ``2000000``).
+or G (``2M``, ``2mbit``, ``2000k``, ``2000000``). A remote of ``*`` (or, in TOML, no
+``remote``) makes the link learn the peer's address from what arrives and follow it
+(the peer behind NAT); only the responder may do that, the initiator must know where
+to send.
 """
 
 from __future__ import annotations
@@ -60,6 +63,8 @@ _TOP_KEYS: Final = frozenset(
     }
 )
 _LINK_KEYS: Final = frozenset({"local", "remote", "interface", "rate"})
+_LEARN: Final = "*"
+"""The remote that means: learn the peer's address (the responder's links only)."""
 _FEC_KEYS: Final = frozenset({"k", "m", "adaptive"})
 
 
@@ -149,8 +154,14 @@ def parse_rate(text: str | int, what: str) -> int:
     return rate
 
 
+def _remote(text: str, what: str) -> Address | None:
+    """A link's remote: ``host:port``, or ``*`` (None: learn it)."""
+    return None if text.strip() == _LEARN else parse_address(text, what)
+
+
 def parse_link(text: str, index: int) -> tuple[LinkSpec, int]:
-    """``LOCAL=REMOTE[@IFACE]:RATE`` -> (spec, rate in bit/s)."""
+    """``LOCAL=REMOTE[@IFACE]:RATE`` -> (spec, rate in bit/s); a REMOTE of ``*`` gives a
+    spec with no remote (learn it)."""
     what = f"--link {text!r}"
     local, eq, rest = text.partition("=")
     remote, colon, rate = rest.rpartition(":")
@@ -160,7 +171,7 @@ def parse_link(text: str, index: int) -> tuple[LinkSpec, int]:
     if at and not iface:
         raise RelayConfigError(f"{what}: empty interface after @")
     spec = LinkSpec(
-        parse_address(local, what, port_zero=True), parse_address(remote, what), iface or None
+        parse_address(local, what, port_zero=True), _remote(remote, what), iface or None
     )
     return spec, parse_rate(rate, f"link {index}")
 
@@ -229,11 +240,11 @@ def _toml_link(table: object, where: str) -> tuple[LinkSpec, int]:
     if not isinstance(table, dict):
         raise RelayConfigError(f"{where}: write each link as a [[link]] table")
     _known(table, _LINK_KEYS, where)
-    for key in ("local", "remote", "rate"):
+    for key in ("local", "rate"):
         if key not in table:
             raise RelayConfigError(f"{where}: missing {key!r}")
     local = parse_address(_typed(table, "local", str, where, ""), where, port_zero=True)
-    remote = parse_address(_typed(table, "remote", str, where, ""), where)
+    remote = _remote(_typed(table, "remote", str, where, _LEARN), where)
     iface = _typed(table, "interface", str, where, "")
     return LinkSpec(local, remote, iface or None), parse_rate(table["rate"], where)
 
@@ -310,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--link",
         metavar="LOCAL=REMOTE[@IFACE]:RATE",
         action="append",
-        help="one link, repeated in link order (replaces the file's links)",
+        help="one link, repeated in link order (replaces the file's links); a REMOTE of * "
+        "learns the peer's address (the responder's links only: a peer behind NAT)",
     )
     p.add_argument("--listen", metavar="HOST:PORT", help="the local UDP address to carry from")
     p.add_argument(
@@ -407,6 +419,13 @@ def _checked(kw: dict[str, Any]) -> RelayConfig:
         raise RelayConfigError(
             f"give 1 to {plait.config.MAX_LINKS} links (--link or [[link]]), got {len(links)}"
         )
+    if kw.get("initiator", False):
+        for i, link in enumerate(links):
+            if link.remote is None:
+                raise RelayConfigError(
+                    f"link {i}: the initiator needs the peer's address; a remote of '*' "
+                    "(learn it from what arrives) is for the responder only"
+                )
     if kw.get("listen") is None and kw.get("forward") is None:
         raise RelayConfigError("give --listen, --forward or both: nothing to carry otherwise")
     if not kw.get("latency_ms", 150.0) > 0:

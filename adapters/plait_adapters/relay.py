@@ -443,6 +443,8 @@ def _run(cfg: RelayConfig, stopper: _Stopper) -> int:
         relay.stop()
     if cfg.psk is None:
         relay.notice("no psk: datagrams are neither authenticated nor encrypted")
+        if any(link.remote is None for link in cfg.links):
+            relay.notice("no psk: anyone can redirect a link whose remote is '*'")
     printer = _Printer(relay, sys.stderr, cfg.stats_interval_s)
     error: Exception | None = None
     try:
