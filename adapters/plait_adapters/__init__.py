@@ -14,9 +14,11 @@ module         open                                        receive
 =============  ==========================================  ===============================
 
 `links` is one ``(local, remote[, interface])`` per link (or `LinkSpec`), in the order
-of ``config.links``; `initiator=True` on one end. Then ``send(data, stream=0)`` (awaited
-in the async ones), `poll_events()` or an `on_event` callback for link and session
-events, `stats()` (a `SessionStats`), `close_link(i)`, and close by leaving the block.
+of ``config.links``; `initiator=True` on one end. On the responder, ``remote=None``
+learns the peer's address (a peer behind NAT; not under `uring`). Then
+``send(data, stream=0)`` (awaited in the async ones), `poll_events()` or an `on_event`
+callback for link and session events, `stats()` (a `SessionStats`), `close_link(i)`,
+and close by leaving the block.
 The runtimes are imported on demand: ``import plait_adapters.trio_`` needs trio;
 `uring` (io_uring, opt-in: ``pip install plait[uring]``, Linux >= 6.0) raises
 `uring.UringUnavailable` from `open_session` where it cannot run.
