@@ -132,7 +132,9 @@ class Net:
         return handle
 
     def run_until(self, until: int, *, tick: Callable[[Net], None] | None = None) -> None:
-        """Advance the clock to `until`, delivering datagrams and firing timers in order."""
+        """Advance the clock to `until`, delivering datagrams and firing timers in order.
+        A timer that stays due at one instant (handle_timer made no progress) fails."""
+        stuck, last_timer = 0, -1
         while True:
             deadlines = [
                 (d, s) for s in ("a", "b") if (d := self.ep(s).next_deadline()) is not None
@@ -154,6 +156,10 @@ class Net:
             else:
                 assert next_timer is not None
                 side = next_timer[1]
+                stuck = stuck + 1 if t == last_timer else 0
+                last_timer = t
+                if stuck > 1000:
+                    raise AssertionError(f"{side}'s timer stays due at {t} (was {next_timer[0]})")
                 self.ep(side).handle_timer(now=t)
                 self._flush(side)
             if tick is not None:

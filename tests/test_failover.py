@@ -110,3 +110,44 @@ def test_a_swinging_link_is_not_used_while_slow_and_does_not_flap() -> None:
     ups = [e for e in net.events["a"] if isinstance(e, plait.LinkUp) and e.link == 0]
     assert len(ups) <= 2  # back in service at most twice in 20 s of swinging
     assert check_delivery(net, sent, deadlines) >= 0.99 * len(sent[0])
+
+
+def test_messages_sent_while_every_link_is_down_wait_for_a_link_within_their_deadline() -> None:
+    """A full outage (every link DOWN) does not expire new messages at once: they wait in
+    the queue and go when a link comes back, if their deadline still allows; those whose
+    deadline passes during the outage are reported expired, never delivered late."""
+    net = Net.build(_cfg(latency_ns=2 * S), seed=24, delays_ms=[15, 20, 25, 30])
+    paths = [net.paths[(d, i)] for d in ("ab", "ba") for i in range(len(RATES))]
+    for path in paths:
+        path.dead_from = 1 * S
+    net.run_until(1 * S + BOUND + 200 * MS)  # every link is DOWN by now
+    assert all(ln.state == "DOWN" for ln in net.a.stats().links)
+    net.send("a", payload(0, 0, 500))  # 2 s budget: outlives the outage
+    late = net.send("a", payload(0, 1, 500), deadline=net.now + 300 * MS)  # does not
+    net.run_until(net.now + 500 * MS)
+    for path in paths:
+        path.dead_from = None
+    net.run_until(net.now + 1 * S)
+    delivered = [m.data for _, m in net.delivered["b"]]
+    assert delivered == [payload(0, 0, 500)]
+    expired = [e for e in net.events["a"] if isinstance(e, plait.MessageExpired)]
+    assert [(e.handle, e.msg) for e in expired] == [(late, -1)]  # never sent: no number
+
+
+def test_a_queue_waiting_for_a_link_does_not_keep_the_timer_due() -> None:
+    """Every link goes DOWN while the pacers are busy with a long queue: the queue waits
+    for a link, and `next_deadline` is not left at a pacing release in the past (the
+    harness fails a timer that stays due; an adapter would spin)."""
+    net = Net.build(_cfg(latency_ns=3 * S), seed=24, delays_ms=[15, 20, 25, 30])
+    net.run_until(900 * MS)
+    for index in range(2500):  # 2.75 MB: about 0.75 s of all four links
+        net.ep("a").send(payload(0, index, 1100), now=net.now)
+    for direction in ("ab", "ba"):
+        for link in range(len(RATES)):
+            net.paths[(direction, link)].dead_from = 1 * S
+    net.run_until(1500 * MS)
+    assert all(ln.state == "DOWN" for ln in net.a.stats().links)
+    assert net.a.outbox.pending()
+    due = net.a.next_deadline()
+    assert due is not None
+    assert due > net.now

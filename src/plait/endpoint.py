@@ -175,9 +175,9 @@ class Endpoint:
         while self._control:
             link, ptype, body, force_echo = self._control.popleft()
             out.append((self._transmit(link, ptype, body, now, force_echo), link))
-        if not self._can_seal():
-            return out
         links = self.links
+        if not self._can_seal() or not links.carrying():
+            return out  # no link carries data now: what is queued waits, to its deadline
         can_arrive = self._can_arrive_fn(now)
         while True:
             item = self.outbox.take(now, can_arrive)
@@ -250,7 +250,7 @@ class Endpoint:
                 oldest = outbox.oldest_unacked(ln.id)
                 if oldest is not None and oldest + timeouts[ln.id] < best:
                     best = oldest + timeouts[ln.id]
-            if outbox.pending():
+            if outbox.pending() and self.links.carrying():  # else: a link's recovery
                 t = self.links.wake_at or self.links.next_free()
                 if t is not None and t < best:
                     best = t
