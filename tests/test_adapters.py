@@ -342,12 +342,20 @@ def test_the_responder_follows_a_nat_remapping(
         _both_ways(a, b, 0, 30, pause=0.002)
         assert all(nat.replies), nat.replies
         before = nat.mapped_ports()
+        assert _learnt_ports(b) == before  # what the responder reports it sends to
         nat.remap()
         assert not set(before) & set(nat.mapped_ports())
         _both_ways(a, b, 30, 60, pause=0.002)
         assert all(nat.replies), nat.replies  # through the new mappings, on every link
+        assert _learnt_ports(b) == nat.mapped_ports()
     finally:
         nat.close()
+
+
+def _learnt_ports(end: End) -> list[int]:
+    learnt = end.stats().learnt
+    assert sorted(learnt) == list(range(LINKS)), learnt
+    return [int(str(learnt[link]).rsplit(":", 1)[1]) for link in range(LINKS)]
 
 
 @pytest.mark.parametrize("psk", [None, PSK], ids=["clear", "psk"])

@@ -577,6 +577,13 @@ def test_a_responder_with_star_remotes_follows_a_nat(ends: _Ends, tmp_path: Path
         assert all(nat.replies), nat.replies  # B answers through the new mappings
         assert (a.stats().carried, a.stats().emitted) == (20, 20)
         assert b.sessions == 1
+        b._watch_learnt()  # what the stats tick does: a notice for each moved address
+        moved = [
+            f"link {i}: the peer is at 127.0.0.1:{p}" for i, p in enumerate(nat.mapped_ports())
+        ]
+        assert [n.split("] ", 1)[1] for n in b.notices][-LINKS:] == moved
+        report = final_report(b.stats())
+        assert all(f"peer 127.0.0.1:{p}" in report for p in nat.mapped_ports()), report
     finally:
         for relay, thread in zip(relays, threads, strict=False):
             relay.stop()

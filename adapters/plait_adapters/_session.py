@@ -72,6 +72,9 @@ class SessionStats:
     timer_late_p99_ns: int
     timer_late_max_ns: int
     notes: Mapping[str, str]
+    learnt: Mapping[int, str | None] = attrs.field(factory=dict)
+    """For each link with no remote (it learns the peer's address): the address it
+    sends to now, ``host:port``, or None before the peer was heard on it."""
     """Runtime facts: socket options that took or not, the event loop, ..."""
 
 
@@ -359,4 +362,14 @@ class Session:
             timer_late_p99_ns=late[min(len(late) - 1, len(late) * 99 // 100)],
             timer_late_max_ns=late[-1],
             notes=dict(self.notes),
+            learnt={
+                link: None if peer.addr is None else _host_port(peer.addr)
+                for link, peer in enumerate(self.peers)
+                if peer is not None
+            },
         )
+
+
+def _host_port(addr: Any) -> str:
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

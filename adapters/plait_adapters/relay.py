@@ -114,6 +114,7 @@ class Relay:
     def _open(self) -> None:
         self.established = self._ended = False
         self._down: set[int] = set()
+        self._learnt: dict[int, str | None] = {}
         self._all_down_at: float | None = None
         self.session = raw.open_session(
             self.cfg.plait_config(),
@@ -205,8 +206,17 @@ class Relay:
                 if tick is not None and self.notices:
                     tick(False)
             if tick is not None and time.monotonic() >= next_tick:
+                self._watch_learnt()
                 tick(True)
                 next_tick = max(next_tick + interval_s, time.monotonic())
+
+    def _watch_learnt(self) -> None:
+        """A notice for each link whose learnt peer address is new or moved (NAT)."""
+        learnt = self.session.stats().learnt
+        for link, addr in learnt.items():
+            if addr is not None and addr != self._learnt.get(link):
+                self.notice(f"link {link}: the peer is at {addr}")
+        self._learnt = dict(learnt)
 
     def _lost(self) -> bool:
         down, after = self._all_down_at, self.cfg.reopen_after_s
@@ -349,9 +359,11 @@ def final_report(r: RelayStats) -> str:
         )
     else:
         lines.append(f"  repair     {ep.repairs} re-sent (FEC off)")
+    learnt = r.session.learnt
     lines += [
         f"  link {ln.link:<5} {ln.state:<9} rtt {_ms(ln.srtt_ns):>8}  loss {ln.loss:5.1%}  "
         f"sent {ln.datagrams_sent}  received {ln.datagrams_received}"
+        + (f"  peer {learnt[ln.link] or 'not heard yet'}" if ln.link in learnt else "")
         for ln in ep.links
     ]
     share = r.cpu_s / r.elapsed_s if r.elapsed_s > 0 else 0.0
