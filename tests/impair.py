@@ -13,6 +13,9 @@ a sink, each a small program run inside a namespace (``python -m tests.impair ..
 * ``source``: a paced stream of sequence-numbered, timestamped datagrams.
 * ``sink``: receives the stream and records, per datagram, its one-way latency
   (CLOCK_MONOTONIC is one clock for every namespace of a host); ``--rt`` too.
+* ``canary``: wakes every millisecond at normal priority and records how late each
+  wake-up was: how long the machine held up an ordinary process meanwhile (the relays
+  under test run at normal priority; what delays the canary delays them too).
 
 Each program runs until it is done (source) or until SIGTERM/SIGINT, then writes its
 stats as JSON to ``--stats FILE``.
@@ -204,9 +207,12 @@ def forward(links: Sequence[str], loss: float, seed: int, stats: Path, rt: int) 
 # --- the stream ------------------------------------------------------------------------------
 
 
-def source(to: tuple[str, int], rate_bps: int, size: int, seconds: float, stats: Path) -> None:
+def source(
+    to: tuple[str, int], rate_bps: int, size: int, seconds: float, stats: Path, first: int = 0
+) -> None:
     """Send ``rate_bps`` of ``size``-byte datagrams for ``seconds``, on a fixed
-    schedule (a late start is caught up at once, so the average rate holds)."""
+    schedule (a late start is caught up at once, so the average rate holds), numbered
+    from `first` (so several runs into one sink can be told apart)."""
     _timer_slack()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     payload = bytearray(bytes(range(256)) * (size // 256 + 1))[:size]
@@ -220,7 +226,7 @@ def source(to: tuple[str, int], rate_bps: int, size: int, seconds: float, stats:
         wait = due - clock()
         if wait > 0:
             time.sleep(wait / 1e9)
-        _HEAD.pack_into(payload, 0, seq, clock())
+        _HEAD.pack_into(payload, 0, first + seq, clock())
         try:
             sock.sendto(payload, to)
         except OSError:
@@ -230,6 +236,7 @@ def source(to: tuple[str, int], rate_bps: int, size: int, seconds: float, stats:
         json.dumps(
             {
                 "sent": count,
+                "first": first,
                 "errors": errors,
                 "seconds": elapsed,
                 "size": size,
@@ -297,6 +304,26 @@ def sink(bind: tuple[str, int], stats: Path, rt: int) -> None:
     )
 
 
+def canary(stats: Path, interval_ns: int = 1_000_000) -> None:
+    """Sleep to each `interval_ns` tick until SIGTERM; record how late each wake-up was
+    (a machine that is busy, or whose hypervisor steals the CPU, wakes it late)."""
+    _timer_slack()
+    stop = _Stop()
+    late = array("q")
+    clock = time.monotonic_ns
+    due = clock() + interval_ns
+    while not stop.stopped:
+        wait = due - clock()
+        if wait > 0:
+            time.sleep(wait / 1e9)
+        now = clock()
+        if len(late) < _MAX_DATAGRAMS:
+            late.append(now - due)
+        due = max(due + interval_ns, now)  # a long stall is one late wake-up, not many
+    result = {"late_us": {k: v // 1000 for k, v in _pcts(late).items()}, "wakeups": len(late)}
+    stats.write_text(json.dumps(result, indent=2), encoding="utf-8")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m tests.impair")
     sub = p.add_subparsers(dest="mode", required=True)
@@ -310,16 +337,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     s.add_argument("--rate-bps", type=int, default=5_000_000)
     s.add_argument("--size", type=int, default=1200)
     s.add_argument("--seconds", type=float, default=15.0)
+    s.add_argument("--first", type=int, default=0, help="the first sequence number")
     k = sub.add_parser("sink")
     k.add_argument("--bind", required=True)
     k.add_argument("--rt", type=int, default=0, help="SCHED_FIFO priority (0: normal)")
-    for q in (f, s, k):
+    c = sub.add_parser("canary")
+    for q in (f, s, k, c):
         q.add_argument("--stats", type=Path, required=True)
     args = p.parse_args(argv)
     if args.mode == "forward":
         forward(args.link, args.loss, args.seed, args.stats, args.rt)
     elif args.mode == "source":
-        source(_addr(args.to), args.rate_bps, args.size, args.seconds, args.stats)
+        source(_addr(args.to), args.rate_bps, args.size, args.seconds, args.stats, args.first)
+    elif args.mode == "canary":
+        canary(args.stats)
     else:
         sink(_addr(args.bind), args.stats, args.rt)
 

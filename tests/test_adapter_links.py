@@ -121,7 +121,7 @@ def test_link_sockets_retry_with_back_off(script: Script) -> None:
     socks.open(now=0)
     try:
         assert [s is not None for s in socks.socks] == [True, False, True]
-        assert socks.not_open() == {1: "[Errno 99] link 1: cannot bind: not here yet"}
+        assert socks.not_open() == {1: "link 1: cannot bind: not here yet"}
         attempts, now = [], 0
         for _ in range(7):
             due = socks.due()

@@ -25,12 +25,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -53,6 +54,16 @@ FRAME: Final = SIZE + 16 + 11 + 6 + 14 + 28 + 14
 DATA fields, IPv4 + UDP, Ethernet."""
 PREFIX: Final = "plaitT-"
 PSK: Final = bytes(range(100, 132))
+IMPAIR_LATE_MAX_P99_US: Final = 10_000
+"""The harness's own precondition: the impairment relay released 99 % of what it held
+within 10 ms of its time. It measured p99 0.1 ms on a machine with one busy core and
+1.9-5.8 ms on this 2-vCPU VM shared with other test runs; beyond 10 ms the "network"
+itself, not plait, would be what the latencies measure."""
+STARVED_MS: Final = LATENCY_MS / 2
+"""A machine that held an ordinary process up longer than this (the canary) makes the
+run inconclusive: the relays, ordinary processes too, could not meet the deadline."""
+_STATE: Final = re.compile(r"\b(\d+):(UP|DOWN|DEGRADED|PROBATION) ")
+_CARRYING: Final = ("UP", "DEGRADED")
 
 
 def _run(*cmd: str) -> None:
@@ -146,6 +157,28 @@ class _Procs:
             assert time.monotonic() < end, f"no {text!r} from {name} in {timeout} s"
             time.sleep(0.05)
 
+    def states(self, name: str) -> dict[int, str]:
+        """Each link's state in the last status line `name` (a relay) printed."""
+        lines = [line for line in self.err(name).splitlines() if " | " in line]
+        return {int(k): v for k, v in _STATE.findall(lines[-1])} if lines else {}
+
+    def wait_carrying(self, name: str, links: Sequence[int], timeout: float) -> None:
+        """Until `name`'s status line shows each of `links` carrying data (UP or
+        DEGRADED): a round trip confirmed on it, and probation served."""
+        self.wait_until(
+            name,
+            lambda: all(self.states(name).get(i) in _CARRYING for i in links),
+            f"links {list(links)} carrying",
+            timeout,
+        )
+
+    def wait_until(self, name: str, ready: Callable[[], bool], what: str, timeout: float) -> None:
+        end = time.monotonic() + timeout
+        while not ready():
+            assert self.procs[name].poll() is None, f"{name} exited:\n{self.err(name)}"
+            assert time.monotonic() < end, f"{name}: not {what} in {timeout} s: {self.err(name)}"
+            time.sleep(0.05)
+
     def stop(self, name: str, sig: int = signal.SIGINT, timeout: float = 10.0) -> int:
         proc = self.procs[name]
         if proc.poll() is None:
@@ -189,18 +222,23 @@ def test_relay_over_four_shaped_lossy_links(namespaces: tuple[str, str], tmp_pat
         rt = ["--rt", "20"]  # the "network" and the clock at the sink run ahead of the relays
         procs.start("sink", ns_b, [*helper, "sink", "--bind", "127.0.0.1:9000", *rt])
         procs.start("impair", ns_b, [*helper, "forward", *impair, "--loss", str(LOSS), *rt])
-        procs.start("relay_b", ns_b, [*relay, *links_b, "--forward", "127.0.0.1:9000", "--once"])
+        procs.start("canary", ns_b, [*helper, "canary"])
+        argv_b = [*relay, *links_b, "--forward", "127.0.0.1:9000", "--once"]
+        procs.start("relay_b", ns_b, argv_b)
         procs.start("relay_a", ns_a, [*relay, *links_a, "--listen", ":5000", "--initiator"])
         procs.wait_for("relay_a", "established", 20.0)
         procs.wait_for("relay_b", "established", 5.0)
-        time.sleep(0.5)  # the first RTT samples
+        # Every link carrying at both ends before the stream starts: a responder that
+        # waited for its peer may put its links on probation for 2 s first (issue 14).
+        for name in ("relay_a", "relay_b"):
+            procs.wait_carrying(name, range(len(RATES_MBIT)), 20.0)
         stream = ["--to", "127.0.0.1:5000", "--rate-bps", str(STREAM_BPS), "--size", str(SIZE)]
         procs.start("source", ns_a, [*helper, "source", *stream, "--seconds", str(SECONDS)])
         assert procs.procs["source"].wait(SECONDS + 10.0) == 0, procs.err("source")
         time.sleep(0.5)  # the last datagrams' deadlines
         assert procs.stop("relay_a") == 0, procs.err("relay_a")  # Ctrl-C: CLOSE to B
         assert procs.procs["relay_b"].wait(10.0) == 0, procs.err("relay_b")  # --once: it ends too
-        for name in ("sink", "impair"):
+        for name in ("sink", "impair", "canary"):
             assert procs.stop(name, signal.SIGTERM) == 0, procs.err(name)
     finally:
         procs.kill_all()
@@ -213,9 +251,24 @@ def test_relay_over_four_shaped_lossy_links(namespaces: tuple[str, str], tmp_pat
 
     sent, sink = load["source"]["sent"], load["sink"]
     assert sink["corrupt"] == sink["duplicates"] == sink["reordered"] == 0  # in order, once
-    assert report["delivered_pct"] >= 99.9
     assert "Traceback" not in procs.err("relay_a") + procs.err("relay_b")
     assert sent > 0.95 * SECONDS * STREAM_BPS / (SIZE * 8)
+    # The harness first. The impairment relay (the "network") released what it held on
+    # time, give or take 10 ms at p99: it runs at SCHED_FIFO, but a busy VM still
+    # delays it (p99 0.1 ms with one busy core, 2-6 ms with the machine shared).
+    impair_late = report["impair"]["release_late_us"]
+    assert impair_late["p99"] < IMPAIR_LATE_MAX_P99_US, f"the harness was late: {impair_late}"
+    # The canary, an ordinary process like the relays, measures how long the machine
+    # held such a process up. Beyond half the deadline, no relay can deliver on time:
+    # the run says nothing about plait's latency (two of these tests at once on two
+    # vCPUs did that: 154 and 297 ms).
+    held = report["canary_late_us"]
+    if held["max"] > STARVED_MS * 1000:
+        pytest.skip(f"inconclusive: the machine held an ordinary process up {held} us")
+    assert report["delivered_pct"] >= 99.9
+    # Each latency below includes the lateness of the impairment relay and of both
+    # relays, so the bounds allow for what the harness measured: `slack`.
+    slack = (impair_late["p99"] + 2 * held["p99"]) / 1000
     # Nothing arrives sooner than the shortest delay: the impairment relay did its job,
     # and the latency is measured on one clock.
     lat, floors = report["latency_ms"], report["floor_ms"]
@@ -224,12 +277,12 @@ def test_relay_over_four_shaped_lossy_links(namespaces: tuple[str, str], tmp_pat
     # worst link's (35.2 ms) is what in-order delivery waits for when a message rides
     # the slowest link and FEC does not rebuild it sooner. The median stays within
     # twice the best floor; p99 within the worst floor + 15 ms (a parity packet or a
-    # re-send); nothing comes later than its deadline, + 10 ms for the two local hops.
-    assert lat["p50"] <= 2 * min(floors)
-    assert lat["p99"] <= max(floors) + 15.0
-    assert lat["max"] <= LATENCY_MS + 10.0
-    impair_late = report["impair"]["release_late_us"]
-    assert impair_late["p99"] < 1000  # the impairment relay's own jitter stays small
+    # re-send); each + `slack`. Nothing comes later than its deadline, + 10 ms for the
+    # two local hops, + the longest the canary was held up: relay B decides on time,
+    # and may be held up before the datagram leaves it.
+    assert lat["p50"] <= 2 * min(floors) + slack, (lat, slack)
+    assert lat["p99"] <= max(floors) + 15.0 + slack, (lat, slack)
+    assert lat["max"] <= LATENCY_MS + 10.0 + held["max"] / 1000, (lat, held)
 
 
 def _report(load: dict[str, Any], elapsed: float) -> dict[str, Any]:
@@ -271,6 +324,7 @@ def _report(load: dict[str, Any], elapsed: float) -> dict[str, Any]:
         "expired": b["session"]["endpoint"]["messages_expired_receiving"]
         + a["session"]["endpoint"]["messages_expired_sending"],
         "impair": {"dropped": drops, "release_late_us": load["impair"]["release_late_us"]},
+        "canary_late_us": load["canary"]["late_us"],
         "cpu_pct": {
             "relay_a": 100.0 * a["cpu_s"] / a["elapsed_s"],
             "relay_b": 100.0 * b["cpu_s"] / b["elapsed_s"],
@@ -306,6 +360,8 @@ def _render(r: dict[str, Any]) -> str:
             f"{r['lost_inbound']} datagrams lost at B",
             f"  impair     dropped {sum(r['impair']['dropped'].values())}, release late "
             f"p50/p99/max {'/'.join(str(v) for v in r['impair']['release_late_us'].values())} us",
+            f"  canary     an ordinary process woke late p50/p99/max "
+            f"{'/'.join(str(v) for v in r['canary_late_us'].values())} us",
             f"  cpu        relay A {cpu['relay_a']:.0f} %, relay B {cpu['relay_b']:.0f} %, "
             f"impair {cpu['impair']:.0f} %",
             f"  timers     relay A late p50/p99/max {r['relay_timer_late_us']['relay_a']} us, "
@@ -314,3 +370,147 @@ def _render(r: dict[str, Any]) -> str:
             f"  took       {r['test_seconds']:.1f} s",
         ]
     )
+
+
+# --- a dead modem ----------------------------------------------------------------------------
+
+MODEM_STREAM_BPS: Final = 1_000_000
+MODEM_SIZE: Final = 1000
+PHASE_S: Final = 2.0
+
+
+def _ip(ns: str, *args: str) -> None:
+    _run("ip", "-n", ns, *args)
+
+
+def _stream(procs: _Procs, ns: str, phase: int, seconds: float = PHASE_S) -> None:
+    """Start phase `phase`'s stream: numbered from 10 000 x `phase`, to relay A."""
+    args = ["--to", "127.0.0.1:5000", "--rate-bps", str(MODEM_STREAM_BPS)]
+    args += ["--size", str(MODEM_SIZE), "--seconds", str(seconds), "--first", str(10_000 * phase)]
+    procs.start(f"source{phase}", ns, ["-m", "tests.impair", "source", *args])
+
+
+def _streamed(procs: _Procs, phase: int) -> None:
+    """Wait for phase `phase`'s stream to end (its last datagrams get 1 s to arrive)."""
+    assert procs.procs[f"source{phase}"].wait(PHASE_S + 20.0) == 0, procs.err(f"source{phase}")
+
+
+def _carrying(procs: _Procs, links: Sequence[int]) -> None:
+    procs.wait_carrying("relay_a", links, 30.0)
+
+
+def test_relay_survives_a_dead_modem(namespaces: tuple[str, str], tmp_path: Path) -> None:
+    """Relay A's links are bound to their interfaces (``@paN``), as on a host with four
+    modems, and relay B's to its addresses on the other side; no impairment relay.
+    A stream of 1000-byte datagrams at 1 Mbit/s runs for 2 s in each phase:
+
+    1. at start, link 2's address is missing and link 3's interface is down: A starts
+       anyway and carries the stream on links 0 and 1;
+    2. the address comes and the interface goes up: both links open at their next
+       attempt, come UP and carry again;
+    3. link 1's interface goes down in the middle of a stream, and up again;
+    4. link 2's interface is removed and created again (a USB modem unplugged): its
+       old socket cannot work any more (ENODEV); A opens a new one;
+    5. every interface goes down for longer than ``reopen_after`` (1 s): both relays
+       open new sessions, which find each other over links 0 and 2 while 1 and 3 are
+       still down, and take 1 and 3 when they come up.
+
+    Every phase's stream arrives (>= 99 %, exactly once, in order); no relay exits.
+    """
+    ns_a, ns_b = namespaces
+    key = tmp_path / "plait.key"
+    key.write_text(PSK.hex(), encoding="ascii")
+    common = ["--psk-file", str(key), "--stats-interval", "0.5", "--latency-ms", "1000"]
+    common += ["--reopen-after", "1"]
+    links_a, links_b = [], []
+    for i, mbit in enumerate(RATES_MBIT):
+        rate = f"{round(mbit * PLAIT_SHARE * 1000)}k"
+        links_a += ["--link", f"10.77.{i}.1:7000=10.77.{i}.2:7000@pa{i}:{rate}"]
+        links_b += ["--link", f"10.77.{i}.2:7000=10.77.{i}.1:7000:{rate}"]
+    everything = range(len(RATES_MBIT))
+    relay = ["-m", "plait", "relay", *common]
+    procs = _Procs(tmp_path)
+    _ip(ns_a, "addr", "del", "10.77.2.1/30", "dev", "pa2")  # a modem without its address
+    _ip(ns_a, "link", "set", "pa3", "down")  # a modem switched off
+    try:
+        procs.start("sink", ns_b, ["-m", "tests.impair", "sink", "--bind", "127.0.0.1:9000"])
+        procs.start("relay_b", ns_b, [*relay, *links_b, "--forward", "127.0.0.1:9000"])
+        procs.start(
+            "relay_a", ns_a, [*relay, *links_a, "--listen", "127.0.0.1:5000", "--initiator"]
+        )
+        procs.wait_for("relay_a", "established", 20.0)
+        procs.wait_for("relay_a", "link 2: cannot bind", 5.0)
+        procs.wait_for("relay_a", "link 3: cannot connect", 5.0)
+        _carrying(procs, [0, 1])
+        _stream(procs, ns_a, 1)
+        _streamed(procs, 1)
+
+        _ip(ns_a, "addr", "add", "10.77.2.1/30", "dev", "pa2")
+        _ip(ns_a, "link", "set", "pa3", "up")
+        procs.wait_for("relay_a", "link 2: open", 30.0)  # attempts 0.5, 1.5, 3.5, 7.5 s, ...
+        procs.wait_for("relay_a", "link 3: open", 30.0)
+        _carrying(procs, everything)
+        _stream(procs, ns_a, 2)
+        _streamed(procs, 2)
+
+        _stream(procs, ns_a, 3)
+        time.sleep(PHASE_S / 3)
+        _ip(ns_a, "link", "set", "pa1", "down")
+        procs.wait_for("relay_a", "link 1 down", 5.0)
+        _streamed(procs, 3)
+        _ip(ns_a, "link", "set", "pa1", "up")
+        _carrying(procs, everything)
+
+        _ip(ns_a, "link", "del", "pa2")  # both ends of the veth go
+        peer = ("peer", "name", "pb2", "netns", ns_b)
+        _run("ip", "link", "add", "pa2", "netns", ns_a, "type", "veth", *peer)
+        for ns, dev, host in ((ns_a, "pa2", 1), (ns_b, "pb2", 2)):
+            _ip(ns, "addr", "add", f"10.77.2.{host}/30", "dev", dev)
+            _ip(ns, "link", "set", dev, "up")
+        procs.wait_for("relay_a", "link 2: stale socket", 10.0)
+        procs.wait_until(
+            "relay_a", lambda: procs.err("relay_a").count("link 2: open") == 2, "reopened", 10.0
+        )
+        _carrying(procs, everything)
+        _stream(procs, ns_a, 4)
+        _streamed(procs, 4)
+
+        for i in everything:
+            _ip(ns_a, "link", "set", f"pa{i}", "down")
+        for name in ("relay_a", "relay_b"):
+            procs.wait_for(name, "every link is down: a new session waits", 10.0)
+        for i in (0, 2):
+            _ip(ns_a, "link", "set", f"pa{i}", "up")
+        procs.wait_until(
+            "relay_a", lambda: procs.err("relay_a").count("established") == 2, "again", 30.0
+        )
+        _carrying(procs, [0, 2])
+        _stream(procs, ns_a, 5)
+        _streamed(procs, 5)
+        for i in (1, 3):
+            _ip(ns_a, "link", "set", f"pa{i}", "up")
+        _carrying(procs, everything)
+        _stream(procs, ns_a, 6)
+        _streamed(procs, 6)
+
+        time.sleep(1.0)  # the last datagrams' deadlines
+        assert procs.stop("relay_a") == 0, procs.err("relay_a")
+        assert procs.stop("relay_b", signal.SIGTERM) == 0, procs.err("relay_b")
+        assert procs.stop("sink", signal.SIGTERM) == 0, procs.err("sink")
+    finally:
+        procs.kill_all()
+    load = {n: json.loads((tmp_path / f"{n}.json").read_text()) for n in procs.procs}
+    sink, seqs = load["sink"], set(load["sink"]["seqs"])
+    assert sink["corrupt"] == sink["duplicates"] == sink["reordered"] == 0  # in order, once
+    delivered = {}
+    for phase in range(1, 7):
+        sent = load[f"source{phase}"]["sent"]
+        first = 10_000 * phase
+        delivered[phase] = len(seqs & set(range(first, first + sent))) / sent
+    print(f"\n  dead modem: delivered per phase {delivered}")
+    assert all(share >= 0.99 for share in delivered.values()), delivered
+    text = procs.err("relay_a") + procs.err("relay_b")
+    assert "Traceback" not in text
+    assert load["relay_a"]["sessions"] == 2
+    errors = load["relay_a"]["session"]["errors"]  # the second session: 1 and 3 waited
+    assert errors.get("send: link not open", 0) > 0, errors

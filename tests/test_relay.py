@@ -37,31 +37,10 @@ from plait_adapters._relay_config import (
 from plait_adapters._relay_report import Printer
 from plait_adapters.relay import Relay, final_report, status_line
 from tests.adapter_pairs import Nat
+from tests.relay_ends import LINKS, PSK, Ends, all_carrying, carrying, free_ports, link_flags
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "relay.md"
-LINKS = 3
-PSK = bytes(range(100, 132))
-"""A fixed key: the tests need one, not a secret one."""
-
-
-def free_ports(n: int) -> list[int]:
-    """`n` UDP ports on 127.0.0.1 that were free a moment ago."""
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(n)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
-
-
-def link_flags(mine: list[int], theirs: list[int], rate: str = "20M") -> list[str]:
-    out = []
-    for a, b in zip(mine, theirs, strict=True):
-        out += ["--link", f"127.0.0.1:{a}=127.0.0.1:{b}:{rate}"]
-    return out
 
 
 # --- values ----------------------------------------------------------------------------------
@@ -324,39 +303,9 @@ def test_docs_toml_examples_parse(tmp_path: Path) -> None:
 # --- end to end ------------------------------------------------------------------------------
 
 
-class _Ends:
-    """A UDP source (talks to relay A's listen port) and a sink (relay B forwards to it)."""
-
-    def __init__(self) -> None:
-        self.source = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.source.bind(("127.0.0.1", 0))
-        self.sink.bind(("127.0.0.1", 0))
-        self.source.settimeout(5.0)
-        self.sink.settimeout(5.0)
-        self.sink_port = self.sink.getsockname()[1]
-
-    def exchange(self, listen: tuple[str, int], count: int) -> None:
-        """`count` datagrams of mixed sizes to the sink and a reply to each: both arrive
-        intact, in order (one at a time, so in order is what UDP itself would give)."""
-        for i in range(count):
-            data = i.to_bytes(4, "big") * (1 + (i * 37) % 2000)
-            self.source.sendto(data, listen)
-            got, relay_b = self.sink.recvfrom(65536)
-            assert got == data
-            self.sink.sendto(b"reply " + data[:8], relay_b)
-            back, relay_a = self.source.recvfrom(65536)
-            assert back == b"reply " + data[:8]
-            assert relay_a == listen  # replies come from the relay's listen address
-
-    def close(self) -> None:
-        self.source.close()
-        self.sink.close()
-
-
 @pytest.fixture
-def ends() -> Iterator[_Ends]:
-    e = _Ends()
+def ends() -> Iterator[Ends]:
+    e = Ends()
     yield e
     e.close()
 
@@ -364,7 +313,7 @@ def ends() -> Iterator[_Ends]:
 class _Pair:
     """Two `Relay` objects in this process, each serving in a thread, over 3 links."""
 
-    def __init__(self, ends: _Ends, tmp_path: Path, *extra: str, once_b: bool = False) -> None:
+    def __init__(self, ends: Ends, tmp_path: Path, *extra: str, once_b: bool = False) -> None:
         key = tmp_path / "plait.key"
         key.write_bytes(PSK)
         a_ports, b_ports = free_ports(LINKS), free_ports(LINKS)
@@ -377,7 +326,7 @@ class _Pair:
         self.threads = {r: threading.Thread(target=r.serve, daemon=True) for r in (self.a, self.b)}
         for t in self.threads.values():
             t.start()
-        assert self.wait(lambda: self.a.established and self.b.established)
+        assert self.wait(lambda: carrying(self.a) and carrying(self.b))
 
     @staticmethod
     def wait(ready: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -396,7 +345,7 @@ class _Pair:
 
 
 @pytest.fixture
-def pair(ends: _Ends, tmp_path: Path) -> Iterator[Callable[..., _Pair]]:
+def pair(ends: Ends, tmp_path: Path) -> Iterator[Callable[..., _Pair]]:
     made: list[_Pair] = []
 
     def make(*extra: str, once_b: bool = False) -> _Pair:
@@ -408,7 +357,7 @@ def pair(ends: _Ends, tmp_path: Path) -> Iterator[Callable[..., _Pair]]:
         p.close()
 
 
-def test_two_relays_in_process(ends: _Ends, pair: Callable[..., _Pair]) -> None:
+def test_two_relays_in_process(ends: Ends, pair: Callable[..., _Pair]) -> None:
     p = pair()
     ends.exchange(p.listen, 60)
     p.close()
@@ -426,7 +375,7 @@ def test_two_relays_in_process(ends: _Ends, pair: Callable[..., _Pair]) -> None:
     assert report.count("\n  link ") == LINKS
 
 
-def test_a_lost_peer_is_found_again(ends: _Ends, pair: Callable[..., _Pair]) -> None:
+def test_a_lost_peer_is_found_again(ends: Ends, pair: Callable[..., _Pair]) -> None:
     """Every socket of A closes (a crash, as B sees it): after `--reopen-after`, both
     ends open new sessions, find each other, and carry traffic again."""
     p = pair("--reopen-after", "0.5")
@@ -441,7 +390,7 @@ def test_a_lost_peer_is_found_again(ends: _Ends, pair: Callable[..., _Pair]) -> 
     assert p.a.stats().carried == 10
 
 
-def test_once_ends_serve_when_the_peer_closes(ends: _Ends, pair: Callable[..., _Pair]) -> None:
+def test_once_ends_serve_when_the_peer_closes(ends: Ends, pair: Callable[..., _Pair]) -> None:
     p = pair(once_b=True)
     ends.exchange(p.listen, 3)
     p.a.stop()
@@ -454,7 +403,7 @@ def test_once_ends_serve_when_the_peer_closes(ends: _Ends, pair: Callable[..., _
     assert p.b.sessions == 1
 
 
-def test_once_ends_serve_when_the_peer_is_lost(ends: _Ends, pair: Callable[..., _Pair]) -> None:
+def test_once_ends_serve_when_the_peer_is_lost(ends: Ends, pair: Callable[..., _Pair]) -> None:
     p = pair("--reopen-after", "0.3", once_b=True)
     for link in range(LINKS):
         p.a.session.close_link(link)
@@ -469,7 +418,7 @@ class _Tty(io.StringIO):
         return True
 
 
-def test_stats_on_a_terminal_rewrite_one_line(ends: _Ends, pair: Callable[..., _Pair]) -> None:
+def test_stats_on_a_terminal_rewrite_one_line(ends: Ends, pair: Callable[..., _Pair]) -> None:
     p = pair()
     ends.exchange(p.listen, 2)
     out = _Tty()
@@ -495,7 +444,7 @@ def test_stats_on_a_terminal_rewrite_one_line(ends: _Ends, pair: Callable[..., _
     assert "in 2" not in piped.getvalue()
 
 
-def test_plait_relay_command_both_ways_and_sigint(ends: _Ends, tmp_path: Path) -> None:
+def test_plait_relay_command_both_ways_and_sigint(ends: Ends, tmp_path: Path) -> None:
     """The real command: two subprocesses with a psk. SIGINT makes A send CLOSE, print
     its final stats and exit 0; B sees the peer close, opens a new session to wait for
     it, and exits 0 on its own SIGINT (SIGTERM works the same)."""
@@ -517,6 +466,7 @@ def test_plait_relay_command_both_ways_and_sigint(ends: _Ends, tmp_path: Path) -
     proc_b, proc_a = procs
     try:
         assert _Pair.wait(lambda: "established" in errs[1].read_text(), 20.0)
+        assert _Pair.wait(lambda: all_carrying(errs[0].read_text()), 20.0)  # B's links
         ends.exchange(listen, 20)
         time.sleep(0.5)  # a stats line or two
         proc_a.send_signal(signal.SIGINT)
@@ -545,7 +495,7 @@ def test_plait_relay_command_both_ways_and_sigint(ends: _Ends, tmp_path: Path) -
     assert stats_b["session"]["endpoint"]["messages_delivered"] == 20  # the session that ended
 
 
-def test_a_responder_with_star_remotes_follows_a_nat(ends: _Ends, tmp_path: Path) -> None:
+def test_a_responder_with_star_remotes_follows_a_nat(ends: Ends, tmp_path: Path) -> None:
     """Relay B (the responder) has ``*`` remotes; relay A (the initiator) reaches it
     through a NAT, which mid-run gives every link a new public port and forgets the old
     one. B follows: datagrams go both ways before and after, B's through the new
@@ -572,7 +522,7 @@ def test_a_responder_with_star_remotes_follows_a_nat(ends: _Ends, tmp_path: Path
         for t in threads:
             t.start()
         b, a = relays
-        assert _Pair.wait(lambda: a.established and b.established)
+        assert _Pair.wait(lambda: carrying(a) and carrying(b))
         ends.exchange(listen, 10)
         assert all(nat.replies), nat.replies
         nat.remap()

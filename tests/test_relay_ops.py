@@ -32,15 +32,16 @@ from plait_adapters import _links as links_mod
 from plait_adapters._relay_config import parse
 from plait_adapters.relay import Relay, _source_for
 from tests.adapter_pairs import Nat
-from tests.test_relay import LINKS, PSK, ROOT, _Ends, free_ports, link_flags
+from tests.relay_ends import LINKS, PSK, Ends, carrying, free_ports, link_flags
 
+ROOT = Path(__file__).resolve().parent.parent
 ABSENT = "192.0.2.1"
 """An address no interface of this host has: binding it fails with EADDRNOTAVAIL."""
 
 
 @pytest.fixture
-def ends() -> Iterator[_Ends]:
-    e = _Ends()
+def ends() -> Iterator[Ends]:
+    e = Ends()
     yield e
     e.close()
 
@@ -122,7 +123,7 @@ def absent(monkeypatch: pytest.MonkeyPatch) -> Absent:
 
 
 def _pair(
-    ends: _Ends, tmp_path: Path, serving: Serving, a_local: Sequence[str], *extra: str
+    ends: Ends, tmp_path: Path, serving: Serving, a_local: Sequence[str], *extra: str
 ) -> tuple[Relay, Relay, tuple[str, int]]:
     """Relay B (responder, forward to the sink) and relay A (initiator, its links bound
     to `a_local` hosts), serving; returns (A, B, A's listen address)."""
@@ -145,13 +146,13 @@ def _pair(
 
 
 def test_a_link_whose_address_is_missing_at_start(
-    ends: _Ends, tmp_path: Path, serving: Serving
+    ends: Ends, tmp_path: Path, serving: Serving
 ) -> None:
     """Link 2's local address is on no interface (a modem without its address yet): the
     relay starts anyway, carries everything on links 0 and 1, and says why link 2
     waits."""
     a, b, listen = _pair(ends, tmp_path, serving, ["127.0.0.1", "127.0.0.1", ABSENT])
-    assert wait(lambda: a.established and b.established)
+    assert wait(lambda: carrying(a, [0, 1]) and carrying(b, [0, 1]))
     ends.exchange(listen, 20)
     assert set(a.stats().session.not_open) == {2}
     assert "Cannot assign requested address; link 2 waits and is tried again" in _notices(a)
@@ -159,7 +160,7 @@ def test_a_link_whose_address_is_missing_at_start(
 
 
 def test_a_link_that_comes_later_and_a_reopen_without_it(
-    ends: _Ends, tmp_path: Path, serving: Serving, absent: Absent
+    ends: Ends, tmp_path: Path, serving: Serving, absent: Absent
 ) -> None:
     """Link 2's address is missing at start, then appears: the link opens at its next
     attempt and carries datagrams. Then it goes again, and A loses every link (its
@@ -186,7 +187,7 @@ def test_a_link_that_comes_later_and_a_reopen_without_it(
             )
         )
     )
-    assert wait(lambda: a.established and b.established)
+    assert wait(lambda: carrying(a, [0, 1]) and carrying(b, [0, 1]))
     ends.exchange(listen, 5)
     assert set(a.stats().session.not_open) == {2}
 
@@ -204,7 +205,7 @@ def test_a_link_that_comes_later_and_a_reopen_without_it(
     for link in range(LINKS):
         a.session.close_link(link)
     assert wait(lambda: a.sessions == b.sessions == 2)
-    assert wait(lambda: a.established and b.established)
+    assert wait(lambda: carrying(a, [0, 1]) and carrying(b, [0, 1]))
     assert set(a.stats().session.not_open) == {2}
     ends.exchange(listen, 5)
     assert a.stats().carried == 10
@@ -226,7 +227,7 @@ def test_a_session_never_established_is_not_replaced(tmp_path: Path, serving: Se
 
 
 def test_links_back_on_probation_keep_the_session(
-    ends: _Ends, tmp_path: Path, serving: Serving
+    ends: Ends, tmp_path: Path, serving: Serving
 ) -> None:
     """Every link goes down (a NAT drops everything for 0.8 s), then comes back: on
     PROBATION first, which has no event, for 2 s (the second period: flap damping),
@@ -248,7 +249,7 @@ def test_links_back_on_probation_keep_the_session(
         a = serving.start(
             Relay(parse(["--listen", f"127.0.0.1:{listen[1]}", "--initiator", *links_a, *common]))
         )
-        assert wait(lambda: a.established and b.established)
+        assert wait(lambda: carrying(a) and carrying(b))
         ends.exchange(listen, 3)
         nat.paused = True
         assert wait(lambda: "link 2 down" in _notices(a) and "link 2 down" in _notices(b))
@@ -266,13 +267,13 @@ def test_links_back_on_probation_keep_the_session(
 
 
 def test_the_forward_socket_takes_only_the_destination(
-    ends: _Ends, tmp_path: Path, serving: Serving
+    ends: Ends, tmp_path: Path, serving: Serving
 ) -> None:
     """With ``--forward`` only, B's local socket is bound to the destination's side
     (127.0.0.1 here, not every address) and drops, and counts, what anyone else sends
     to it: none of it reaches A's application."""
     a, b, listen = _pair(ends, tmp_path, serving, ["127.0.0.1"] * LINKS)
-    assert wait(lambda: a.established and b.established)
+    assert wait(lambda: carrying(a) and carrying(b))
     assert b.local_address[0] == "127.0.0.1"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
         for i in range(5):
@@ -443,7 +444,7 @@ def test_a_key_file_is_read_with_a_bound(tmp_path: Path) -> None:
 
 
 def test_sighup_closes_the_session_like_sigterm(
-    ends: _Ends, tmp_path: Path, serving: Serving
+    ends: Ends, tmp_path: Path, serving: Serving
 ) -> None:
     """SIGHUP (a closed terminal, ``kill -HUP``) stops the relay as SIGINT and SIGTERM
     do: CLOSE to the peer, the final stats, status 0."""

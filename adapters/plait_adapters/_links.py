@@ -255,7 +255,7 @@ class LinkSockets:
                 except LinkError as exc:
                     if not (self.retry and exc.transient):
                         raise
-                    self.waiting[i] = _Attempt(now + RETRY_FIRST_NS, RETRY_FIRST_NS, str(exc))
+                    self.waiting[i] = _Attempt(now + RETRY_FIRST_NS, RETRY_FIRST_NS, _why(exc))
         except BaseException:
             self.close()
             raise
@@ -274,7 +274,7 @@ class LinkSockets:
             try:
                 sock = self._open(self.links[i], i)
             except OSError as exc:
-                wait.error = str(exc)
+                wait.error = _why(exc)
                 wait.backoff = min(2 * wait.backoff, RETRY_MAX_NS)
                 wait.at = now + wait.backoff
                 continue
@@ -287,9 +287,8 @@ class LinkSockets:
         """Close `link`'s socket, which cannot work any more (`STALE`), and try a new
         one `RETRY_FIRST_NS` from now."""
         self._close(link)
-        self.waiting[link] = _Attempt(
-            now + RETRY_FIRST_NS, RETRY_FIRST_NS, f"link {link}: stale socket: {error}"
-        )
+        why = f"link {link}: stale socket: {error.strerror or error}"
+        self.waiting[link] = _Attempt(now + RETRY_FIRST_NS, RETRY_FIRST_NS, why)
 
     def close_link(self, link: int) -> None:
         """Close `link` for good: no further attempts."""
@@ -308,3 +307,8 @@ class LinkSockets:
         sock, self.socks[link] = self.socks[link], None
         if sock is not None:
             sock.close()
+
+
+def _why(exc: OSError) -> str:
+    """A `LinkError`'s own message (it names the link and the errno), else the text."""
+    return exc.strerror if isinstance(exc, LinkError) and exc.strerror else str(exc)

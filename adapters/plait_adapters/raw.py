@@ -176,7 +176,7 @@ class RawSession(PolledSession):
         for link in sorted(s.stale):
             if links.retry and links.socks[link] is not None:
                 self._detach(link)
-                links.fail(link, OSError(errno.ENODEV, "its interface was removed"), now)
+                links.fail(link, OSError(errno.ENODEV, "No such device: its interface went"), now)
         s.stale.clear()
         s.not_open = links.not_open()
 

@@ -61,6 +61,8 @@ __all__ = ["Relay", "RelayStats", "final_report", "main", "status_line"]
 _BATCH: Final = 64
 """Local datagrams read per wake-up before the main thread looks at anything else."""
 _NOTICES: Final = 256
+_WATCH_S: Final = 1.0
+"""How often `serve` looks at the links, for the notices of `_watch`."""
 _CLOSE_WAIT_S: Final = 10.0
 """How long closing a session waits for its thread (and so its sockets) to end before
 the next session binds the same ports."""
@@ -196,14 +198,15 @@ class Relay:
         """
         local, wake = self._local, self._wake_r
         buf = memoryview(bytearray(65536))
-        next_tick = time.monotonic() + interval_s
+        next_tick = next_watch = time.monotonic() + min(interval_s, _WATCH_S)
         while not self._stopping:
             if self._ended or self._lost():
                 if self.cfg.once:
                     self.lost = not self._ended
                     return
                 self._reopen()
-            ready = select.select([local, wake], [], [], self._timeout(next_tick, tick))[0]
+            due = min(next_tick, next_watch) if tick is not None else next_watch
+            ready = select.select([local, wake], [], [], self._timeout(due))[0]
             if local in ready:
                 self._carry(buf)
             if wake in ready:
@@ -211,10 +214,13 @@ class Relay:
                     wake.recv(4096)
                 if tick is not None and self.notices:
                     tick(False)
-            if tick is not None and time.monotonic() >= next_tick:
+            now = time.monotonic()
+            if now >= next_watch:
                 self._watch()
+                next_watch = max(next_watch + _WATCH_S, now)
+            if tick is not None and now >= next_tick:
                 tick(True)
-                next_tick = max(next_tick + interval_s, time.monotonic())
+                next_tick = max(next_tick + interval_s, now)
 
     def _watch(self) -> None:
         """Notices: each learning link whose peer address is new or moved (NAT); each
@@ -255,12 +261,12 @@ class Relay:
             return False
         return True
 
-    def _timeout(self, next_tick: float, tick: object) -> float | None:
-        """How long `serve` may wait: until the next tick or the session counts as lost."""
-        due = [next_tick] if tick is not None else []
+    def _timeout(self, due: float) -> float:
+        """How long `serve` may wait: until `due` (a tick, a look at the links) or the
+        session counts as lost."""
         if (reopen := self._reopen_due()) is not None:
-            due.append(reopen)
-        return max(0.0, min(due) - time.monotonic()) if due else None
+            due = min(due, reopen)
+        return max(0.0, due - time.monotonic())
 
     def _reopen(self) -> None:
         why = "the session ended" if self._ended else "every link is down"
