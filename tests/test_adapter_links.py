@@ -182,16 +182,35 @@ def test_a_stale_socket_is_replaced(script: Script) -> None:
 # --- the raw adapter with retry_links -----------------------------------------------------------
 
 
+Changes = list[tuple[int, str | None]]
+
+
 @pytest.fixture
-def pair(script: Script) -> Iterator[tuple[raw.RawSession, raw.RawSession]]:
+def changes() -> Changes:
+    """What A's `on_link` was told, in order."""
+    return []
+
+
+@pytest.fixture
+def pair(script: Script, changes: Changes) -> Iterator[tuple[raw.RawSession, raw.RawSession]]:
     """B (responder, all links open) and A (initiator, retry_links, link 2's address
-    absent until the test clears `script.absent`)."""
+    absent until the test clears `script.absent`; `on_link` appends to `changes`)."""
     links_a, links_b = loopback_links(LINKS)
     b = raw.open_session(config(), links_b, initiator=False, spin_ns=0, busy_poll_ns=0)
     script.absent = {2}
+
+    def on_link(link: int, why: str | None) -> None:
+        changes.append((link, why))
+
     try:
         a = raw.open_session(
-            config(), links_a, initiator=True, retry_links=True, spin_ns=0, busy_poll_ns=0
+            config(),
+            links_a,
+            initiator=True,
+            retry_links=True,
+            on_link=on_link,
+            spin_ns=0,
+            busy_poll_ns=0,
         )
         try:
             yield a, b
@@ -206,7 +225,7 @@ def _received(session: raw.RawSession, link: int) -> int:
 
 
 def test_raw_opens_the_links_it_can_and_the_others_later(
-    pair: tuple[raw.RawSession, raw.RawSession], script: Script
+    pair: tuple[raw.RawSession, raw.RawSession], script: Script, changes: Changes
 ) -> None:
     """Link 2's address is missing at start: the session runs on links 0 and 1 (its
     sends on link 2 dropped and counted, never raised); once the address is there,
@@ -227,10 +246,11 @@ def test_raw_opens_the_links_it_can_and_the_others_later(
     for i in range(20):
         a.send(b"later %d" % i, timeout=5.0)
     assert [b.receive(5.0).data for _ in range(20)] == [b"later %d" % i for i in range(20)]
+    assert changes == [(2, "link 2: cannot bind: not here yet"), (2, None)]  # told once each
 
 
 def test_raw_replaces_a_socket_that_went_stale(
-    pair: tuple[raw.RawSession, raw.RawSession], script: Script
+    pair: tuple[raw.RawSession, raw.RawSession], script: Script, changes: Changes
 ) -> None:
     """A send that fails with ENODEV (the interface a SO_BINDTODEVICE socket was bound
     to was removed: that socket never works again) closes the link's socket; a new one
@@ -258,3 +278,5 @@ def test_raw_replaces_a_socket_that_went_stale(
     before = _received(b, 0)
     assert wait(lambda: not a.stats().not_open)  # a new socket, 0.5 s later
     assert wait(lambda: _received(b, 0) > before)
+    stale = "link 0: stale socket: No such device: its interface went"
+    assert changes[-2:] == [(0, stale), (0, None)]

@@ -46,7 +46,11 @@ from plait_adapters._session import (
 )
 from plait_adapters._threaded import GcMode, PolledOptions, PolledSession
 
-__all__ = ["RawOptions", "RawSession", "open_session"]
+__all__ = ["LinkCallback", "RawOptions", "RawSession", "open_session"]
+
+LinkCallback = Callable[[int, str | None], None]
+"""``on_link(link, why)``: `link` waits to be opened because of `why` (an error), or,
+with None, has just opened (``retry_links``)."""
 
 _SO_BUSY_POLL: Final = getattr(socket, "SO_BUSY_POLL", 46)
 
@@ -70,6 +74,7 @@ class RawSession(PolledSession):
         gc_mode: GcMode = "idle",
         batch: int = 32,
         retry_links: bool = False,
+        on_link: LinkCallback | None = None,
     ) -> None:
         link_specs = specs(links)
         s = Session(
@@ -83,6 +88,7 @@ class RawSession(PolledSession):
         super().__init__(s, config, cpu=cpu, timer_slack_ns=timer_slack_ns, gc_mode=gc_mode)
         self._links = sockets = LinkSockets(link_specs, retry=retry_links)
         sockets.open(clock())
+        self._on_link = on_link
         n = len(link_specs)
         self._sends: list[Callable[[bytes], object]] = [s.not_open_send] * n
         self._recv_into: list[RecvInto] = [_not_open_recv] * n
@@ -99,7 +105,7 @@ class RawSession(PolledSession):
         except BaseException:
             sockets.close()
             raise
-        s.not_open = sockets.not_open()
+        self._not_open({})
 
     def _attach(self, link: int, sock: socket.socket) -> None:
         """Start using `link`'s (newly) open socket: poll it, send and read through it."""
@@ -165,26 +171,42 @@ class RawSession(PolledSession):
         due = links.due()
         if due is None or due > now:
             return
+        before = links.not_open()
         for link, sock in links.attempt(now):
             self._attach(link, sock)
-        self._session.not_open = links.not_open()
+        self._not_open(before)
 
     def _renew(self) -> None:
         """Close each link whose socket went stale (its interface was removed) and
         try a new one later."""
         s, links, now = self._session, self._links, clock()
+        before = links.not_open()
         for link in sorted(s.stale):
             if links.retry and links.socks[link] is not None:
                 self._detach(link)
                 links.fail(link, OSError(errno.ENODEV, "No such device: its interface went"), now)
         s.stale.clear()
-        s.not_open = links.not_open()
+        self._not_open(before)
+
+    def _not_open(self, before: dict[int, str]) -> None:
+        """Publish the links that are not open (`SessionStats.not_open`) and tell
+        `on_link` what changed since `before`: a link that waits (or fails again for
+        another reason), and a link that opened."""
+        after = self._session.not_open = self._links.not_open()
+        if self._on_link is None:
+            return
+        for link, why in after.items():
+            if before.get(link) != why:
+                self._on_link(link, why)
+        for link in before.keys() - after.keys():
+            if self._links.socks[link] is not None:
+                self._on_link(link, None)
 
     def _close_link(self, link: int) -> None:
         self._detach(link)
         self._links.close_link(link)
         self._sends[link] = Session.closed_send()
-        self._session.not_open = self._links.not_open()
+        self._session.not_open = self._links.not_open()  # closed for good: not waiting
 
     def _close_io(self) -> None:
         self._links.close()
@@ -205,6 +227,7 @@ class RawOptions(PolledOptions, total=False):
     so_busy_poll_us: int
     batch: int
     retry_links: bool
+    on_link: LinkCallback | None
 
 
 def open_session(
@@ -222,7 +245,10 @@ def open_session(
         initiator: True on the end that starts the session.
         options: `RawSession` keywords: on_message, on_event, cpu, busy_poll_ns, spin_ns,
             so_busy_poll_us, timer_slack_ns, gc_mode, batch, retry_links (open the
-            links that can open and retry the others: see the module docstring).
+            links that can open and retry the others: see the module docstring),
+            on_link (``on_link(link, why)`` when a link is left waiting, `why` the
+            error, or ``on_link(link, None)`` when it opens; on the loop thread, or
+            in `open_session` for the links that wait from the start).
 
     Raises:
         plait_adapters.LinkError: a link cannot be opened (with ``retry_links``: only

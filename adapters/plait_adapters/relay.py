@@ -105,8 +105,8 @@ class Relay:
         self._t0, self._cpu0 = time.monotonic(), time.process_time()
         self._learnt: dict[int, str | None] = {}
         self._not_open: dict[int, str] = {}
-        """What the last notice said about each link that is not open (kept across
-        sessions, so a link that stays down is not announced again for each one)."""
+        """Why each link that is not open waits (from `on_link`; the last session's
+        while a new one opens, so a link that stays down is not announced again)."""
         if local.note is not None:
             self.notice(local.note)
         try:
@@ -121,6 +121,7 @@ class Relay:
         self._all_down_at: float | None = None
         self._heard_then = 0
         """Datagrams heard from the peer when every link was last reported down."""
+        before, self._not_open = self._not_open, {}
         self.session = raw.open_session(
             self.cfg.plait_config(),
             self.cfg.links,
@@ -131,9 +132,11 @@ class Relay:
             busy_poll_ns=self.cfg.busy_poll_us * 1000,
             spin_ns=self.cfg.spin_us * 1000,
             retry_links=True,
+            on_link=lambda link, why: self._link_changed(link, why, before),
         )
+        for link in sorted(before.keys() - self._not_open.keys()):
+            self.notice(f"link {link}: open")  # it waited in the last session
         self.sessions += 1
-        self._watch()
 
     @property
     def local_address(self) -> Address:
@@ -223,19 +226,24 @@ class Relay:
                 next_tick = max(next_tick + interval_s, now)
 
     def _watch(self) -> None:
-        """Notices: each learning link whose peer address is new or moved (NAT); each
-        link that cannot be opened (once per error), and each that opened since."""
-        stats = self.session.stats()
-        for link, addr in stats.learnt.items():
+        """A notice for each learning link whose peer address is new or moved (NAT)."""
+        learnt = self.session.stats().learnt
+        for link, addr in learnt.items():
             if addr is not None and addr != self._learnt.get(link):
                 self.notice(f"link {link}: the peer is at {addr}")
-        self._learnt = dict(stats.learnt)
-        for link, why in stats.not_open.items():
-            if why != self._not_open.get(link):
-                self.notice(f"{why}; link {link} waits and is tried again")
-        for link in sorted(self._not_open.keys() - stats.not_open.keys()):
+        self._learnt = dict(learnt)
+
+    def _link_changed(self, link: int, why: str | None, before: dict[int, str]) -> None:
+        """`on_link`: a notice when `link` waits (once per reason, also across
+        sessions: `before` is what waited in the last one) and when it opens."""
+        if why is None:
+            self._not_open.pop(link, None)
+            before.pop(link, None)
             self.notice(f"link {link}: open")
-        self._not_open = dict(stats.not_open)
+            return
+        if why not in (self._not_open.get(link), before.get(link)):
+            self.notice(f"{why}; link {link} waits and is tried again")
+        self._not_open[link] = why
 
     def _heard(self) -> int:
         """Datagrams accepted from the peer in this session, over every link."""
