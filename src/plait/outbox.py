@@ -70,13 +70,14 @@ class _Msg:
 
 
 class _Sent:
-    __slots__ = ("deadline", "links", "msg", "record")
+    __slots__ = ("deadline", "links", "msg", "record", "rescued")
 
     def __init__(self, record: bytes, msg: _Msg) -> None:
         self.record = record
         self.msg = msg
         self.deadline = msg.deadline
         self.links: list[int] = []
+        self.rescued = False  # re-sent because its link's queue made it late
 
 
 class Item:
@@ -341,6 +342,20 @@ class Outbox:
             elif self._runs[link]:  # a burst on this link just ended
                 self.burst += (self._runs[link] - self.burst) / 8
                 self._runs[link] = 0
+
+    def repair_late(self, link: int, top: int, late: Callable[[int, int, int], bool]) -> None:
+        """Queue for repair each record in flight on `link` after its datagram `top` that
+        `late(link, link_seq, deadline)` says now reaches the peer after its deadline
+        (the link's queue grew: `plait.capacity`). Each record at most once this way;
+        the work is bounded by what the link holds, and a link is found congested at
+        most once per round trip."""
+        for link_seq, seq, _ in self._links[link]:
+            if link_seq <= top:
+                continue
+            sent = self._inflight.get(seq)
+            if sent is not None and not sent.rescued and late(link, link_seq, sent.deadline):
+                sent.rescued = True
+                self._repairs.append(seq)
 
     def oldest_unacked(self, link: int) -> int | None:
         """When the oldest record still logged on `link` was sent (None: none)."""
