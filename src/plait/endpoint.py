@@ -170,7 +170,11 @@ class Endpoint:
         due = now + self.latency_ns if deadline is None else deadline
         if due <= now:
             raise UsageError("the deadline has already passed")
-        return self.outbox.send(bytes(data), stream, due, _COPIES[duplicate])
+        handle = self.outbox.send(bytes(data), stream, due, _COPIES[duplicate])
+        # overload: keep at most half a budget's worth waiting at the usable rate
+        if self._usable_reported and self.links.carrying():
+            self.outbox.shed(self._usable_reported * (due - now) // 16_000_000_000)
+        return handle
 
     def datagrams_to_send(self, *, now: int) -> list[tuple[bytes, int]]:
         """Every datagram due by `now`, as (datagram, link id), pacing respected."""
@@ -452,6 +456,7 @@ class Endpoint:
         if echo_ts is not None:  # a new RTT sample: what depends on RTTs moves
             self._clock.min_rtt_ns = self.links.min_rtt()
             self._clock.margin_ns = self.links.clock_margin(self.latency_ns)
+            self.links.set_margin(self.latency_ns)
             self._timeouts[link] = loss_timeout(self.config, ln.health.rtt)
 
     def _receive_hello(self, data: Buffer, link: int, now: int, session: int, offset: int) -> None:

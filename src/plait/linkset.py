@@ -47,6 +47,7 @@ class Link:
         "echo_ts",
         "health",
         "id",
+        "margin_ns",
         "pacer",
         "replays",
         "rtt",
@@ -66,6 +67,7 @@ class Link:
         self.health = LinkHealth(link, config.health, now, epoch)
         self.rtt = self.health.rtt
         self.pacer = Pacer(self.capacity.rate_bps, overhead=overhead, now=now)
+        self.margin_ns = 1_000_000  # arrival + this must be by the deadline: see LinkSet
         self.echo_ts = 0
         self.echo_at = -1  # when echo_ts arrived; -1: nothing received yet to echo
         self.echo_fresh = False
@@ -76,7 +78,9 @@ class Link:
     def arrival(self, size: int, now: int) -> int:
         """When a datagram of `size` bytes handed over now would reach the peer."""
         pacer = self.pacer
-        return pacer.next_release(now) + pacer.tx_ns(size) + self.health.one_way_ns()
+        return (
+            pacer.next_release(now) + pacer.tx_ns(size) + self.health.one_way_ns() + self.margin_ns
+        )
 
     @property
     def rate_bps(self) -> int:
@@ -225,7 +229,7 @@ class LinkSet:
                 return False
             rate = pacer.rate_bps
             tx = ((size + pacer.overhead) * 8_000_000_000 + rate - 1) // rate
-            return now + tx + (link.rtt.srtt >> 1) <= deadline
+            return now + tx + (link.rtt.srtt >> 1) + link.margin_ns <= deadline
 
         chosen = self.striper.choose(size, can_take)
         if chosen is None and (allowed is not None or avoid >= 0):
@@ -355,6 +359,15 @@ class LinkSet:
             return 1_000_000
         fastest = min(sampled, key=lambda ln: (ln.health.rtt.min_rtt, ln.id))
         return min(max(1_000_000, 2_000 * fastest.health.jitter.us), latency_ns // 8)
+
+    def set_margin(self, latency_ns: int) -> None:
+        """How early a datagram must be expected to arrive to count as in time: the
+        peer judges deadlines early by its clock margin (`plait.clock`), and arrivals
+        vary by the link's jitter (as the peer reports it), so twice the margin and
+        twice the jitter."""
+        margin = 2 * self.clock_margin(latency_ns)
+        for ln in self.links:
+            ln.margin_ns = margin + 2_000 * ln.capacity.jitter_us
 
     def best_link(self, now: int) -> int:
         """The data-carrying link with the lowest arrival time for a small datagram

@@ -230,6 +230,15 @@ class Outbox:
             item.msg, item.frag, item.copies = m, index, m.copies
             return item
 
+    def shed(self, limit_bytes: int) -> None:
+        """Overload: expire queued messages, earliest deadline first, until at most
+        `limit_bytes` wait. What is shed is what would have left last-minute, if at
+        all; the fresher messages behind it then leave with time to spare."""
+        expiry = self._expiry
+        while self._queued_bytes > limit_bytes and expiry:
+            m = heapq.heappop(expiry)[2]
+            self._expire(m)
+
     def abandon(self, item: Item) -> None:
         """`item` cannot go out in time on any link: a new fragment's message expires."""
         if item.msg is not None:
@@ -389,7 +398,9 @@ class Outbox:
         if m.done:
             return
         m.done = True
-        dropped = self._streams.drop_where(m.stream, lambda it: it[0] is m)
+        dropped = self._streams.drop_head_while(m.stream, lambda it: it[0] is m)
+        if len(dropped) < len(m.frags):  # not all at the head (some sent, or behind others)
+            dropped += self._streams.drop_where(m.stream, lambda it: it[0] is m)
         self._queued_bytes -= sum(size for _, size in dropped)
         held = self._held
         if held is not None and held.msg is m:
