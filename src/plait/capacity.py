@@ -29,8 +29,8 @@ The law, once per report:
   (`Capacity.arrival`);
 * queue under ``low`` and the link used at its rate: **grow**, by up to 2x per RTT while
   no queue was ever seen (STARTUP), by up to 1.25x per RTT far above the last cut, and
-  by 4 % per RTT near it (GCC's near-convergence increase), capped by the configured
-  bound;
+  by 8 % per RTT within a quarter of it for a second after it (GCC's near-convergence
+  increase), capped by the configured bound;
 * otherwise hold.
 
 Everything is integer ns and bits per second; the state is a fixed set of numbers and
@@ -59,7 +59,7 @@ _MIN_SAMPLE_NS: Final = 20 * NS_PER_MS
 _MIN_SAMPLE_DATAGRAMS: Final = 4
 _HIGH_MIN_NS: Final = 10 * NS_PER_MS
 _HIGH_MAX_NS: Final = 40 * NS_PER_MS
-_CONVERGED_FOR_NS: Final = 5 * NS_PER_S
+_CONVERGED_FOR_NS: Final = NS_PER_S
 
 
 class Phase(enum.IntEnum):
@@ -254,7 +254,7 @@ class Capacity:
         elif rate > self._cut_rate * 5 // 4 or now - self._cut_at > _CONVERGED_FOR_NS:
             gain_per_rtt = 0.25
         else:
-            gain_per_rtt = 0.04
+            gain_per_rtt = 0.08
         step = int(rate * gain_per_rtt * min(1.0, _MIN_SAMPLE_NS / max(rtt_ns, NS_PER_MS)))
         rate += max(step, 8_000)
         if self.bound_bps is not None:

@@ -107,7 +107,8 @@ class Endpoint:
         tag = TAG_SIZE if config.psk else 0
         max_payload = config.mtu - overhead - HEADER_SIZE - ECHO_SIZE - _DATA_OVERHEAD - tag
         self._payload_share = (max_payload, config.mtu)  # a full datagram's payload, size
-        self._usable_reported = 0
+        self._usable_reported = 0  # the rate the last UsableRateChanged said
+        self._usable_now = 0  # ... and the rate now
         encoder = new_encoder(config.fec, self.latency_ns)
         self._decoder = BlockDecoder(codec()) if config.fec is not None else None
         self.outbox = Outbox(
@@ -118,6 +119,7 @@ class Endpoint:
             fec=encoder,
         )
         self.inbox = Inbox(self._emit, self._clock.to_local, streams=config.streams)
+        self._usable_now = self.usable_rate_bps()
         self._control: deque[tuple[int, PacketType, bytes, bool]] = deque()
         self._feedback = FeedbackTimer(config.feedback_interval_ns, now)
         self._fec = FecSender(self.outbox, self.links, config.fec, now)
@@ -170,10 +172,9 @@ class Endpoint:
         due = now + self.latency_ns if deadline is None else deadline
         if due <= now:
             raise UsageError("the deadline has already passed")
-        handle = self.outbox.send(bytes(data), stream, due, _COPIES[duplicate])
-        # overload: keep at most half a budget's worth waiting at the usable rate
-        if self._usable_reported and self.links.carrying():
-            self.outbox.shed(self._usable_reported * (due - now) // 16_000_000_000)
+        handle = self.outbox.send(bytes(data), stream, due, _COPIES[duplicate], now)
+        if self.links.carrying():  # overload: nothing waits more than half its budget
+            self.outbox.shed(now)
         return handle
 
     def datagrams_to_send(self, *, now: int) -> list[tuple[bytes, int]]:
@@ -361,6 +362,11 @@ class Endpoint:
         """True when a loss of `item` on `link` could not be repaired before its deadline
         (see `LinkSet.repair_fits`): then duplication is the only repair left."""
         if not self.config.auto_duplicate:
+            return False
+        # a backlog (more than ~10 ms of queued messages at the usable rate) is
+        # overload: a second copy would cost a message behind it its turn
+        behind = self.outbox.queued_bytes - (item.size - _DATA_OVERHEAD)  # not counting item
+        if behind * 800 > self._usable_now:
             return False
         feedback = self.config.feedback_interval_ns
         return not self.links.repair_fits(link, item.deadline, now, feedback)
@@ -571,6 +577,7 @@ class Endpoint:
     def _check_usable(self) -> None:
         """Emit `UsableRateChanged` when the usable rate moved by a tenth or more."""
         rate, last = self.usable_rate_bps(), self._usable_reported
+        self._usable_now = rate
         if abs(rate - last) * 10 >= last and rate != last:
             self._usable_reported = rate
             self._emit(UsableRateChanged(rate_bps=rate))

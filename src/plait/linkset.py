@@ -342,13 +342,16 @@ class LinkSet:
 
     def repair_fits(self, link: int, deadline: int, now: int, feedback_ns: int) -> bool:
         """Whether a datagram lost on `link` now could still be repaired by its deadline:
-        detecting the loss takes about that link's RTT plus the peer's feedback delay,
-        the re-send one more (fastest) one-way delay. True when it is not known yet, or
-        when there is no other link to duplicate on anyway."""
-        rtt = self.links[link].rtt
+        detecting the loss takes about that link's RTT (its minimum plus the queue it
+        holds now: the smoothed RTT lags a queue that comes and goes) plus the peer's
+        feedback delay, the re-send one more (fastest) one-way delay. True when it is not
+        known yet, or when there is no other link to duplicate on anyway."""
+        ln = self.links[link]
+        rtt = ln.rtt
         if not rtt.samples or len(self.carrying()) < 2:
             return True
-        return deadline - now >= rtt.srtt + feedback_ns + self.min_rtt() // 2
+        detect = rtt.min_rtt + ln.capacity.queue_ns + feedback_ns
+        return deadline - now >= detect + self.min_rtt() // 2
 
     def clock_margin(self, latency_ns: int) -> int:
         """The early bias of the peer-clock mapping (`plait.clock`): twice the jitter of

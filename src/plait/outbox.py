@@ -49,14 +49,16 @@ class _Msg:
         "frags",
         "handle",
         "msg",
+        "queued_at",
         "stream",
         "unacked",
         "unconfirmed",
     )
 
     def __init__(
-        self, stream: int, frags: list[bytes], deadline: int, handle: int, copies: int
+        self, stream: int, frags: list[bytes], deadline: int, handle: int, copies: int, now: int
     ) -> None:
+        self.queued_at = now
         self.stream = stream
         self.frags = frags
         self.deadline = deadline
@@ -168,10 +170,15 @@ class Outbox:
     # --- accepting messages ----------------------------------------------------------------
 
     @property
+    def queued_bytes(self) -> int:
+        """Message bytes waiting to be sent for the first time."""
+        return self._queued_bytes
+
+    @property
     def buffered_bytes(self) -> int:
         return self._queued_bytes + self._inflight_bytes
 
-    def send(self, data: bytes, stream: int, deadline: int, copies: int) -> int:
+    def send(self, data: bytes, stream: int, deadline: int, copies: int, now: int) -> int:
         """Queue a message and return its handle (1, 2, ...: `MessageExpired.handle`);
         raises BackpressureError, changing nothing, when the send buffer is full."""
         if self.buffered_bytes + len(data) > self.send_buffer_bytes:
@@ -181,7 +188,7 @@ class Outbox:
         p = self.max_payload
         frags = [data[i : i + p] for i in range(0, len(data), p)] or [b""]
         self._handles += 1
-        m = _Msg(stream, frags, deadline, self._handles, copies)
+        m = _Msg(stream, frags, deadline, self._handles, copies, now)
         if stream not in self._streams:
             self._streams.add_queue(stream)
             self._next_msg[stream] = 0
@@ -230,13 +237,20 @@ class Outbox:
             item.msg, item.frag, item.copies = m, index, m.copies
             return item
 
-    def shed(self, limit_bytes: int) -> None:
-        """Overload: expire queued messages, earliest deadline first, until at most
-        `limit_bytes` wait. What is shed is what would have left last-minute, if at
-        all; the fresher messages behind it then leave with time to spare."""
+    def shed(self, now: int) -> None:
+        """Overload: expire queued messages, earliest deadline first, that have waited
+        half their budget with nothing of them sent. They would leave last-minute, if
+        at all, and only on the fastest links; the fresher messages behind them then
+        leave with time to spare, on any link. O(1) amortized."""
         expiry = self._expiry
-        while self._queued_bytes > limit_bytes and expiry:
-            m = heapq.heappop(expiry)[2]
+        while expiry:
+            m = expiry[0][2]
+            if m.done:
+                heapq.heappop(expiry)
+                continue
+            if m.msg >= 0 or (now - m.queued_at) * 2 <= m.deadline - m.queued_at:
+                return
+            heapq.heappop(expiry)
             self._expire(m)
 
     def abandon(self, item: Item) -> None:

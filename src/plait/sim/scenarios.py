@@ -299,8 +299,8 @@ _CAPACITY = (
     ),
     Scenario(
         "moving",
-        "4 deep-buffered links whose rate jumps anywhere in 1-8 Mbps every 500 ms (about "
-        "18 Mbps on average), 9.6 Mbps offered, no rate told",
+        "4 deep-buffered links whose rate jumps anywhere in 1-8 Mbps every 500 ms (18 "
+        "Mbps on average), 6 Mbps offered, no rate told",
         tuple(
             link(
                 8 * MBPS,
@@ -311,7 +311,7 @@ _CAPACITY = (
             )
             for delay in _DELAYS
         ),
-        (Cbr.at_rate(9_600_000, 1200, stream=0),),
+        (Cbr.at_rate(6 * MBPS, 1200, stream=0),),
         config_factory=told(None, None, None, None),
     ),
     Scenario(
