@@ -542,7 +542,8 @@ def ping_pong(v: Variant, n: int, isolate: Callable[[int], None] | None, tally: 
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        napi_id = s._socks[0].getsockopt(socket.SOL_SOCKET, _SO_INCOMING_NAPI_ID)
+        sock = s._links.socks[0]
+        napi_id = sock.getsockopt(socket.SOL_SOCKET, _SO_INCOMING_NAPI_ID) if sock else -1
         tally.notes |= dict(s._session.notes) | {"app socket NAPI id": str(napi_id)}
     keep = range(first, n)
     recv = [times.recv[i] - sent[i] for i in keep if times.recv[i] and sent[i]]

@@ -28,6 +28,7 @@ import functools
 import importlib.util
 import select
 import socket
+import struct
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -81,6 +82,40 @@ def loopback_links(n: int, *, learn: bool = False) -> tuple[list[LinkSpec], list
     a = [LinkSpec(local=addrs[i], remote=addrs[n + i]) for i in range(n)]
     b = [LinkSpec(local=addrs[n + i], remote=None if learn else addrs[i]) for i in range(n)]
     return a, b
+
+
+_UDP_HEADER = struct.Struct("!HHHH")
+
+
+class Spoofer:
+    """Sends UDP datagrams that seem to come from an address another socket owns: link
+    ports are exclusive (no SO_REUSEADDR), so a test cannot bind the peer's address
+    while the peer runs. A raw IPv4 socket writes the UDP header itself (checksum 0:
+    none, which IPv4 allows); it needs root or CAP_NET_RAW (`open` returns None
+    without)."""
+
+    def __init__(self, sock: socket.socket, host: str) -> None:
+        self._sock, self.host = sock, host
+
+    @classmethod
+    def open(cls, host: str = "127.0.0.1") -> Spoofer | None:
+        """A spoofer whose datagrams come from `host` (None without CAP_NET_RAW)."""
+        try:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+        except PermissionError:
+            return None
+        sock.bind((host, 0))  # the source address of what it sends
+        return cls(sock, host)
+
+    def send(self, data: bytes, source: Address, to: Address) -> None:
+        """One datagram to `to`, from `source` (whose host must be `host`)."""
+        if source[0] != self.host:
+            raise ValueError(f"this spoofer sends from {self.host}, not {source[0]}")
+        header = _UDP_HEADER.pack(source[1], to[1], _UDP_HEADER.size + len(data), 0)
+        self._sock.sendmsg([header, data], [], 0, (to[0], 0))
+
+    def close(self) -> None:
+        self._sock.close()
 
 
 def _udp() -> socket.socket:

@@ -29,7 +29,15 @@ import plait
 from plait_adapters import LinkError, LinkSpec, aio, raw
 from plait_adapters._links import open_socket
 from plait_adapters._session import NO_PEER, Session
-from tests.adapter_pairs import ADAPTERS, End, Nat, OnMessage, PairFactory, loopback_links
+from tests.adapter_pairs import (
+    ADAPTERS,
+    End,
+    Nat,
+    OnMessage,
+    PairFactory,
+    Spoofer,
+    loopback_links,
+)
 
 LINKS = 3
 PSK = bytes(range(32))
@@ -188,6 +196,14 @@ def test_link_down(open_pair: Callable[..., Opened]) -> None:
     assert states[0] == states[2] == "UP"
 
 
+def _spoofer() -> Spoofer:
+    """A `Spoofer` (the peer's ports are exclusive: a test cannot bind them), or skip."""
+    spoof = Spoofer.open()
+    if spoof is None:
+        pytest.skip("sending from the peer's address needs a raw socket (root or CAP_NET_RAW)")
+    return spoof
+
+
 @pytest.mark.parametrize("psk", [None, PSK], ids=["clear", "psk"])
 def test_junk(open_pair: Callable[..., Opened], psk: bytes | None) -> None:
     """Junk to every port, from strangers and from the peer's own addresses: dropped
@@ -197,17 +213,14 @@ def test_junk(open_pair: Callable[..., Opened], psk: bytes | None) -> None:
     junk = [rng.randbytes(rng.randrange(0, 1500)) for _ in range(60)]
     junk += [bytes([0x10 | t]) + rng.randbytes(rng.randrange(0, 40)) for t in range(16)]
     stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with stranger:
+    spoof = _spoofer()
+    with stranger, contextlib.closing(spoof):
         for links, peers in ((links_a, links_b), (links_b, links_a)):
             for spec, peer in zip(links, peers, strict=True):
                 for data in junk:
                     stranger.sendto(data, spec.local)
-                spoof = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                with spoof:  # the peer's address: passes the connected socket's filter
-                    spoof.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    spoof.bind(peer.local)
-                    for data in junk:
-                        spoof.sendto(data, spec.local)
+                    # the peer's address: passes the connected socket's filter
+                    spoof.send(data, peer.local, spec.local)
     time.sleep(0.1)
     a.send(b"still here", timeout=5.0)
     assert b.receive(5.0).data == b"still here"
@@ -223,12 +236,9 @@ def test_empty_datagrams(open_pair: Callable[..., Opened]) -> None:
     a, _, links_a, links_b = open_pair(config())
     spec = links_a[0]
     before = sum(a.stats().endpoint.drops.values())
-    spoof = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with spoof:
-        spoof.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        spoof.bind(links_b[0].local)
+    with contextlib.closing(_spoofer()) as spoof:
         for data in (b"", b"", b"\xff" * 20, b"", b"\xff" * 20):
-            spoof.sendto(data, spec.local)
+            spoof.send(data, links_b[0].local, spec.local)
     dropped, deadline = 0, time.monotonic() + 3.0
     while dropped < 5 and time.monotonic() < deadline:
         time.sleep(0.01)

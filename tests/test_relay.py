@@ -34,7 +34,8 @@ from plait_adapters._relay_config import (
     parse_link,
     parse_rate,
 )
-from plait_adapters.relay import Relay, _Printer, final_report, status_line
+from plait_adapters._relay_report import Printer
+from plait_adapters.relay import Relay, final_report, status_line
 from tests.adapter_pairs import Nat
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -264,7 +265,7 @@ def test_flag_errors(tmp_path: Path) -> None:
     (tmp_path / "short.key").write_bytes(b"too short")
     for extra, message in [
         (["--latency-ms", "0"], "latency_ms must be > 0"),
-        (["--spin-us", "-1"], "spin_us must be >= 0"),
+        (["--spin-us", "-1"], r"spin_us must be in \[0, 1000000\], got -1"),
         (["--fec", "8"], "K:M"),
         (["--psk-file", str(tmp_path / "short.key")], "32 raw bytes or 64 hex"),
         (["--config", str(tmp_path / "missing.toml")], "missing.toml"),
@@ -472,7 +473,7 @@ def test_stats_on_a_terminal_rewrite_one_line(ends: _Ends, pair: Callable[..., _
     p = pair()
     ends.exchange(p.listen, 2)
     out = _Tty()
-    printer = _Printer(p.a, out, interval_s=10.0)
+    printer = Printer(p.a.notices, p.a.stats, out, interval_s=10.0)
     assert printer.interval_s == 1.0  # a terminal gets a fresh line every second
     printer.tick(True)
     p.a.notice("hello")
@@ -487,7 +488,9 @@ def test_stats_on_a_terminal_rewrite_one_line(ends: _Ends, pair: Callable[..., _
     assert re.fullmatch(pattern + r".*of one core\)\n", text, re.S), text
     assert "] hello\n" in text
     piped = io.StringIO()
-    _Printer(p.a, piped, interval_s=0.0).tick(True)  # not a terminal, stats off: nothing
+    Printer(p.a.notices, p.a.stats, piped, interval_s=0.0).tick(
+        True
+    )  # not a terminal, stats off: nothing
     assert "\r" not in piped.getvalue()
     assert "in 2" not in piped.getvalue()
 
@@ -577,7 +580,7 @@ def test_a_responder_with_star_remotes_follows_a_nat(ends: _Ends, tmp_path: Path
         assert all(nat.replies), nat.replies  # B answers through the new mappings
         assert (a.stats().carried, a.stats().emitted) == (20, 20)
         assert b.sessions == 1
-        b._watch_learnt()  # what the stats tick does: a notice for each moved address
+        b._watch()  # what the stats tick does: a notice for each moved address
         moved = [
             f"link {i}: the peer is at 127.0.0.1:{p}" for i, p in enumerate(nat.mapped_ports())
         ]

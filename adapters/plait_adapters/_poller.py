@@ -108,6 +108,12 @@ class Poller:
             if not self._closed:
                 os.eventfd_write(self.efd, 1)
 
+    def add(self, fd: int) -> None:
+        """Watch one more fd for input (a link's socket opened later)."""
+        self._epoll.register(fd, select.EPOLLIN)
+        self._fds.append(fd)
+        self._select_ok = max(self._fds) < 1024
+
     def remove(self, fd: int) -> None:
         self._epoll.unregister(fd)
         self._fds.remove(fd)

@@ -13,16 +13,26 @@ or G (``2M``, ``2mbit``, ``2000k``, ``2000000``). A remote of ``*`` (or, in TOML
 ``remote``) makes the link learn the peer's address from what arrives and follow it
 (the peer behind NAT); only the responder may do that, the initiator must know where
 to send.
+
+Every number is checked for what it means: finite, not negative, within a bound that
+keeps the relay working (a deadline up to a minute, periods up to a day, spins up to a
+second, a CPU this process may run on). Files are read with a bound (a key file of at
+most 4 KiB, a TOML file of at most 1 MiB), so ``--psk-file /dev/zero`` is refused
+instead of filling the memory; ``--stats-json`` must name a file in a directory that
+exists, checked now rather than when the relay stops. argparse's own usage errors are
+one line too (`RelayConfigError`, like the rest).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, NoReturn, TypeVar, cast
 
 import attrs
 
@@ -43,6 +53,8 @@ _T = TypeVar("_T")
 
 _RATE: Final = re.compile(r"(\d+(?:\.\d*)?)\s*([kmg]?)(bit)?(?:/s)?", re.IGNORECASE)
 _SCALE: Final = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
+_MAX_RATE_BPS: Final = 10**11
+"""plait's own bound (`plait.LinkConfig.rate_bps`)."""
 _TOP_KEYS: Final = frozenset(
     {
         "link",
@@ -66,6 +78,16 @@ _LINK_KEYS: Final = frozenset({"local", "remote", "interface", "rate"})
 _LEARN: Final = "*"
 """The remote that means: learn the peer's address (the responder's links only)."""
 _FEC_KEYS: Final = frozenset({"k", "m", "adaptive"})
+MAX_KEY_FILE: Final = 4096
+"""A key file larger than this is refused (it holds 32 bytes, or 64 hex digits)."""
+MAX_TOML: Final = 1 << 20
+MAX_LATENCY_MS: Final = 60_000.0
+"""A relay's deadline: up to a minute (plait is for datagrams that are useless late)."""
+MAX_PERIOD_S: Final = 86_400.0
+"""`stats_interval` and `reopen_after`: up to a day."""
+MAX_SPIN_US: Final = 1_000_000
+"""`busy_poll_us` and `spin_us`: up to a second of spinning."""
+_IFNAMSIZ: Final = 16
 
 
 class RelayConfigError(ValueError):
@@ -127,7 +149,7 @@ def _is_v6(link: LinkSpec) -> bool:
 def parse_address(text: str, what: str, *, port_zero: bool = False) -> Address:
     """``host:port`` or ``[v6]:port`` (an empty host means every interface)."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not port.isascii() or not port.isdigit() or not host.isprintable():
         raise RelayConfigError(f"{what}: {text!r} is not host:port")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -143,14 +165,20 @@ def parse_rate(text: str | int, what: str) -> int:
     """Bits per second: ``2M``, ``2mbit``, ``2000k``, ``2000000``."""
     if isinstance(text, int) and not isinstance(text, bool):
         rate = text
-    elif isinstance(text, str) and (m := _RATE.fullmatch(text.strip())):
-        rate = round(float(m[1]) * _SCALE[m[2].lower()])
+    elif (
+        isinstance(text, str)
+        and (m := _RATE.fullmatch(text.strip()))
+        and math.isfinite(scaled := float(m[1]) * _SCALE[m[2].lower()])
+    ):
+        rate = round(scaled)
     else:
         raise RelayConfigError(
             f"{what}: rate {text!r} is not bits per second (e.g. 10mbit, 10M, 2500k)"
         )
     if rate < plait.config.MIN_RATE_BPS:
         raise RelayConfigError(f"{what}: rate {rate} bit/s is below plait's minimum of 8 kbit/s")
+    if rate > _MAX_RATE_BPS:
+        raise RelayConfigError(f"{what}: rate {rate} bit/s is above plait's maximum of 100 Gbit/s")
     return rate
 
 
@@ -171,16 +199,38 @@ def parse_link(text: str, index: int) -> tuple[LinkSpec, int]:
     if at and not iface:
         raise RelayConfigError(f"{what}: empty interface after @")
     spec = LinkSpec(
-        parse_address(local, what, port_zero=True), _remote(remote, what), iface or None
+        parse_address(local, what, port_zero=True),
+        _remote(remote, what),
+        _interface(iface, what) or None,
     )
     return spec, parse_rate(rate, f"link {index}")
 
 
-def _read_psk(path: Path) -> bytes:
+def _interface(name: str, what: str) -> str:
+    """A network interface name as Linux takes it: up to 15 bytes, no '/', ':',
+    whitespace or control character ("" stays "": no interface)."""
+    bad = not name.isprintable() or any(c in name for c in "/: ") or name in {".", ".."}
+    if bad or len(name.encode()) >= _IFNAMSIZ:
+        raise RelayConfigError(f"{what}: {name!r} is not an interface name")
+    return name
+
+
+def _read(path: Path, limit: int, what: str) -> bytes:
+    """At most `limit` bytes of `path`; more is an error (a device, the wrong file)."""
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as f:
+            data = f.read(limit + 1)
     except OSError as exc:
-        raise RelayConfigError(f"psk file {str(path)!r}: {exc.strerror}") from exc
+        raise RelayConfigError(f"{what} {str(path)!r}: {exc.strerror}") from exc
+    except ValueError as exc:  # a NUL byte in the path
+        raise RelayConfigError(f"{what} {str(path)!r}: {exc}") from exc
+    if len(data) > limit:
+        raise RelayConfigError(f"{what} {str(path)!r}: larger than {limit} bytes")
+    return data
+
+
+def _read_psk(path: Path) -> bytes:
+    raw = _read(path, MAX_KEY_FILE, "psk file")
     if len(raw) == 32:
         return raw
     text = raw.strip()
@@ -230,7 +280,7 @@ def _typed(table: Mapping[str, Any], key: str, kind: type[_T], what: str, defaul
     value = table.get(key, default)
     ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        ok, value = True, float(value)
+        ok, value = abs(value) < 2**63, float(value)
     if not ok:
         raise RelayConfigError(f"{what}: {key} must be {kind.__name__}, got {value!r}")
     return cast(_T, value)  # checked against `kind` just above
@@ -245,7 +295,7 @@ def _toml_link(table: object, where: str) -> tuple[LinkSpec, int]:
             raise RelayConfigError(f"{where}: missing {key!r}")
     local = parse_address(_typed(table, "local", str, where, ""), where, port_zero=True)
     remote = _remote(_typed(table, "remote", str, where, _LEARN), where)
-    iface = _typed(table, "interface", str, where, "")
+    iface = _interface(_typed(table, "interface", str, where, ""), where)
     return LinkSpec(local, remote, iface or None), parse_rate(table["rate"], where)
 
 
@@ -276,10 +326,11 @@ def _from_toml(path: Path) -> dict[str, Any]:
     Relative paths in it (psk_file, stats_json) are relative to the file."""
     what = str(path)
     try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
-    except OSError as exc:
-        raise RelayConfigError(f"{what}: {exc.strerror}") from exc
+        data = tomllib.loads(_read(path, MAX_TOML, "config file").decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RelayConfigError(
+            f"{what}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from exc
     except tomllib.TOMLDecodeError as exc:
         raise RelayConfigError(f"{what}: {exc}") from exc
     _known(data, _TOP_KEYS, what)
@@ -308,9 +359,17 @@ def _from_toml(path: Path) -> dict[str, Any]:
 # --- flags -----------------------------------------------------------------------------------
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors (a flag that is not a number, an unknown flag)
+    raised as one-line `RelayConfigError`s instead of a usage message and exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise RelayConfigError(f"{message} (see plait relay --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``plait relay`` argument parser (every default is None: "not given")."""
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="plait relay",
         description="Carry UDP datagrams between two hosts over several plait links.",
         epilog="Both ends need the same links in the same order, at the same rates. "
@@ -428,14 +487,45 @@ def _checked(kw: dict[str, Any]) -> RelayConfig:
                 )
     if kw.get("listen") is None and kw.get("forward") is None:
         raise RelayConfigError("give --listen, --forward or both: nothing to carry otherwise")
-    if not kw.get("latency_ms", 150.0) > 0:
-        raise RelayConfigError("latency_ms must be > 0")
+    if not 0 < kw.get("latency_ms", 150.0) <= MAX_LATENCY_MS:  # also refuses nan
+        raise RelayConfigError(
+            f"latency_ms must be > 0 and <= {MAX_LATENCY_MS:.0f}, got {kw['latency_ms']}"
+        )
     for key in ("busy_poll_us", "spin_us"):
-        if kw.get(key, 0) < 0:
-            raise RelayConfigError(f"{key} must be >= 0")
+        if not 0 <= kw.get(key, 0) <= MAX_SPIN_US:
+            raise RelayConfigError(f"{key} must be in [0, {MAX_SPIN_US}], got {kw[key]}")
     for key in ("stats_interval_s", "reopen_after_s"):
-        if kw.get(key, 0.0) < 0:
-            raise RelayConfigError(f"{key.removesuffix('_s')} must be >= 0")
+        if not 0 <= kw.get(key, 0.0) <= MAX_PERIOD_S:  # nan would spin, inf overflows
+            name = key.removesuffix("_s")
+            raise RelayConfigError(f"{name} must be in [0, {MAX_PERIOD_S:.0f}] s, got {kw[key]}")
+    _check_cpu(kw.get("cpu"))
+    _check_stats_json(kw.get("stats_json"))
     cfg = RelayConfig(**kw)
     cfg.plait_config()  # plait's own checks (mtu, fec, ...) now, not after sockets open
     return cfg
+
+
+def _check_cpu(cpu: int | None) -> None:
+    if cpu is None:
+        return
+    allowed = os.sched_getaffinity(0)
+    if cpu not in allowed:
+        raise RelayConfigError(
+            f"cpu {cpu} is not one this process may run on ({', '.join(map(str, sorted(allowed)))})"
+        )
+
+
+def _check_stats_json(path: Path | None) -> None:
+    """The stats file is written when the relay stops: its directory must exist now."""
+    if path is None:
+        return
+    if "\0" in str(path):
+        raise RelayConfigError(f"stats_json {str(path)!r}: a NUL byte in the path")
+    try:
+        is_dir, parent_ok = path.is_dir(), path.parent.is_dir()
+    except OSError as exc:
+        raise RelayConfigError(f"stats_json {str(path)!r}: {exc.strerror}") from exc
+    if is_dir:
+        raise RelayConfigError(f"stats_json {str(path)!r} is a directory")
+    if not parent_ok:
+        raise RelayConfigError(f"stats_json {str(path)!r}: no directory {str(path.parent)!r}")

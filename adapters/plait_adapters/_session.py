@@ -36,9 +36,18 @@ from typing import Any, Final, cast
 import attrs
 
 import plait
-from plait_adapters._links import LinkSpec, check, clock
+from plait_adapters._links import STALE, LinkSpec, check, clock
 
-__all__ = ["BufferPool", "EventCallback", "MessageCallback", "Peer", "Session", "SessionStats"]
+__all__ = [
+    "NOT_OPEN",
+    "NO_PEER",
+    "BufferPool",
+    "EventCallback",
+    "MessageCallback",
+    "Peer",
+    "Session",
+    "SessionStats",
+]
 
 MessageCallback = Callable[[plait.MessageReceived], None]
 EventCallback = Callable[[plait.Event], None]
@@ -49,6 +58,9 @@ RecvFromInto = Callable[[memoryview], tuple[int, Any]]
 
 NO_PEER: Final = "send: no peer address yet"
 """The `SessionStats.errors` key of sends dropped on a link still learning its peer."""
+NOT_OPEN: Final = "send: link not open"
+"""The `SessionStats.errors` key of sends dropped on a link whose socket is not open
+(yet: the raw adapter's ``retry_links``)."""
 
 _LATE_SAMPLES: Final = 4096
 _MAX_EVENTS: Final = 4096
@@ -72,10 +84,14 @@ class SessionStats:
     timer_late_p99_ns: int
     timer_late_max_ns: int
     notes: Mapping[str, str]
+    """Runtime facts: socket options that took or not, the event loop, ..."""
     learnt: Mapping[int, str | None] = attrs.field(factory=dict)
     """For each link with no remote (it learns the peer's address): the address it
     sends to now, ``host:port``, or None before the peer was heard on it."""
-    """Runtime facts: socket options that took or not, the event loop, ..."""
+    not_open: Mapping[int, str] = attrs.field(factory=dict)
+    """Links whose socket is not open (the raw adapter's ``retry_links``: an interface
+    down or missing, an address not there yet), each with the error of its last
+    attempt; they are tried again with back-off."""
 
 
 class Peer:
@@ -216,6 +232,11 @@ class Session:
         self.peers: list[Peer | None] = [None] * len(self.links)
         """Each learning link's `Peer` (made by `sender` or `learner`); None for a
         connected link."""
+        self.not_open: dict[int, str] = {}
+        """Links whose socket is not open, and why (kept by the runtime)."""
+        self.stale: set[int] = set()
+        """Links whose send failed with a `STALE` error since the runtime last looked:
+        their socket cannot work any more (the runtime may open a new one)."""
 
     # --- the loop's steps ----------------------------------------------------------------
 
@@ -246,8 +267,10 @@ class Session:
         for datagram, link in out:
             try:
                 sends[link](datagram)
-            except OSError as exc:
+            except OSError as exc:  # ENETUNREACH and the like: the link is unusable now
                 self.count_error("send", exc)
+                if exc.errno in STALE:
+                    self.stale.add(link)
         self.datagrams_out += len(out)
 
     def events(self) -> bool:
@@ -341,6 +364,12 @@ class Session:
         """The send function of a link whose socket was closed: counts EBADF."""
         return _closed_send
 
+    def not_open_send(self, data: bytes) -> object:
+        """The send function of a link whose socket is not open yet: drops and counts
+        (`NOT_OPEN`); plait repairs the loss like any other."""
+        self.count(NOT_OPEN)
+        return None
+
     def close(self, now: int) -> list[tuple[bytes, int]]:
         """Close the endpoint (CLOSE to the peer on every link); returns the last
         datagrams to send."""
@@ -367,6 +396,7 @@ class Session:
                 for link, peer in enumerate(self.peers)
                 if peer is not None
             },
+            not_open=dict(self.not_open),
         )
 
 

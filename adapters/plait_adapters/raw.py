@@ -13,21 +13,35 @@ buffer per datagram. A link with no remote (a responder learning the peer's addr
 reads with `recvfrom_into` instead and sends with `sendto` (`_session.Peer`). With
 ``gc_mode="idle"`` the cyclic GC is frozen after setup and collects only when the loop
 is about to sleep (process-wide while a session runs).
+
+With ``retry_links=True`` (what ``plait relay`` uses) the session outlives a dead
+modem: a link that cannot be opened because its interface is down or missing or its
+address is not there yet (`_links.LinkError.transient`) is left closed while the
+others run, and the loop tries it again with back-off (`_links.LinkSockets`: 0.5 s,
+doubling to 10 s); a link whose socket went stale (its interface was removed) is
+closed and retried the same way. Its sends meanwhile are dropped and counted
+(``send: link not open``), plait marks it DOWN from its silence, and takes it back
+once a round trip on it is confirmed. `SessionStats.not_open` lists such links. Without
+it (the default) opening is all or none: the first link that cannot be opened raises
+`LinkError`.
 """
 
 from __future__ import annotations
 
+import errno
 import socket
 from collections.abc import Callable, Iterable
 from typing import Final, Unpack
 
 import plait
-from plait_adapters._links import LinkLike, clock, open_sockets, specs
+from plait_adapters._links import LinkLike, LinkSockets, clock, specs
 from plait_adapters._poller import Poller
 from plait_adapters._session import (
     BufferPool,
     EventCallback,
     MessageCallback,
+    RecvFromInto,
+    RecvInto,
     Session,
 )
 from plait_adapters._threaded import GcMode, PolledOptions, PolledSession
@@ -55,6 +69,7 @@ class RawSession(PolledSession):
         timer_slack_ns: int | None = 1,
         gc_mode: GcMode = "idle",
         batch: int = 32,
+        retry_links: bool = False,
     ) -> None:
         link_specs = specs(links)
         s = Session(
@@ -66,35 +81,71 @@ class RawSession(PolledSession):
             on_event=on_event,
         )
         super().__init__(s, config, cpu=cpu, timer_slack_ns=timer_slack_ns, gc_mode=gc_mode)
-        self._socks = open_sockets(link_specs)
-        try:
-            self._poller = Poller(
-                [sk.fileno() for sk in self._socks], busy_poll_ns=busy_poll_ns, spin_ns=spin_ns
-            )
-        except BaseException:
-            for sk in self._socks:
-                sk.close()
-            raise
-        self._sends: list[Callable[[bytes], object]] = [
-            s.sender(i, sk.send, sk.sendto) for i, sk in enumerate(self._socks)
-        ]
-        self._recv_into = [sk.recv_into for sk in self._socks]
-        self._recvfrom_into = [sk.recvfrom_into for sk in self._socks]
-        self._fd_link = {sk.fileno(): i for i, sk in enumerate(self._socks)}
+        self._links = sockets = LinkSockets(link_specs, retry=retry_links)
+        sockets.open(clock())
+        n = len(link_specs)
+        self._sends: list[Callable[[bytes], object]] = [s.not_open_send] * n
+        self._recv_into: list[RecvInto] = [_not_open_recv] * n
+        self._recvfrom_into: list[RecvFromInto] = [_not_open_recvfrom] * n
+        self._fd_link: dict[int, int] = {}
+        self._so_busy_poll_us = so_busy_poll_us
         self._pool = BufferPool(max(2048, config.mtu + 1), batch)
-        for sk in self._socks:
-            try:
-                sk.setsockopt(socket.SOL_SOCKET, _SO_BUSY_POLL, so_busy_poll_us)
-                s.notes["SO_BUSY_POLL"] = f"{so_busy_poll_us} us"
-            except OSError as exc:
-                s.notes["SO_BUSY_POLL"] = f"refused ({exc.strerror})"
+        try:
+            self._poller = Poller([], busy_poll_ns=busy_poll_ns, spin_ns=spin_ns)
+            for link, sock in enumerate(sockets.socks):
+                s.learner(link)
+                if sock is not None:
+                    self._attach(link, sock)
+        except BaseException:
+            sockets.close()
+            raise
+        s.not_open = sockets.not_open()
+
+    def _attach(self, link: int, sock: socket.socket) -> None:
+        """Start using `link`'s (newly) open socket: poll it, send and read through it."""
+        s = self._session
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_BUSY_POLL, self._so_busy_poll_us)
+            s.notes["SO_BUSY_POLL"] = f"{self._so_busy_poll_us} us"
+        except OSError as exc:
+            s.notes["SO_BUSY_POLL"] = f"refused ({exc.strerror})"
+        peer = s.peers[link]
+        if peer is None:
+            self._sends[link] = sock.send
+            self._recv_into[link] = sock.recv_into
+        else:  # a learning link: the peer's address survives a new socket
+            peer.sendto = sock.sendto
+            self._sends[link] = peer
+            self._recvfrom_into[link] = sock.recvfrom_into
+        self._fd_link[sock.fileno()] = link
+        self._poller.add(sock.fileno())
+
+    def _detach(self, link: int) -> None:
+        """Stop using `link`'s socket (before it is closed): sends are dropped and
+        counted, reads stop."""
+        sock = self._links.socks[link]
+        if sock is not None and sock.fileno() >= 0:
+            self._poller.remove(sock.fileno())
+            del self._fd_link[sock.fileno()]
+        self._sends[link] = self._session.not_open_send
+        self._recv_into[link] = _not_open_recv
+        self._recvfrom_into[link] = _not_open_recvfrom
 
     # --- the I/O -------------------------------------------------------------------------------
 
     def _wait(self, due: int | None) -> None:
-        """Return on input (fed to the endpoint), a command, or the deadline."""
+        """Return on input (fed to the endpoint), a command, or the deadline (or the
+        next attempt to open a link that is not open)."""
+        s, links = self._session, self._links
+        if s.stale:
+            self._renew()
+        if links.waiting:
+            self._reopen()
+            retry = links.due()
+            if retry is not None and (due is None or retry < due):
+                due = retry
         ready = self._poll(due)
-        s, pool, fd_link, recv_into = self._session, self._pool, self._fd_link, self._recv_into
+        pool, fd_link = self._pool, self._fd_link
         peers = s.peers
         for fd, _ in ready:
             link = fd_link.get(fd)
@@ -102,23 +153,50 @@ class RawSession(PolledSession):
                 continue
             peer = peers[link]
             if peer is None:
-                got = pool.drain(s, link, recv_into[link])
+                got = pool.drain(s, link, self._recv_into[link])
             else:
                 got = pool.drain_from(s, link, self._recvfrom_into[link], peer)
             if got:
                 self._last_active = clock()
 
+    def _reopen(self) -> None:
+        """Try the links that are not open, if their time has come."""
+        links, now = self._links, clock()
+        due = links.due()
+        if due is None or due > now:
+            return
+        for link, sock in links.attempt(now):
+            self._attach(link, sock)
+        self._session.not_open = links.not_open()
+
+    def _renew(self) -> None:
+        """Close each link whose socket went stale (its interface was removed) and
+        try a new one later."""
+        s, links, now = self._session, self._links, clock()
+        for link in sorted(s.stale):
+            if links.retry and links.socks[link] is not None:
+                self._detach(link)
+                links.fail(link, OSError(errno.ENODEV, "its interface was removed"), now)
+        s.stale.clear()
+        s.not_open = links.not_open()
+
     def _close_link(self, link: int) -> None:
-        sock = self._socks[link]
-        if sock.fileno() >= 0:
-            self._poller.remove(sock.fileno())
-            sock.close()
-            self._sends[link] = Session.closed_send()
+        self._detach(link)
+        self._links.close_link(link)
+        self._sends[link] = Session.closed_send()
+        self._session.not_open = self._links.not_open()
 
     def _close_io(self) -> None:
-        for sk in self._socks:
-            sk.close()
+        self._links.close()
         self._poller.close()
+
+
+def _not_open_recv(buf: memoryview) -> int:
+    raise BlockingIOError  # a link that is not open has nothing to read
+
+
+def _not_open_recvfrom(buf: memoryview) -> tuple[int, object]:
+    raise BlockingIOError
 
 
 class RawOptions(PolledOptions, total=False):
@@ -126,6 +204,7 @@ class RawOptions(PolledOptions, total=False):
 
     so_busy_poll_us: int
     batch: int
+    retry_links: bool
 
 
 def open_session(
@@ -142,6 +221,11 @@ def open_session(
         links: one (local, remote[, interface]) or `LinkSpec` per link.
         initiator: True on the end that starts the session.
         options: `RawSession` keywords: on_message, on_event, cpu, busy_poll_ns, spin_ns,
-            so_busy_poll_us, timer_slack_ns, gc_mode, batch.
+            so_busy_poll_us, timer_slack_ns, gc_mode, batch, retry_links (open the
+            links that can open and retry the others: see the module docstring).
+
+    Raises:
+        plait_adapters.LinkError: a link cannot be opened (with ``retry_links``: only
+            for an error that cannot go away by itself, such as a port in use).
     """
     return RawSession(config, links, initiator=initiator, **options).start()

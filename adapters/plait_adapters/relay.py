@@ -8,16 +8,27 @@
 Each datagram that arrives on the local socket becomes one plait message (stream 0,
 deadline now + ``latency_ms``); each message from the peer leaves the local socket as
 one datagram, to ``forward`` if set, else to the last source address seen. So the same
-program serves both ends, and replies travel back the way they came.
+program serves both ends, and replies travel back the way they came. With ``forward``
+and no ``listen``, the local socket serves the forward destination alone: it is bound
+to the address the kernel sends to that destination from (127.0.0.1 for a local one),
+and every datagram from anyone else is dropped and counted.
 
 Two threads: the raw adapter's loop thread owns the session and writes what the peer
 sends straight out of the local socket (`on_message`); the main thread reads the local
 socket, hands datagrams to the session (never blocking: a full send buffer drops the
-datagram and counts it), prints the stats and waits for SIGINT/SIGTERM, which close
-the session (CLOSE to the peer) and end the program with status 0. When the peer
-closes the session, or every link stays down for ``reopen_after`` seconds (the peer
-restarted, or the network is out), the relay opens a new session and waits for the
-peer again; with ``once`` it exits instead.
+datagram and counts it), prints the stats and waits for SIGINT, SIGTERM or SIGHUP,
+which close the session (CLOSE to the peer) and end the program with status 0 (during
+start-up too: a signal then ends it before anything opens). When the peer closes the
+session, or every link of an established session stays down, with nothing heard from
+the peer, for ``reopen_after`` seconds (the peer restarted, or the network is out), the
+relay opens a new session and waits for the peer again; with ``once`` it exits instead.
+
+A dead modem is not fatal: the session runs with ``retry_links`` (`raw`), so a link
+whose interface is down or missing, or whose address is not there yet, stays closed
+while the others carry the traffic, and is tried again with back-off; a notice says
+so, and another when it opens. Only what can never work without the operator (a
+malformed address, a port another program owns: link ports are exclusive) stops the
+relay at start, with one line and status 2.
 
 The defaults do not spin a core: the loop sleeps between datagrams (``busy_poll_us``
 0) and spins only the last 50 us before a pacing deadline (``spin_us``).
@@ -26,16 +37,15 @@ The defaults do not spin a core: the loop sleeps between datagrams (``busy_poll_
 from __future__ import annotations
 
 import contextlib
-import json
+import errno
 import select
-import shutil
 import signal
 import socket
 import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Final, TextIO
+from typing import Final
 
 import attrs
 
@@ -43,6 +53,7 @@ import plait
 from plait_adapters import raw
 from plait_adapters._links import SOCKET_BUFFER, Address
 from plait_adapters._relay_config import RelayConfig, RelayConfigError, parse
+from plait_adapters._relay_report import Printer, RelayStats, final_report, status_line, to_json
 from plait_adapters._session import SessionStats
 
 __all__ = ["Relay", "RelayStats", "final_report", "main", "status_line"]
@@ -50,33 +61,12 @@ __all__ = ["Relay", "RelayStats", "final_report", "main", "status_line"]
 _BATCH: Final = 64
 """Local datagrams read per wake-up before the main thread looks at anything else."""
 _NOTICES: Final = 256
-_CLEAR: Final = "\r\x1b[K"
-"""Back to the start of the line, erase it: the status line is rewritten in place."""
-
-
-@attrs.frozen
-class RelayStats:
-    """A snapshot of one relay: its local socket's counters and the plait session."""
-
-    elapsed_s: float
-    cpu_s: float
-    """CPU time of the whole process (both threads)."""
-    carried: int
-    """Datagrams read from the local socket and handed to plait."""
-    emitted: int
-    """Messages from the peer written to the local destination."""
-    dropped_full: int
-    """Local datagrams dropped because plait's send buffer was full."""
-    dropped_no_destination: int
-    """Messages from the peer dropped because no local source had been seen yet."""
-    local_errors: int
-    """Local socket errors (a full socket buffer, an unreachable destination)."""
-    closed_by_peer: bool
-    """The last session to end was closed by the peer."""
-    sessions: int
-    """Sessions opened: 1, plus one for each time the peer closed or was lost."""
-    session: SessionStats
-    """The current session if it was established, else the last one that was."""
+_CLOSE_WAIT_S: Final = 10.0
+"""How long closing a session waits for its thread (and so its sockets) to end before
+the next session binds the same ports."""
+_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""The signals that stop the relay cleanly (CLOSE to the peer, final stats, status 0).
+SIGHUP too: a closed terminal or a ``kill -HUP`` would otherwise end it with no CLOSE."""
 
 
 class Relay:
@@ -84,15 +74,20 @@ class Relay:
 
     ``Relay(cfg)`` opens both (raising `OSError` or `RelayConfigError`); `serve` runs
     in one thread until `stop` (thread- and signal-safe); `close` sends CLOSE and
-    releases everything. When the session ends (the peer closed it) or is lost (every
-    link down for `RelayConfig.reopen_after_s`: the peer restarted, or the network is
-    out), `serve` opens a new one and waits for the peer, or returns if `once`."""
+    releases everything. When the session ends (the peer closed it) or is lost (an
+    established session whose links have all been down, with nothing heard from the
+    peer, for `RelayConfig.reopen_after_s`: the peer restarted, or the network is out),
+    `serve` opens a new one and waits for the peer, or returns if `once`. A session
+    that was never established is never replaced: it is as ready for the peer as a new
+    one would be."""
 
     def __init__(self, cfg: RelayConfig) -> None:
         self.cfg = cfg
-        self._dest: Address | None = cfg.forward
+        local = _local_socket(cfg)
+        self._local = local.sock
+        self._dest: Address | None = local.dest
+        self._only_from = local.only_from
         self._source: Address | None = None
-        self._local = _local_socket(cfg)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_w.setblocking(False)
         self._stopping = False
@@ -104,7 +99,14 @@ class Relay:
         """The last session that was established, once a new one has replaced it."""
         self.notices: deque[str] = deque(maxlen=_NOTICES)
         self._carried = self._emitted = self._full = self._no_dest = self._errors = 0
+        self._strangers = 0
         self._t0, self._cpu0 = time.monotonic(), time.process_time()
+        self._learnt: dict[int, str | None] = {}
+        self._not_open: dict[int, str] = {}
+        """What the last notice said about each link that is not open (kept across
+        sessions, so a link that stays down is not announced again for each one)."""
+        if local.note is not None:
+            self.notice(local.note)
         try:
             self._open()
         except BaseException:
@@ -114,8 +116,9 @@ class Relay:
     def _open(self) -> None:
         self.established = self._ended = False
         self._down: set[int] = set()
-        self._learnt: dict[int, str | None] = {}
         self._all_down_at: float | None = None
+        self._heard_then = 0
+        """Datagrams heard from the peer when every link was last reported down."""
         self.session = raw.open_session(
             self.cfg.plait_config(),
             self.cfg.links,
@@ -125,8 +128,10 @@ class Relay:
             cpu=self.cfg.cpu,
             busy_poll_ns=self.cfg.busy_poll_us * 1000,
             spin_ns=self.cfg.spin_us * 1000,
+            retry_links=True,
         )
         self.sessions += 1
+        self._watch()
 
     @property
     def local_address(self) -> Address:
@@ -162,6 +167,7 @@ class Relay:
             case plait.LinkDown(link=link):
                 self._down.add(link)
                 if len(self._down) == len(self.cfg.links):
+                    self._heard_then = self._heard()
                     self._all_down_at = time.monotonic()
                 self.notice(f"link {link} down")
             case plait.LinkDegraded(link=link):
@@ -206,39 +212,66 @@ class Relay:
                 if tick is not None and self.notices:
                     tick(False)
             if tick is not None and time.monotonic() >= next_tick:
-                self._watch_learnt()
+                self._watch()
                 tick(True)
                 next_tick = max(next_tick + interval_s, time.monotonic())
 
-    def _watch_learnt(self) -> None:
-        """A notice for each link whose learnt peer address is new or moved (NAT)."""
-        learnt = self.session.stats().learnt
-        for link, addr in learnt.items():
+    def _watch(self) -> None:
+        """Notices: each learning link whose peer address is new or moved (NAT); each
+        link that cannot be opened (once per error), and each that opened since."""
+        stats = self.session.stats()
+        for link, addr in stats.learnt.items():
             if addr is not None and addr != self._learnt.get(link):
                 self.notice(f"link {link}: the peer is at {addr}")
-        self._learnt = dict(learnt)
+        self._learnt = dict(stats.learnt)
+        for link, why in stats.not_open.items():
+            if why != self._not_open.get(link):
+                self.notice(f"{why}; link {link} waits and is tried again")
+        for link in sorted(self._not_open.keys() - stats.not_open.keys()):
+            self.notice(f"link {link}: open")
+        self._not_open = dict(stats.not_open)
+
+    def _heard(self) -> int:
+        """Datagrams accepted from the peer in this session, over every link."""
+        return sum(ln.datagrams_received for ln in self.session.stats().endpoint.links)
+
+    def _reopen_due(self) -> float | None:
+        down, after = self._all_down_at, self.cfg.reopen_after_s
+        if down is None or after <= 0 or not self.established:
+            return None
+        return down + after
 
     def _lost(self) -> bool:
-        down, after = self._all_down_at, self.cfg.reopen_after_s
-        return down is not None and after > 0 and time.monotonic() - down >= after
+        """True once every link has been down for `reopen_after_s` and the peer was not
+        heard meanwhile. A link that comes back goes on PROBATION first, which has no
+        event, so the count of datagrams heard is what tells."""
+        due = self._reopen_due()
+        if due is None or time.monotonic() < due:
+            return False
+        heard = self._heard()
+        if heard != self._heard_then:  # heard since: not lost; look again later
+            self._heard_then = heard
+            self._all_down_at = time.monotonic()
+            return False
+        return True
 
     def _timeout(self, next_tick: float, tick: object) -> float | None:
         """How long `serve` may wait: until the next tick or the session counts as lost."""
         due = [next_tick] if tick is not None else []
-        if self._all_down_at is not None and self.cfg.reopen_after_s > 0:
-            due.append(self._all_down_at + self.cfg.reopen_after_s)
+        if (reopen := self._reopen_due()) is not None:
+            due.append(reopen)
         return max(0.0, min(due) - time.monotonic()) if due else None
 
     def _reopen(self) -> None:
         why = "the session ended" if self._ended else "every link is down"
         self.notice(f"{why}: a new session waits for the peer")
-        self.session.close()
+        self.session.close(_CLOSE_WAIT_S)
         if self.established:
             self._last = self.session.stats()
         self._open()
 
     def _carry(self, buf: memoryview) -> None:
-        session, recv = self.session, self._local.recvfrom_into
+        session, recv, only = self.session, self._local.recvfrom_into, self._only_from
         for _ in range(_BATCH):
             try:
                 n, source = recv(buf)
@@ -246,6 +279,9 @@ class Relay:
                 return
             except OSError:
                 self._errors += 1
+                continue
+            if only is not None and source[:2] != only:
+                self._strangers += 1  # not the forward destination: nobody's to carry
                 continue
             if self._dest is None:
                 self._source = source[:2]
@@ -280,13 +316,14 @@ class Relay:
             closed_by_peer=self.closed_by_peer,
             sessions=self.sessions,
             session=self.session.stats() if self.established or self._last is None else self._last,
+            dropped_strangers=self._strangers,
         )
 
     def close(self) -> None:
         """Close the session (CLOSE to the peer on every link) and the local socket;
         re-raises what stopped the session's thread, if anything did."""
         try:
-            self.session.close()
+            self.session.close(_CLOSE_WAIT_S)
         finally:
             self._close_sockets()
 
@@ -295,169 +332,148 @@ class Relay:
             sock.close()
 
 
-def _local_socket(cfg: RelayConfig) -> socket.socket:
-    """The relay's local UDP socket: bound to `listen`, or to an ephemeral port."""
-    addr = cfg.listen
-    if addr is None:  # an ephemeral port of the forward address's family
-        v6 = cfg.forward is not None and ":" in cfg.forward[0]
-        addr = ("::" if v6 else "0.0.0.0", 0)  # noqa: S104  (replies may come from anywhere)
-    sock = socket.socket(socket.AF_INET6 if ":" in addr[0] else socket.AF_INET, socket.SOCK_DGRAM)
+# --- the local socket ------------------------------------------------------------------------
+
+
+@attrs.frozen
+class _Local:
+    sock: socket.socket
+    dest: Address | None
+    """The forward destination, resolved (None: reply to the last source)."""
+    only_from: Address | None
+    """The one source the socket takes datagrams from (None: anyone)."""
+    note: str | None
+    """Something the operator should know about how it was bound."""
+
+
+def _resolve(addr: Address, what: str) -> tuple[socket.AddressFamily, Address]:
+    """`addr` as the kernel will use it (a host name looked up once, here)."""
+    try:
+        family, _, _, _, sockaddr = socket.getaddrinfo(addr[0], addr[1], type=socket.SOCK_DGRAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise RelayConfigError(f"{what}: cannot resolve {addr[0]!r}: {exc}") from exc
+    return family, (str(sockaddr[0]), int(sockaddr[1]))
+
+
+def _source_for(family: socket.AddressFamily, dest: Address) -> tuple[str, str | None]:
+    """The local address the kernel sends to `dest` from (127.0.0.1 for a local
+    destination), learnt by connecting a UDP socket, which sends nothing; the wildcard
+    and a note if there is no route to `dest` now."""
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(dest)
+        except OSError as exc:
+            wildcard = "::" if family == socket.AF_INET6 else "0.0.0.0"  # noqa: S104  (filtered by source)
+            return wildcard, (
+                f"no route to the forward address now ({exc.strerror}): the local socket "
+                "listens on every address, and takes datagrams from the forward address only"
+            )
+        return str(probe.getsockname()[0]), None
+
+
+def _local_socket(cfg: RelayConfig) -> _Local:
+    """The relay's local UDP socket: bound to `listen`; or, with only `forward`, to an
+    ephemeral port on the forward destination's side, taking datagrams from it alone."""
+    dest = only_from = note = None
+    family = socket.AF_INET
+    if cfg.forward is not None:
+        family, dest = _resolve(cfg.forward, "forward")
+    if cfg.listen is not None:
+        addr = cfg.listen
+        family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
+    elif dest is not None:
+        host, note = _source_for(family, dest)
+        addr, only_from = (host, 0), dest
+    else:  # pragma: no cover  (the configuration has listen, forward or both)
+        raise RelayConfigError("give --listen, --forward or both")
+    sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
         try:
             sock.bind(addr)
         except OSError as exc:
-            raise OSError(
-                exc.errno, f"cannot bind the local address {addr}: {exc.strerror}"
-            ) from exc
+            why = exc.strerror
+            if exc.errno == errno.EADDRINUSE:
+                why = "the port is in use by another program (another relay?)"
+            raise OSError(exc.errno, f"cannot bind the local address {addr}: {why}") from exc
         sock.setblocking(False)
     except BaseException:
         sock.close()
         raise
-    return sock
+    return _Local(sock, dest, only_from, note)
 
 
-# --- reports ---------------------------------------------------------------------------------
+# --- the command -----------------------------------------------------------------------------
 
 
-def _ms(ns: int) -> str:
-    return f"{ns / 1e6:.1f}ms" if ns else "-"
-
-
-def status_line(r: RelayStats) -> str:
-    """One line: counters, then each link's state, smoothed RTT and outbound loss."""
-    ep = r.session.endpoint
-    expired = ep.messages_expired_sending + ep.messages_expired_receiving
-    rebuilt = ep.fec.recovered if ep.fec is not None else 0
-    links = "  ".join(f"{ln.link}:{ln.state} {_ms(ln.srtt_ns)} {ln.loss:.1%}" for ln in ep.links)
-    return (
-        f"{int(r.elapsed_s):5d}s  in {r.carried}  out {r.emitted}  delivered "
-        f"{ep.messages_delivered}  expired {expired}  fec {rebuilt}  resent {ep.repairs}  "
-        f"| {links}"
-    )
-
-
-def final_report(r: RelayStats) -> str:
-    """The multi-line summary printed when the relay stops."""
-    ep = r.session.endpoint
-    how = "closed by the peer" if r.closed_by_peer else "closed"
-    lines = [
-        f"plait relay: final stats after {r.elapsed_s:.1f} s (session {ep.session:#010x}, {how};"
-        f" {r.sessions} opened)",
-        f"  local      carried {r.carried} datagrams to the peer, emitted {r.emitted} from it",
-        f"  dropped    {r.dropped_full} (send buffer full), {r.dropped_no_destination} (no "
-        f"destination yet), {r.local_errors} (local socket errors)",
-        f"  messages   sent {ep.messages_sent}, delivered {ep.messages_delivered}, expired "
-        f"{ep.messages_expired_sending} sending + {ep.messages_expired_receiving} receiving",
-    ]
-    if ep.fec is not None:
-        f = ep.fec
-        lines.append(
-            f"  repair     {f.recovered} packets rebuilt by FEC (k={f.k} m={f.m}, "
-            f"{f.overhead:.0%} parity), {ep.repairs} re-sent"
-        )
-    else:
-        lines.append(f"  repair     {ep.repairs} re-sent (FEC off)")
-    learnt = r.session.learnt
-    lines += [
-        f"  link {ln.link:<5} {ln.state:<9} rtt {_ms(ln.srtt_ns):>8}  loss {ln.loss:5.1%}  "
-        f"sent {ln.datagrams_sent}  received {ln.datagrams_received}"
-        + (f"  peer {learnt[ln.link] or 'not heard yet'}" if ln.link in learnt else "")
-        for ln in ep.links
-    ]
-    share = r.cpu_s / r.elapsed_s if r.elapsed_s > 0 else 0.0
-    lines.append(f"  cpu        {r.cpu_s:.2f} s ({share:.1%} of one core)")
-    return "\n".join(lines)
-
-
-def to_json(r: RelayStats) -> str:
-    return json.dumps(attrs.asdict(r), indent=2)
-
-
-class _Printer:
-    """Stats on stderr: one line rewritten in place on a terminal (every second), else a
-    line every `interval_s` seconds (none if 0); notices get lines of their own."""
-
-    def __init__(self, relay: Relay, out: TextIO, interval_s: float) -> None:
-        self.relay, self.out = relay, out
-        self.tty = out.isatty()
-        self.interval_s = 1.0 if self.tty else interval_s
-        self._shown = False
-
-    def tick(self, status: bool) -> None:
-        """Print waiting notices, then the status line if `status` (on a terminal,
-        also when notices pushed it up)."""
-        shown = self._shown
-        self._notices(clear=False)
-        if self.tty and (status or shown):
-            width = shutil.get_terminal_size().columns - 1
-            self.out.write(_CLEAR + status_line(self.relay.stats())[:width])
-            self._shown = True
-        elif status and self.interval_s > 0:
-            self.out.write(status_line(self.relay.stats()) + "\n")
-        self.out.flush()
-
-    def _notices(self, *, clear: bool) -> None:
-        """Each waiting notice on a line of its own (the status line cleared first)."""
-        notices, out = self.relay.notices, self.out
-        if self._shown and (notices or clear):
-            out.write(_CLEAR)
-            self._shown = False
-        while notices:
-            out.write("plait relay " + notices.popleft() + "\n")
-
-    def final(self, stats: RelayStats) -> None:
-        self._notices(clear=True)
-        self.out.write(final_report(stats) + "\n")
-        self.out.flush()
+class _Interrupted(BaseException):
+    """A stop signal while the configuration is read (a key file may block: a FIFO)."""
 
 
 class _Stopper:
-    """SIGINT/SIGTERM stop the relay, also one that is still starting."""
+    """SIGINT/SIGTERM/SIGHUP stop the relay. While the configuration is read
+    (`raising`) the handler raises `_Interrupted`, since the read may block; then it
+    only sets `signalled`, which stops a relay that is still starting, and stops the
+    running relay."""
 
     def __init__(self) -> None:
         self.relay: Relay | None = None
         self.signalled = False
+        self.raising = True
+
+    def requested(self) -> bool:
+        """True once a stop signal came (a call: the handler may set it any time)."""
+        return self.signalled
 
     def __call__(self, signum: int, frame: object) -> None:
         self.signalled = True
         if self.relay is not None:
             self.relay.stop()
+        elif self.raising:
+            raise _Interrupted
 
 
 def main(argv: Sequence[str]) -> int:
-    """``plait relay ARGS``; returns the exit status: 0, 1 if the session failed while
-    running (or, with ``--once``, was lost), 2 for a bad configuration or an address
-    that cannot be used."""
+    """``plait relay ARGS``; returns the exit status: 0 (stopped by a signal, or with
+    ``--once`` closed by the peer), 1 if the session failed while running (or, with
+    ``--once``, was lost), 2 for a bad configuration or an address that cannot be
+    used."""
+    stopper = _Stopper()
+    handlers = {sig: signal.signal(sig, stopper) for sig in _SIGNALS}
     try:
-        cfg = parse(argv)
+        try:
+            cfg = parse(argv)
+        finally:
+            stopper.raising = False
+        return _run(cfg, stopper)
     except RelayConfigError as exc:
         print(f"plait relay: error: {exc}", file=sys.stderr)
         return 2
-    stopper = _Stopper()
-    handlers = {sig: signal.signal(sig, stopper) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        return _run(cfg, stopper)
+    except _Interrupted:
+        return 0
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
 
 
 def _run(cfg: RelayConfig, stopper: _Stopper) -> int:
+    if stopper.requested():
+        return 0
     try:
         relay = Relay(cfg)
-    except (OSError, RelayConfigError) as exc:
-        print(f"plait relay: error: {exc}", file=sys.stderr)
+    except (OSError, RelayConfigError) as exc:  # a port in use, an address that is wrong
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        print(f"plait relay: error: {why}", file=sys.stderr)
         return 2
     stopper.relay = relay
-    if stopper.signalled:
+    if stopper.requested():  # a signal came while it was opening
         relay.stop()
     if cfg.psk is None:
         relay.notice("no psk: datagrams are neither authenticated nor encrypted")
         if any(link.remote is None for link in cfg.links):
             relay.notice("no psk: anyone can redirect a link whose remote is '*'")
-    printer = _Printer(relay, sys.stderr, cfg.stats_interval_s)
+    printer = Printer(relay.notices, relay.stats, sys.stderr, cfg.stats_interval_s)
     error: Exception | None = None
     try:
         relay.serve(printer.tick, printer.interval_s or 1.0)
@@ -469,12 +485,17 @@ def _run(cfg: RelayConfig, stopper: _Stopper) -> int:
         error = error or exc
     stats = relay.stats()
     printer.final(stats)
+    status = 0
     if cfg.stats_json is not None:
-        cfg.stats_json.write_text(to_json(stats) + "\n", encoding="utf-8")
+        try:
+            cfg.stats_json.write_text(to_json(stats) + "\n", encoding="utf-8")
+        except OSError as exc:
+            print(f"plait relay: error: cannot write --stats-json: {exc}", file=sys.stderr)
+            status = 1
     if error is not None:
         print(f"plait relay: error: the session failed: {error!r}", file=sys.stderr)
         return 1
     if relay.lost:
         print("plait relay: the session was lost (every link down)", file=sys.stderr)
         return 1
-    return 0
+    return status

@@ -1,0 +1,156 @@
+"""What ``plait relay`` prints: its stats snapshot, the status line, the final report.
+
+`RelayStats` is one relay's counters plus its plait session's `SessionStats`;
+`status_line` and `final_report` render it (docs/relay.md shows and explains both);
+`Printer` writes them to stderr: one status line rewritten in place on a terminal, or a
+line every ``interval_s`` seconds otherwise, and each notice (a link down, a session
+established, a link that cannot be opened) on a line of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import deque
+from collections.abc import Callable
+from typing import Final, TextIO
+
+import attrs
+
+from plait_adapters._session import SessionStats
+
+__all__ = ["Printer", "RelayStats", "final_report", "status_line", "to_json"]
+
+_CLEAR: Final = "\r\x1b[K"
+"""Back to the start of the line, erase it: the status line is rewritten in place."""
+
+
+@attrs.frozen
+class RelayStats:
+    """A snapshot of one relay: its local socket's counters and the plait session."""
+
+    elapsed_s: float
+    cpu_s: float
+    """CPU time of the whole process (both threads)."""
+    carried: int
+    """Datagrams read from the local socket and handed to plait."""
+    emitted: int
+    """Messages from the peer written to the local destination."""
+    dropped_full: int
+    """Local datagrams dropped because plait's send buffer was full."""
+    dropped_no_destination: int
+    """Messages from the peer dropped because no local source had been seen yet."""
+    local_errors: int
+    """Local socket errors (a full socket buffer, an unreachable destination)."""
+    closed_by_peer: bool
+    """The last session to end was closed by the peer."""
+    sessions: int
+    """Sessions opened: 1, plus one for each time the peer closed or was lost."""
+    session: SessionStats
+    """The current session if it was established, else the last one that was."""
+    dropped_strangers: int = 0
+    """Local datagrams dropped because they did not come from the ``forward`` address
+    (only when there is no ``listen`` address: the local socket then serves the
+    forward destination alone)."""
+
+
+def _ms(ns: int) -> str:
+    return f"{ns / 1e6:.1f}ms" if ns else "-"
+
+
+def status_line(r: RelayStats) -> str:
+    """One line: counters, then each link's state, smoothed RTT and outbound loss."""
+    ep = r.session.endpoint
+    expired = ep.messages_expired_sending + ep.messages_expired_receiving
+    rebuilt = ep.fec.recovered if ep.fec is not None else 0
+    links = "  ".join(f"{ln.link}:{ln.state} {_ms(ln.srtt_ns)} {ln.loss:.1%}" for ln in ep.links)
+    return (
+        f"{int(r.elapsed_s):5d}s  in {r.carried}  out {r.emitted}  delivered "
+        f"{ep.messages_delivered}  expired {expired}  fec {rebuilt}  resent {ep.repairs}  "
+        f"| {links}"
+    )
+
+
+def final_report(r: RelayStats) -> str:
+    """The multi-line summary printed when the relay stops."""
+    ep = r.session.endpoint
+    how = "closed by the peer" if r.closed_by_peer else "closed"
+    strangers = r.dropped_strangers
+    lines = [
+        f"plait relay: final stats after {r.elapsed_s:.1f} s (session {ep.session:#010x}, {how};"
+        f" {r.sessions} opened)",
+        f"  local      carried {r.carried} datagrams to the peer, emitted {r.emitted} from it",
+        f"  dropped    {r.dropped_full} (send buffer full), {r.dropped_no_destination} (no "
+        f"destination yet), {r.local_errors} (local socket errors)"
+        + (f", {strangers} (not from the forward address)" if strangers else ""),
+        f"  messages   sent {ep.messages_sent}, delivered {ep.messages_delivered}, expired "
+        f"{ep.messages_expired_sending} sending + {ep.messages_expired_receiving} receiving",
+    ]
+    if ep.fec is not None:
+        f = ep.fec
+        lines.append(
+            f"  repair     {f.recovered} packets rebuilt by FEC (k={f.k} m={f.m}, "
+            f"{f.overhead:.0%} parity), {ep.repairs} re-sent"
+        )
+    else:
+        lines.append(f"  repair     {ep.repairs} re-sent (FEC off)")
+    learnt, not_open = r.session.learnt, r.session.not_open
+    lines += [
+        f"  link {ln.link:<5} {ln.state:<9} rtt {_ms(ln.srtt_ns):>8}  loss {ln.loss:5.1%}  "
+        f"sent {ln.datagrams_sent}  received {ln.datagrams_received}"
+        + (f"  peer {learnt[ln.link] or 'not heard yet'}" if ln.link in learnt else "")
+        + ("  (not open)" if ln.link in not_open else "")
+        for ln in ep.links
+    ]
+    share = r.cpu_s / r.elapsed_s if r.elapsed_s > 0 else 0.0
+    lines.append(f"  cpu        {r.cpu_s:.2f} s ({share:.1%} of one core)")
+    return "\n".join(lines)
+
+
+def to_json(r: RelayStats) -> str:
+    return json.dumps(attrs.asdict(r), indent=2)
+
+
+class Printer:
+    """Stats on `out` (stderr): one line rewritten in place on a terminal (every
+    second), else a line every `interval_s` seconds (none if 0); notices, taken from
+    `notices`, get lines of their own."""
+
+    def __init__(
+        self,
+        notices: deque[str],
+        stats: Callable[[], RelayStats],
+        out: TextIO,
+        interval_s: float,
+    ) -> None:
+        self.notices, self.stats, self.out = notices, stats, out
+        self.tty = out.isatty()
+        self.interval_s = 1.0 if self.tty else interval_s
+        self._shown = False
+
+    def tick(self, status: bool) -> None:
+        """Print waiting notices, then the status line if `status` (on a terminal,
+        also when notices pushed it up)."""
+        shown = self._shown
+        self._notices(clear=False)
+        if self.tty and (status or shown):
+            width = shutil.get_terminal_size().columns - 1
+            self.out.write(_CLEAR + status_line(self.stats())[:width])
+            self._shown = True
+        elif status and self.interval_s > 0:
+            self.out.write(status_line(self.stats()) + "\n")
+        self.out.flush()
+
+    def _notices(self, *, clear: bool) -> None:
+        """Each waiting notice on a line of its own (the status line cleared first)."""
+        notices, out = self.notices, self.out
+        if self._shown and (notices or clear):
+            out.write(_CLEAR)
+            self._shown = False
+        while notices:
+            out.write("plait relay " + notices.popleft() + "\n")
+
+    def final(self, stats: RelayStats) -> None:
+        self._notices(clear=True)
+        self.out.write(final_report(stats) + "\n")
+        self.out.flush()
