@@ -368,9 +368,9 @@ class LinkSet:
         peer judges deadlines early by its clock margin (`plait.clock`), and arrivals
         vary by the link's jitter (as the peer reports it), so twice the margin and
         twice the jitter."""
-        margin = 2 * self.clock_margin(latency_ns)
+        margin = self.clock_margin(latency_ns)
         for ln in self.links:
-            ln.margin_ns = margin + 2_000 * ln.capacity.jitter_us
+            ln.margin_ns = margin
 
     def best_link(self, now: int) -> int:
         """The data-carrying link with the lowest arrival time for a small datagram
