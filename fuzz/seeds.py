@@ -44,8 +44,8 @@ EXAMPLES: dict[str, wire.Packet] = {
             first_run=10,
             ranges=((2, 5), (1, 1)),
             links=(
-                wire.LinkReport(link=0, link_seq=500, received=498, jitter=120),
-                wire.LinkReport(link=2, link_seq=70, received=70, jitter=0xFFFF),
+                wire.LinkReport(link=0, link_seq=500, received=498, jitter=120, rx_ts=0x0102_0304),
+                wire.LinkReport(link=2, link_seq=70, received=70, jitter=0xFFFF, rx_ts=0xFFFF_FFFF),
             ),
         ),
     ),

@@ -72,7 +72,7 @@ class Net:
         losses = loss or [0.0] * n
         paths = {
             (d, i): Path(
-                rate_bps=config.links[i].rate_bps,
+                rate_bps=config.links[i].rate_bps or 10_000_000,  # unknown: a fast path
                 delay_ns=delays[i] * MS,
                 loss=losses[i],
                 jitter_ns=jitter_ms * MS,

@@ -45,7 +45,7 @@ def parity_bodies(draw: st.DrawFn) -> wire.Parity:
 
 
 link_reports = st.lists(
-    st.builds(wire.LinkReport, link=u8, link_seq=u16, received=u16, jitter=u16),
+    st.builds(wire.LinkReport, link=u8, link_seq=u16, received=u16, jitter=u16, rx_ts=u32),
     max_size=16,
     unique_by=lambda r: r.link,
 ).map(lambda rs: tuple(sorted(rs, key=lambda r: r.link)))

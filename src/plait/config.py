@@ -21,6 +21,7 @@ __all__ = ["Config", "FecConfig", "HealthConfig", "LinkConfig", "Scheduling"]
 
 MAX_LINKS = 16
 MIN_RATE_BPS = 8_000
+MAX_RATE_BPS = 10**11
 MAX_MESSAGE = 65_536
 
 
@@ -42,6 +43,15 @@ def _validate_range(lo: float, hi: float) -> Any:
     return check
 
 
+def _validate_rate(inst: object, attr: attrs.Attribute[Any], value: int | None) -> None:
+    if value is None:
+        return
+    if type(value) is not int:
+        raise ConfigError(f"{attr.name} must be an int (bit/s) or None, got {value!r}")
+    if not MIN_RATE_BPS <= value <= MAX_RATE_BPS:
+        raise ConfigError(f"{attr.name} must be in [{MIN_RATE_BPS}, {MAX_RATE_BPS}] bit/s")
+
+
 def _validate_positive(inst: object, attr: attrs.Attribute[Any], value: int) -> None:
     _positive(attr.name, value)
 
@@ -60,8 +70,10 @@ class Scheduling(enum.Enum):
 class LinkConfig:
     """One link. Its id is its index in `Config.links`, the same on both ends."""
 
-    rate_bps: int = attrs.field(validator=_validate_range(MIN_RATE_BPS, 10**11))
-    """The rate the sender paces this link to; also its static weight."""
+    rate_bps: int | None = attrs.field(default=None, validator=_validate_rate)
+    """An upper bound on what this link carries, in bit/s (a data plan, a radio's
+    maximum), or None: unknown. Either way plait measures what the link really carries
+    and paces to that (`plait.capacity`); a number is a ceiling, never a promise."""
     ipv6: bool = False
     """Counts 48 bytes of IPv6+UDP header per datagram instead of IPv4's 28."""
 

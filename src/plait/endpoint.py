@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Final
 
 from plait.clock import ClockMap
-from plait.config import Config, FecConfig, Scheduling
+from plait.config import MAX_RATE_BPS, MIN_RATE_BPS, Config, FecConfig, Scheduling
 from plait.errors import AuthenticationFailed, MalformedPacket, SessionClosedError, UsageError
 from plait.events import (
     Event,
@@ -38,6 +38,7 @@ from plait.events import (
     LinkUp,
     SessionClosed,
     SessionEstablished,
+    UsableRateChanged,
 )
 from plait.fec import BlockDecoder
 from plait.fecpolicy import FecSender, codec, new_encoder
@@ -105,6 +106,9 @@ class Endpoint:
         overhead = max(lc.overhead for lc in config.links)
         tag = TAG_SIZE if config.psk else 0
         max_payload = config.mtu - overhead - HEADER_SIZE - ECHO_SIZE - _DATA_OVERHEAD - tag
+        self._payload_share = (max_payload, config.mtu)  # a full datagram's payload, size
+        self._usable_reported = 0  # the rate the last UsableRateChanged said
+        self._usable_now = 0  # ... and the rate now
         encoder = new_encoder(config.fec, self.latency_ns)
         self._decoder = BlockDecoder(codec()) if config.fec is not None else None
         self.outbox = Outbox(
@@ -115,6 +119,7 @@ class Endpoint:
             fec=encoder,
         )
         self.inbox = Inbox(self._emit, self._clock.to_local, streams=config.streams)
+        self._usable_now = self.usable_rate_bps()
         self._control: deque[tuple[int, PacketType, bytes, bool]] = deque()
         self._feedback = FeedbackTimer(config.feedback_interval_ns, now)
         self._fec = FecSender(self.outbox, self.links, config.fec, now)
@@ -167,7 +172,10 @@ class Endpoint:
         due = now + self.latency_ns if deadline is None else deadline
         if due <= now:
             raise UsageError("the deadline has already passed")
-        return self.outbox.send(bytes(data), stream, due, _COPIES[duplicate])
+        handle = self.outbox.send(bytes(data), stream, due, _COPIES[duplicate], now)
+        if self.links.carrying():  # overload: nothing waits more than half its budget
+            self.outbox.shed(now)
+        return handle
 
     def datagrams_to_send(self, *, now: int) -> list[tuple[bytes, int]]:
         """Every datagram due by `now`, as (datagram, link id), pacing respected."""
@@ -301,10 +309,15 @@ class Endpoint:
 
     # --- live changes ------------------------------------------------------------------------
 
-    def set_link_rate(self, link: int, rate_bps: int) -> None:
-        """Change a link's rate (pacing and static weight) without reconnecting."""
-        if not 0 <= link < len(self.links) or rate_bps < 8_000:
-            raise UsageError("bad link or rate")
+    def set_link_rate(self, link: int, rate_bps: int | None) -> None:
+        """Set a link's ceiling (bit/s; None: none) without reconnecting. A number is
+        also taken as its rate until measurement says otherwise (`plait.capacity`)."""
+        if type(link) is not int or not 0 <= link < len(self.links):
+            raise UsageError(f"no link {link!r}")
+        if rate_bps is not None and (
+            type(rate_bps) is not int or not MIN_RATE_BPS <= rate_bps <= MAX_RATE_BPS
+        ):
+            raise UsageError(f"rate_bps must be None or an int in {MIN_RATE_BPS}..{MAX_RATE_BPS}")
         self.links.set_rate(link, rate_bps)
 
     def set_adaptive_weights(self, adaptive: bool) -> None:
@@ -349,6 +362,11 @@ class Endpoint:
         """True when a loss of `item` on `link` could not be repaired before its deadline
         (see `LinkSet.repair_fits`): then duplication is the only repair left."""
         if not self.config.auto_duplicate:
+            return False
+        # a backlog (more than ~10 ms of queued messages at the usable rate) is
+        # overload: a second copy would cost a message behind it its turn
+        behind = self.outbox.queued_bytes - (item.size - _DATA_OVERHEAD)  # not counting item
+        if behind * 800 > self._usable_now:
             return False
         feedback = self.config.feedback_interval_ns
         return not self.links.repair_fits(link, item.deadline, now, feedback)
@@ -444,6 +462,7 @@ class Endpoint:
         if echo_ts is not None:  # a new RTT sample: what depends on RTTs moves
             self._clock.min_rtt_ns = self.links.min_rtt()
             self._clock.margin_ns = self.links.clock_margin(self.latency_ns)
+            self.links.set_margin(self.latency_ns)
             self._timeouts[link] = loss_timeout(self.config, ln.health.rtt)
 
     def _receive_hello(self, data: Buffer, link: int, now: int, session: int, offset: int) -> None:
@@ -519,6 +538,7 @@ class Endpoint:
         self._accept(link, now, meta)
         if isinstance(fb, Feedback):
             handle_feedback(fb, self.outbox, self.links, self._timeouts, now)
+            self._check_usable()
 
     def _on_probe(self, body: Buffer, offset: int, link: int, now: int, meta: Meta) -> None:
         decode_body(PacketType.PROBE, body, offset)
@@ -546,6 +566,22 @@ class Endpoint:
                 self._states[ln.id] = after
                 self._link_changed(ln.id, before, after)
 
+    def usable_rate_bps(self) -> int:
+        """What the links carry now for messages: their capacity after loss, less
+        headers and FEC parity (bit/s of message bytes)."""
+        payload, size = self._payload_share
+        rate = self.links.usable_bps() * payload // size
+        fec = self.outbox.fec
+        return rate * fec.k // (fec.k + fec.m) if fec is not None else rate
+
+    def _check_usable(self) -> None:
+        """Emit `UsableRateChanged` when the usable rate moved by a tenth or more."""
+        rate, last = self.usable_rate_bps(), self._usable_reported
+        self._usable_now = rate
+        if abs(rate - last) * 10 >= last and rate != last:
+            self._usable_reported = rate
+            self._emit(UsableRateChanged(rate_bps=rate))
+
     def _link_changed(self, link: int, before: LinkState, after: LinkState) -> None:
         carried = before >= LinkState.DEGRADED
         if after is LinkState.DOWN:
@@ -557,6 +593,7 @@ class Endpoint:
         elif after is LinkState.DEGRADED:
             self._emit(LinkDegraded(link=link))
         self.links.update_weights()
+        self._check_usable()
 
     # --- statistics --------------------------------------------------------------------------
 
@@ -572,6 +609,7 @@ class Endpoint:
             decoder=self._decoder,
             drops=self._drops,
             events_dropped=self._events_dropped,
+            usable_rate_bps=self.usable_rate_bps(),
         )
 
 

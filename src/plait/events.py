@@ -19,6 +19,7 @@ __all__ = [
     "MessageUnconfirmed",
     "SessionClosed",
     "SessionEstablished",
+    "UsableRateChanged",
 ]
 
 
@@ -102,6 +103,16 @@ class SessionClosed:
     by_peer: bool
 
 
+@attrs.frozen
+class UsableRateChanged:
+    """What the links can carry for the application changed by a tenth or more: the
+    rate (message bytes x 8 per second, after loss, headers and FEC parity) a sender
+    such as a video encoder should target. Offered above it, messages wait and the
+    hopeless ones expire at the sender."""
+
+    rate_bps: int
+
+
 Event = (
     MessageReceived
     | MessageExpired
@@ -112,4 +123,5 @@ Event = (
     | FecRecovered
     | SessionEstablished
     | SessionClosed
+    | UsableRateChanged
 )

@@ -66,6 +66,7 @@ def write_feedback(inbox: Inbox, links: LinkSet) -> bytes:
             (ln.health.inbound.highest or 0) & 0xFFFF,
             ln.health.inbound.received & 0xFFFF,
             min(0xFFFF, ln.health.jitter.us),
+            ln.health.highest_rx_us & 0xFFFF_FFFF,
         )
         for ln in links.links
         if ln.health.inbound.highest is not None
@@ -77,8 +78,10 @@ def write_feedback(inbox: Inbox, links: LinkSet) -> bytes:
 def handle_feedback(
     fb: Feedback, outbox: Outbox, links: LinkSet, timeouts: Sequence[int], now: int
 ) -> None:
-    """Apply the peer's report: acknowledge its ranges, then find the losses each of its
-    link reports reveals. `timeouts` holds each link's `loss_timeout`."""
+    """Apply the peer's report: acknowledge its ranges, then, per link report, update the
+    link's capacity estimate and find the losses it reveals. A link found congested has
+    what it holds re-sent elsewhere where it would now arrive too late. `timeouts`
+    holds each link's `loss_timeout`."""
     if fb.first_run:
         hi = SEQ32.unwrap(fb.largest, outbox.next_seq)
         lo = hi - fb.first_run + 1
@@ -91,7 +94,11 @@ def handle_feedback(
         if report.link >= len(links):
             continue
         ln = links.links[report.link]
-        ln.health.on_report(report.link_seq, report.received, now)
+        fresh = ln.health.on_report(report.link_seq, report.received, now)
+        if fresh is not None:
+            top, got = fresh
+            if links.on_report(report.link, top, got, report.rx_ts, report.jitter, now):
+                outbox.repair_late(report.link, top, links.late)
         if ln.health.sent:
             highest = SEQ16.unwrap(report.link_seq, ln.health.sent - 1)
             rtt = ln.health.rtt

@@ -20,7 +20,8 @@ halves it again. So a link that swings between fast and slow stays out instead o
 flapping in and out on every swing.
 
 Also measured: RFC 3550 interarrival jitter of what the peer sends us, the inbound loss
-and reordering on each link (via `plait.seq.ReceiveWindow`), and the delivery rate.
+and reordering on each link (via `plait.seq.ReceiveWindow`), and when the highest link
+sequence arrived (reported back for the peer's capacity estimate, `plait.capacity`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from plait.seq import SEQ16, SEQ32, ReceiveWindow
 
 __all__ = ["Epoch", "Jitter", "LinkHealth", "LinkState", "RttEstimator", "rtt_from_echo"]
 
-_SENT_RING: Final = 4096  # per-link history of cumulative bytes sent, by link sequence
 _LOSS_SPAN: Final = 200  # datagrams a loss estimate spans at least (once that many were sent)
 _REPORTS_KEPT: Final = 512
 _RTT_GRANULARITY_NS: Final = 1_000_000  # RFC 6298's G, for the RTO
@@ -137,19 +137,18 @@ class LinkHealth:
     """
 
     __slots__ = (
-        "_bytes_at",
         "_flaps",
         "_fresh_from",
         "_good_since",
         "_last_probe_sent",
         "_probation",
         "_reports",
-        "_sent_bytes",
         "bytes_received",
+        "bytes_sent",
         "carries",
         "config",
-        "delivery_rate_bps",
         "epoch",
+        "highest_rx_us",
         "inbound",
         "jitter",
         "last_proof",
@@ -182,13 +181,12 @@ class LinkHealth:
         self.jitter = Jitter()
         self.inbound = ReceiveWindow(size=1024)
         self.sent = 0
-        self._sent_bytes = 0
-        self._bytes_at = [0] * _SENT_RING
+        self.bytes_sent = 0
         self._reports: deque[tuple[int, int, int]] = deque(maxlen=_REPORTS_KEPT)
         self.loss = 0.0
         self.loss_span = 0  # datagrams the loss estimate covers
-        self.delivery_rate_bps = 0
         self.bytes_received = 0
+        self.highest_rx_us = 0  # our µs clock when the highest inbound link seq arrived
         self._last_probe_sent = now
 
     # --- outbound --------------------------------------------------------------------
@@ -197,18 +195,13 @@ class LinkHealth:
         """Count one datagram of `size` bytes sent; returns its unwrapped link sequence."""
         seq = self.sent
         self.sent += 1
-        self._sent_bytes += size
-        self._bytes_at[seq % _SENT_RING] = self._sent_bytes
+        self.bytes_sent += size
         return seq
 
     @property
     def probe_at(self) -> int:
         """When this link's next probe is due (a probe each interval, data or not)."""
         return self._last_probe_sent + self.config.probe_interval_ns
-
-    @property
-    def bytes_sent(self) -> int:
-        return self._sent_bytes
 
     def on_probe_sent(self, now: int) -> None:
         self._last_probe_sent = now
@@ -228,42 +221,42 @@ class LinkHealth:
             self._fresh_from = self.sent
         self.update(now)
 
-    def on_report(self, link_seq: int, received: int, now: int) -> None:
+    def on_report(self, link_seq: int, received: int, now: int) -> tuple[int, int] | None:
         """The peer's report for this link: highest link sequence it received and how
-        many datagrams it has received on the link, mod 2^16."""
+        many datagrams it has received on the link, mod 2^16. Returns both unwrapped
+        (received counted from the first report kept), or None for a report to ignore."""
         if self.sent == 0:
-            return
+            return None
         top = SEQ16.unwrap(link_seq, self.sent - 1)
         if not self._fresh_from <= top < self.sent:
-            return  # about datagrams we never sent, or from before a recovery: ignore
+            return None  # about datagrams we never sent, or from before a recovery
         if self._reports:
             _, last_top, last_received = self._reports[-1]
             if top < last_top:
-                return  # an old report overtaken by a newer one
+                return None  # an old report overtaken by a newer one
             received = last_received + ((received - last_received) & SEQ16.mask)
         reports = self._reports
         reports.append((now, top, received))
         while len(reports) > 2 and top - reports[1][1] >= _LOSS_SPAN:
             reports.popleft()  # the estimate still spans _LOSS_SPAN datagrams without it
-        first_at, first_top, first_received = reports[0]
+        _, first_top, first_received = reports[0]
         span = top - first_top
-        if span <= 0:
-            return
-        got = received - first_received
-        self.loss = min(1.0, max(0.0, 1.0 - got / span))
-        self.loss_span = span
-        if top - first_top < _SENT_RING and now > first_at:
-            sent_bytes = self._bytes_at[top % _SENT_RING] - self._bytes_at[first_top % _SENT_RING]
-            delivered = sent_bytes * min(1.0, got / span)
-            self.delivery_rate_bps = int(delivered * 8 * 1_000_000_000 / (now - first_at))
-        self.update(now)
+        if span > 0:
+            got = received - first_received
+            self.loss = min(1.0, max(0.0, 1.0 - got / span))
+            self.loss_span = span
+            self.update(now)
+        return top, received
 
     # --- inbound ---------------------------------------------------------------------
 
     def on_received(self, seq: int, size: int, sender_ts_us: int, now: int) -> None:
         """One datagram from the peer arrived on this link. `seq` is its link sequence,
         already unwrapped (``inbound.unwrap``) and checked new (``inbound.check``)."""
-        self.inbound.receive(seq)
+        inbound = self.inbound
+        inbound.receive(seq)
+        if inbound.highest == seq:
+            self.highest_rx_us = now // NS_PER_US
         self.jitter.on_arrival(sender_ts_us, now // NS_PER_US)
         self.bytes_received += size
 

@@ -8,8 +8,8 @@ Choosing a link for a datagram of `size` bytes due by `deadline`:
   datagram can still arrive in time: pacing backlog + serialization + one-way delay
   (half the smoothed RTT) must land by the deadline;
 * **DWRR** (the default): among the candidates free now, the `Striper` picks in
-  proportion to the links' weights (configured rates, or measured delivery rates when
-  adaptive; a degraded link's weight is cut to `degraded_share`);
+  proportion to the links' weights: each link's measured capacity (`plait.capacity`;
+  times 1 - loss when adaptive), a degraded link's cut to `degraded_share`;
 * **earliest arrival**: the candidate where the datagram would arrive first, even if
   that means waiting for its pacer;
 * FEC spread: a caller can forbid links that already carry their share of a block.
@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
+from plait.capacity import Capacity
 from plait.config import Config, Scheduling
 from plait.dwrr import Striper
 from plait.links import Epoch, LinkHealth, LinkState, rtt_from_echo
@@ -38,6 +39,7 @@ class Link:
     """One link's runtime state."""
 
     __slots__ = (
+        "capacity",
         "datagrams_in",
         "datagrams_out",
         "echo_at",
@@ -45,20 +47,27 @@ class Link:
         "echo_ts",
         "health",
         "id",
+        "margin_ns",
         "pacer",
-        "rate_bps",
         "replays",
         "rtt",
     )
 
     def __init__(
-        self, link: int, rate_bps: int, overhead: int, config: Config, now: int, epoch: Epoch
+        self,
+        link: int,
+        bound_bps: int | None,
+        overhead: int,
+        config: Config,
+        now: int,
+        epoch: Epoch,
     ) -> None:
         self.id = link
-        self.rate_bps = rate_bps
+        self.capacity = Capacity(bound_bps, now)
         self.health = LinkHealth(link, config.health, now, epoch)
         self.rtt = self.health.rtt
-        self.pacer = Pacer(rate_bps, overhead=overhead, now=now)
+        self.pacer = Pacer(self.capacity.rate_bps, overhead=overhead, now=now)
+        self.margin_ns = 1_000_000  # arrival + this must be by the deadline: see LinkSet
         self.echo_ts = 0
         self.echo_at = -1  # when echo_ts arrived; -1: nothing received yet to echo
         self.echo_fresh = False
@@ -69,7 +78,14 @@ class Link:
     def arrival(self, size: int, now: int) -> int:
         """When a datagram of `size` bytes handed over now would reach the peer."""
         pacer = self.pacer
-        return pacer.next_release(now) + pacer.tx_ns(size) + self.health.one_way_ns()
+        return (
+            pacer.next_release(now) + pacer.tx_ns(size) + self.health.one_way_ns() + self.margin_ns
+        )
+
+    @property
+    def rate_bps(self) -> int:
+        """What the link carries now, as estimated (the pacer's rate)."""
+        return self.pacer.rate_bps
 
 
 class LinkSet:
@@ -97,7 +113,7 @@ class LinkSet:
         self.adaptive = config.adaptive_weights
         self.striper: Striper[int] = Striper()
         for link in self.links:
-            self.striper.add_link(link.id, max(1, link.rate_bps // 1000))
+            self.striper.add_link(link.id, self._weight(link))
         self.wake_at: int | None = None
         self._carrying: list[Link] = []
         self._carrying_ids: frozenset[int] = frozenset()
@@ -108,22 +124,61 @@ class LinkSet:
 
     # --- weights ---------------------------------------------------------------------------
 
-    def update_weights(self) -> None:
-        """Re-derive every link's striping weight from its rate (or measured delivery
-        rate when adaptive) and its health state."""
-        for link in self.links:
-            base = link.rate_bps
-            if self.adaptive and link.health.delivery_rate_bps > 0:
-                base = int(link.health.delivery_rate_bps * (1.0 - link.health.loss))
-            weight = max(1, int(base * link.health.weight_factor()) // 1000)
-            if self.striper.weight(link.id) != weight:
-                self.striper.set_weight(link.id, weight)
+    def _weight(self, link: Link) -> int:
+        base = link.capacity.rate_bps
+        if self.adaptive:
+            base = int(base * (1.0 - link.health.loss))
+        return max(1, int(base * link.health.weight_factor()) // 1000)
 
-    def set_rate(self, link: int, rate_bps: int) -> None:
-        """Change a link's configured rate (pacing and static weight) mid-session."""
-        self.links[link].rate_bps = rate_bps
-        self.links[link].pacer.set_rate(rate_bps)
-        self.update_weights()
+    def update_weights(self) -> None:
+        """Re-derive every link's striping weight from its capacity estimate and its
+        health state."""
+        for link in self.links:
+            self._update(link)
+
+    def _update(self, link: Link) -> None:
+        """The pacer and the striping weight follow `link`'s capacity estimate."""
+        rate = link.capacity.rate_bps
+        if link.pacer.rate_bps != rate:
+            link.pacer.set_rate(rate)
+        weight = self._weight(link)
+        if self.striper.weight(link.id) != weight:
+            self.striper.set_weight(link.id, weight)
+
+    def set_rate(self, link: int, rate_bps: int | None) -> None:
+        """A new ceiling for a link's rate mid-session (None: none). A number is also
+        taken as the link's rate until measurement says otherwise."""
+        capacity = self.links[link].capacity
+        capacity.set_bound(rate_bps)
+        if rate_bps is not None:
+            capacity.rate_bps = rate_bps
+        self._update(self.links[link])
+
+    def on_report(
+        self, link: int, top: int, got: int, rx_us: int, jitter_us: int, now: int
+    ) -> bool:
+        """The peer's report on `link` (its highest link sequence and count, unwrapped,
+        and when it arrived): the capacity estimate, pacer and weight follow. Returns
+        True when the link is congested now (its pacer then holds until it drains)."""
+        ln = self.links[link]
+        capacity = ln.capacity
+        congested = capacity.on_report(top, got, rx_us, jitter_us, ln.rtt.srtt, now)
+        if congested:
+            ln.pacer.hold_until(capacity.drain_until)
+        if ln.pacer.rate_bps != capacity.rate_bps:
+            self._update(ln)
+        return congested
+
+    def late(self, link: int, link_seq: int, deadline: int) -> bool:
+        """Whether datagram `link_seq`, in flight on `link`, is now expected to reach the
+        peer after `deadline` (our clock), by `Capacity.arrival`."""
+        ln = self.links[link]
+        arrival = ln.capacity.arrival(link_seq, ln.rtt.min_rtt // 2)
+        return arrival is not None and arrival > deadline
+
+    def usable_bps(self) -> int:
+        """What the links that carry data deliver now, after loss (bit/s on the wire)."""
+        return sum(int(ln.capacity.rate_bps * (1.0 - ln.health.loss)) for ln in self.carrying())
 
     # --- choosing ---------------------------------------------------------------------------
 
@@ -174,7 +229,7 @@ class LinkSet:
                 return False
             rate = pacer.rate_bps
             tx = ((size + pacer.overhead) * 8_000_000_000 + rate - 1) // rate
-            return now + tx + (link.rtt.srtt >> 1) <= deadline
+            return now + tx + (link.rtt.srtt >> 1) + link.margin_ns <= deadline
 
         chosen = self.striper.choose(size, can_take)
         if chosen is None and (allowed is not None or avoid >= 0):
@@ -233,6 +288,7 @@ class LinkSet:
         """A datagram of `size` bytes went out on `link` now."""
         ln = self.links[link]
         ln.health.on_sent(size, now)
+        ln.capacity.on_sent(size + ln.pacer.overhead, now)
         ln.pacer.reserve(size, now)
         ln.datagrams_out += 1
 
@@ -272,7 +328,11 @@ class LinkSet:
         ln.health.on_received(seq, size, ts, now)
         ln.echo_ts, ln.echo_at, ln.echo_fresh = ts, now, True
         if echo_ts is not None:
+            was_down = ln.health.state is LinkState.DOWN
             ln.health.on_echo(rtt_from_echo(echo_ts, echo_delay, now), now)
+            if was_down and ln.health.state is not LinkState.DOWN:
+                ln.capacity.restart(now)  # back from an outage: find its rate again
+                self._update(ln)
         return ln.health.state
 
     def min_rtt(self) -> int:
@@ -282,13 +342,16 @@ class LinkSet:
 
     def repair_fits(self, link: int, deadline: int, now: int, feedback_ns: int) -> bool:
         """Whether a datagram lost on `link` now could still be repaired by its deadline:
-        detecting the loss takes about that link's RTT plus the peer's feedback delay,
-        the re-send one more (fastest) one-way delay. True when it is not known yet, or
-        when there is no other link to duplicate on anyway."""
-        rtt = self.links[link].rtt
+        detecting the loss takes about that link's RTT (its minimum plus the queue it
+        holds now: the smoothed RTT lags a queue that comes and goes) plus the peer's
+        feedback delay, the re-send one more (fastest) one-way delay. True when it is not
+        known yet, or when there is no other link to duplicate on anyway."""
+        ln = self.links[link]
+        rtt = ln.rtt
         if not rtt.samples or len(self.carrying()) < 2:
             return True
-        return deadline - now >= rtt.srtt + feedback_ns + self.min_rtt() // 2
+        detect = rtt.min_rtt + ln.capacity.queue_ns + feedback_ns
+        return deadline - now >= detect + self.min_rtt() // 2
 
     def clock_margin(self, latency_ns: int) -> int:
         """The early bias of the peer-clock mapping (`plait.clock`): twice the jitter of
@@ -299,6 +362,15 @@ class LinkSet:
             return 1_000_000
         fastest = min(sampled, key=lambda ln: (ln.health.rtt.min_rtt, ln.id))
         return min(max(1_000_000, 2_000 * fastest.health.jitter.us), latency_ns // 8)
+
+    def set_margin(self, latency_ns: int) -> None:
+        """How early a datagram must be expected to arrive to count as in time: the
+        peer judges deadlines early by its clock margin (`plait.clock`), and arrivals
+        vary by the link's jitter (as the peer reports it), so twice the margin and
+        twice the jitter."""
+        margin = self.clock_margin(latency_ns)
+        for ln in self.links:
+            ln.margin_ns = margin
 
     def best_link(self, now: int) -> int:
         """The data-carrying link with the lowest arrival time for a small datagram

@@ -49,14 +49,16 @@ class _Msg:
         "frags",
         "handle",
         "msg",
+        "queued_at",
         "stream",
         "unacked",
         "unconfirmed",
     )
 
     def __init__(
-        self, stream: int, frags: list[bytes], deadline: int, handle: int, copies: int
+        self, stream: int, frags: list[bytes], deadline: int, handle: int, copies: int, now: int
     ) -> None:
+        self.queued_at = now
         self.stream = stream
         self.frags = frags
         self.deadline = deadline
@@ -70,13 +72,14 @@ class _Msg:
 
 
 class _Sent:
-    __slots__ = ("deadline", "links", "msg", "record")
+    __slots__ = ("deadline", "links", "msg", "record", "rescued")
 
     def __init__(self, record: bytes, msg: _Msg) -> None:
         self.record = record
         self.msg = msg
         self.deadline = msg.deadline
         self.links: list[int] = []
+        self.rescued = False  # re-sent because its link's queue made it late
 
 
 class Item:
@@ -167,10 +170,15 @@ class Outbox:
     # --- accepting messages ----------------------------------------------------------------
 
     @property
+    def queued_bytes(self) -> int:
+        """Message bytes waiting to be sent for the first time."""
+        return self._queued_bytes
+
+    @property
     def buffered_bytes(self) -> int:
         return self._queued_bytes + self._inflight_bytes
 
-    def send(self, data: bytes, stream: int, deadline: int, copies: int) -> int:
+    def send(self, data: bytes, stream: int, deadline: int, copies: int, now: int) -> int:
         """Queue a message and return its handle (1, 2, ...: `MessageExpired.handle`);
         raises BackpressureError, changing nothing, when the send buffer is full."""
         if self.buffered_bytes + len(data) > self.send_buffer_bytes:
@@ -180,7 +188,7 @@ class Outbox:
         p = self.max_payload
         frags = [data[i : i + p] for i in range(0, len(data), p)] or [b""]
         self._handles += 1
-        m = _Msg(stream, frags, deadline, self._handles, copies)
+        m = _Msg(stream, frags, deadline, self._handles, copies, now)
         if stream not in self._streams:
             self._streams.add_queue(stream)
             self._next_msg[stream] = 0
@@ -228,6 +236,22 @@ class Outbox:
             item = Item(_NEW, size + 14, m.deadline)
             item.msg, item.frag, item.copies = m, index, m.copies
             return item
+
+    def shed(self, now: int) -> None:
+        """Overload: expire queued messages, earliest deadline first, that have waited
+        half their budget with nothing of them sent. They would leave last-minute, if
+        at all, and only on the fastest links; the fresher messages behind them then
+        leave with time to spare, on any link. O(1) amortized."""
+        expiry = self._expiry
+        while expiry:
+            m = expiry[0][2]
+            if m.done:
+                heapq.heappop(expiry)
+                continue
+            if m.msg >= 0 or (now - m.queued_at) * 2 <= m.deadline - m.queued_at:
+                return
+            heapq.heappop(expiry)
+            self._expire(m)
 
     def abandon(self, item: Item) -> None:
         """`item` cannot go out in time on any link: a new fragment's message expires."""
@@ -342,6 +366,20 @@ class Outbox:
                 self.burst += (self._runs[link] - self.burst) / 8
                 self._runs[link] = 0
 
+    def repair_late(self, link: int, top: int, late: Callable[[int, int, int], bool]) -> None:
+        """Queue for repair each record in flight on `link` after its datagram `top` that
+        `late(link, link_seq, deadline)` says now reaches the peer after its deadline
+        (the link's queue grew: `plait.capacity`). Each record at most once this way;
+        the work is bounded by what the link holds, and a link is found congested at
+        most once per round trip."""
+        for link_seq, seq, _ in self._links[link]:
+            if link_seq <= top:
+                continue
+            sent = self._inflight.get(seq)
+            if sent is not None and not sent.rescued and late(link, link_seq, sent.deadline):
+                sent.rescued = True
+                self._repairs.append(seq)
+
     def oldest_unacked(self, link: int) -> int | None:
         """When the oldest record still logged on `link` was sent (None: none)."""
         log = self._links[link]
@@ -374,7 +412,9 @@ class Outbox:
         if m.done:
             return
         m.done = True
-        dropped = self._streams.drop_where(m.stream, lambda it: it[0] is m)
+        dropped = self._streams.drop_head_while(m.stream, lambda it: it[0] is m)
+        if len(dropped) < len(m.frags):  # not all at the head (some sent, or behind others)
+            dropped += self._streams.drop_where(m.stream, lambda it: it[0] is m)
         self._queued_bytes -= sum(size for _, size in dropped)
         held = self._held
         if held is not None and held.msg is m:

@@ -62,6 +62,11 @@ class Pacer:
         self._next = start + self.tx_ns(size)
         return max(start, now)
 
+    def hold_until(self, until: int) -> None:
+        """Release nothing before `until`: the link's bottleneck is still draining what
+        was sent (`plait.capacity`)."""
+        self._next = max(self._next, until)
+
     def set_rate(self, rate_bps: int) -> None:
         """Change the rate; datagrams booked from now on use it."""
         if rate_bps <= 0:

@@ -38,6 +38,11 @@ class LinkStats:
     jitter_us: int
     """Inbound RFC 3550 jitter."""
     delivery_rate_bps: int
+    """The last delivery-rate sample from the peer's reports (bit/s, IP headers in)."""
+    capacity_bps: int
+    """What the link is estimated to carry now (`plait.capacity`): its pacing rate."""
+    queue_delay_ns: int
+    """The last one-way delay sample above the link's minimum: the queue it holds."""
     datagrams_sent: int
     bytes_sent: int
     datagrams_received: int
@@ -96,6 +101,9 @@ class Stats:
     fec: FecStatsSnapshot | None
     buffered_bytes: int
     """Bytes queued or in flight, against `Config.send_buffer_bytes`."""
+    usable_rate_bps: int
+    """Message bytes per second (x 8) the links carry now, after loss, headers and FEC
+    parity: the rate a video encoder should target (see `UsableRateChanged`)."""
     drops: Mapping[str, int]
     """Inbound datagrams refused, by reason (malformed: ..., authentication, ...)."""
     events_dropped: int
@@ -113,6 +121,7 @@ def snapshot(
     decoder: BlockDecoder | None,
     drops: Mapping[str, int],
     events_dropped: int,
+    usable_rate_bps: int,
 ) -> Stats:
     """Build a `Stats` from an endpoint's parts (copies everything: it never changes)."""
     link_stats = tuple(
@@ -125,7 +134,9 @@ def snapshot(
             min_rtt_ns=ln.health.rtt.min_rtt,
             loss=ln.health.loss,
             jitter_us=ln.health.jitter.us,
-            delivery_rate_bps=ln.health.delivery_rate_bps,
+            delivery_rate_bps=ln.capacity.delivery_bps,
+            capacity_bps=ln.capacity.rate_bps,
+            queue_delay_ns=ln.capacity.queue_ns,
             datagrams_sent=ln.datagrams_out,
             bytes_sent=ln.health.bytes_sent,
             datagrams_received=ln.datagrams_in,
@@ -173,6 +184,7 @@ def snapshot(
         late_arrivals=i.late,
         fec=fec,
         buffered_bytes=outbox.buffered_bytes,
+        usable_rate_bps=usable_rate_bps,
         drops=dict(drops),
         events_dropped=events_dropped,
     )

@@ -91,7 +91,7 @@ _FLAG_RESPONSE: Final = 0x01
 _PARITY: Final = struct.Struct("!BIBBB")
 _FEEDBACK: Final = struct.Struct("!BIHBB")
 _RANGE: Final = struct.Struct("!HH")
-_LINK_REPORT: Final = struct.Struct("!BHHH")
+_LINK_REPORT: Final = struct.Struct("!BHHHI")
 _HELLO: Final = struct.Struct("!B16s")
 _CLOSE: Final = struct.Struct("!BH")
 
@@ -172,6 +172,9 @@ class LinkReport:
     """Datagrams received on the link so far, mod 2^16."""
     jitter: int
     """RFC 3550 interarrival jitter in µs, saturating at 0xFFFF."""
+    rx_ts: int = 0
+    """The receiver's µs clock (u32) when `link_seq` arrived: with the sender's own send
+    time of that datagram, a one-way delay sample (`plait.capacity`)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -292,7 +295,9 @@ def _encode_feedback(body: Feedback) -> bytes:
         raise EncodeError(problem)
     parts = [_FEEDBACK.pack(0, body.largest, body.first_run, len(body.ranges), len(body.links))]
     parts.extend(_RANGE.pack(gap, run) for gap, run in body.ranges)
-    parts.extend(_LINK_REPORT.pack(r.link, r.link_seq, r.received, r.jitter) for r in body.links)
+    parts.extend(
+        _LINK_REPORT.pack(r.link, r.link_seq, r.received, r.jitter, r.rx_ts) for r in body.links
+    )
     return b"".join(parts)
 
 

@@ -20,7 +20,14 @@ from plait.sim import payload
 from plait.sim._protocol import EndpointFactory, EndpointLike, Side
 from plait.sim.checker import Invariant, Violation
 from plait.sim.hostile import HostileSpec, Junk
-from plait.sim.links import DelaySchedule, GilbertElliott, LinkSpec, Outage, PathSpec
+from plait.sim.links import (
+    DelaySchedule,
+    GilbertElliott,
+    LinkSpec,
+    Outage,
+    PathSpec,
+    RateSchedule,
+)
 from plait.sim.network import Drop, Path, PathStats
 from plait.sim.result import SimResult
 from plait.sim.runner import default_endpoint, run
@@ -48,6 +55,7 @@ __all__ = [
     "Path",
     "PathSpec",
     "PathStats",
+    "RateSchedule",
     "Scenario",
     "Side",
     "SimResult",

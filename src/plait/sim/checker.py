@@ -102,6 +102,7 @@ class Checker:
         "_sent",
         "_skipped",
         "counts",
+        "deliveries",
         "in_flight",
         "keep",
         "latencies",
@@ -119,6 +120,7 @@ class Checker:
         self._handles: dict[tuple[int, int], Key] = {}  # (sender, handle) -> message
         self._skipped: dict[tuple[int, int], list[int]] = {}  # indices expired unsent
         self.latencies: list[int] = []
+        self.deliveries: list[tuple[int, int]] = []  # (send time, latency), as delivered
         self.violations: list[Violation] = []
         self.counts: dict[str, int] = {}
         self.in_flight = 0
@@ -228,6 +230,7 @@ class Checker:
                 f"deadline {decoded.deadline}",
             )
         self.latencies.append(now - decoded.sent)
+        self.deliveries.append((decoded.sent, now - decoded.sent))
 
     def on_expired(
         self, side: Side, stream: int, msg: int, sent: bool, now: int, handle: int = -1

@@ -19,7 +19,15 @@ from plait.errors import ConfigError
 from plait.sim._protocol import Side
 from plait.wire import UDP_IPV4_OVERHEAD
 
-__all__ = ["OVERHEAD", "DelaySchedule", "GilbertElliott", "LinkSpec", "Outage", "PathSpec"]
+__all__ = [
+    "OVERHEAD",
+    "DelaySchedule",
+    "GilbertElliott",
+    "LinkSpec",
+    "Outage",
+    "PathSpec",
+    "RateSchedule",
+]
 
 OVERHEAD: Final = UDP_IPV4_OVERHEAD
 """Bytes of IPv4 + UDP header each datagram costs on a simulated link."""
@@ -123,6 +131,36 @@ class DelaySchedule:
 
 
 @attrs.frozen
+class RateSchedule:
+    """A bottleneck rate that changes over time, as a cellular link's does.
+
+    Either fixed `steps` ``(time_ns, rate_bps)``: the rate holds from each time until
+    the next (before the first, the path's own `rate_bps`), times from the start of the
+    run; or, with `every_ns`, a new rate drawn uniformly from ``[low_bps, high_bps]``
+    every `every_ns` from the path's own seeded generator (so each seed moves
+    differently). A datagram is serialized at the rate in force when it starts."""
+
+    steps: tuple[tuple[int, int], ...] = attrs.field(default=(), converter=_points)
+    every_ns: int | None = None
+    low_bps: int = 0
+    high_bps: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        times = [t for t, _ in self.steps]
+        if times != sorted(times) or any(r <= 0 for _, r in self.steps):
+            raise ConfigError("RateSchedule steps need sorted times and rates > 0")
+        if self.every_ns is not None and (
+            self.every_ns <= 0 or not 0 < self.low_bps <= self.high_bps or self.steps
+        ):
+            raise ConfigError("a moving RateSchedule needs every_ns > 0, 0 < low <= high")
+
+    @classmethod
+    def moving(cls, low_bps: int, high_bps: int, every_ns: int) -> RateSchedule:
+        """A new rate in ``[low_bps, high_bps]`` every `every_ns`, per seed."""
+        return cls(every_ns=every_ns, low_bps=low_bps, high_bps=high_bps)
+
+
+@attrs.frozen
 class Outage:
     """A link (or every link, when `link` is None) is down from `start_ns` to `end_ns`
     (times from the start of the run, end exclusive), in one direction or both."""
@@ -160,6 +198,9 @@ class PathSpec:
     mtu: int = attrs.field(default=1500, validator=_positive)
     delay_schedule: DelaySchedule | None = None
     """Overrides `delay_ns` with a delay that changes over time."""
+    rate_schedule: RateSchedule | None = None
+    """Overrides `rate_bps` with a rate that changes over time (`rate_bps` is then the
+    rate before the first step; a moving schedule starts with a drawn rate)."""
 
     def __attrs_post_init__(self) -> None:
         if self.buffer_bytes is not None and self.buffer_bytes < self.mtu:

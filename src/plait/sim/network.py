@@ -5,7 +5,8 @@ A datagram handed to a `Path` meets, in this order:
 
 1. **MTU**: if ``len + 28`` (IPv4 + UDP) exceeds the path MTU, it is dropped.
 2. **Outage**: if the path is down at the moment it is offered, it is dropped.
-3. **Bottleneck queue**: a FIFO of `buffer_bytes` drained at `rate_bps`. A datagram
+3. **Bottleneck queue**: a FIFO of `buffer_bytes` drained at `rate_bps` (or at the
+   rate a `RateSchedule` sets when the datagram's serialization starts). A datagram
    occupies ``ceil((len + 28) * 8e9 / rate_bps)`` ns of the line; it is accepted only if
    the bytes still queued (those whose serialization has not finished, the one on the
    line included) plus its own fit the buffer, else it is tail-dropped.
@@ -37,7 +38,7 @@ import attrs
 
 from plait._types import NS_PER_S
 from plait.sim._protocol import Side
-from plait.sim.links import OVERHEAD, Outage, PathSpec
+from plait.sim.links import OVERHEAD, Outage, PathSpec, RateSchedule
 
 __all__ = [
     "CORRUPTED",
@@ -118,6 +119,8 @@ class Path:
         "_queue",
         "_queued",
         "_rate",
+        "_rate_rng",
+        "_rates",
         "_reorder_delay",
         "_rng",
         "_starts",
@@ -151,6 +154,11 @@ class Path:
         self.buffer = spec.buffer
         self._rng = rng
         self._rate = spec.rate_bps
+        schedule = spec.rate_schedule
+        self._rates: list[int] = []  # a moving schedule's rates, drawn as time goes
+        self._rate_rng = rng  # a moving schedule draws from a generator of its own:
+        if schedule is not None and schedule.every_ns is not None:
+            self._rate_rng = random.Random(rng.getrandbits(64))
         self._epoch = epoch
         self._reorder_delay = spec.reorder_delay_ns
         self._dup_delay = spec.duplicate_delay_ns
@@ -196,7 +204,9 @@ class Path:
         if self._queued + size > self.buffer:
             return self._drop(Drop.QUEUE, data)
         start = self._busy if self._busy > now else now
-        finish = start + (size * 8 * NS_PER_S + self._rate - 1) // self._rate
+        rates = spec.rate_schedule
+        rate = self._rate if rates is None else self._rate_at(rates, start)
+        finish = start + (size * 8 * NS_PER_S + rate - 1) // rate
         self._busy = finish
         queue.append((finish, size))
         self._queued += size
@@ -238,6 +248,17 @@ class Path:
             fate |= DUPLICATED
             self.duplicated += 1
         return fate, arrival, data, dup_arrival
+
+    def _rate_at(self, schedule: RateSchedule, t: int) -> int:
+        """The bottleneck rate at absolute time `t` under `schedule`."""
+        offset = t - self._epoch
+        if schedule.every_ns is None:
+            i = bisect.bisect_right(schedule.steps, (offset, 2**63))
+            return self._rate if i == 0 else schedule.steps[i - 1][1]
+        index = max(0, offset // schedule.every_ns)
+        while len(self._rates) <= index:
+            self._rates.append(self._rate_rng.randint(schedule.low_bps, schedule.high_bps))
+        return self._rates[index]
 
     def _drop(self, cause: Drop, data: bytes) -> tuple[int, int, bytes, int]:
         self.drops[cause] += 1

@@ -41,6 +41,9 @@ class SimResult:
     """Messages `send` refused with `BackpressureError` (not counted in `sent`)."""
     latencies: tuple[int, ...]
     """Delivery latency (delivery time - send time, ns) of every delivered message, sorted."""
+    deliveries: tuple[tuple[int, int], ...]
+    """(send time from the start of the run, latency), ns, of every delivered message,
+    by send time: latency over time, or after a transient."""
     links: tuple[PathStats, ...]
     """Per link and direction: A→B paths first, then B→A."""
     injected: dict[str, int]

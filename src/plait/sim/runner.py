@@ -330,6 +330,7 @@ class _Run:
             in_flight=checker.in_flight,
             backpressured=self.backpressured,
             latencies=tuple(sorted(checker.latencies)),
+            deliveries=tuple(sorted((t - self.start, lat) for t, lat in checker.deliveries)),
             links=tuple(path.stats() for paths in self.paths for path in paths),
             injected=injected,
             events=self.events,

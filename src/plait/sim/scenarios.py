@@ -23,11 +23,18 @@ from plait._types import NS_PER_MS, NS_PER_S
 from plait.config import Config, FecConfig, LinkConfig
 from plait.errors import ConfigError
 from plait.sim.hostile import HostileSpec
-from plait.sim.links import DelaySchedule, GilbertElliott, LinkSpec, Outage, PathSpec
+from plait.sim.links import (
+    DelaySchedule,
+    GilbertElliott,
+    LinkSpec,
+    Outage,
+    PathSpec,
+    RateSchedule,
+)
 from plait.sim.payload import MAX_TIME_NS
 from plait.sim.traffic import Cbr, Traffic, Video
 
-__all__ = ["SCENARIOS", "Scenario", "default_config", "link"]
+__all__ = ["SCENARIOS", "Scenario", "default_config", "link", "told"]
 
 MBPS = 1_000_000
 _FEC = FecConfig(k=8, m=2)
@@ -130,6 +137,38 @@ def _lossy(**settings: Any) -> tuple[LinkSpec, ...]:
 
 _LOSSY_LINKS = _lossy()
 
+_DEEP = 400_000
+"""Bytes of bottleneck buffer in the capacity scenarios: a modem's, hundreds of ms deep."""
+_LOAD = (
+    Cbr.at_rate(8 * MBPS, 1200, stream=0),
+    Cbr(stream=1, size=100, interval_ns=20 * NS_PER_MS),
+)
+"""8 Mbps of 1200-byte messages plus control: a third of the base links' capacity, so a
+link that loses capacity unnoticed is overloaded by its share."""
+
+
+def _deep(rates: Iterable[int] = _RATES, **settings: Any) -> tuple[LinkSpec, ...]:
+    return tuple(
+        link(rate, delay, jitter_ns=2 * NS_PER_MS, buffer_bytes=_DEEP, **settings)
+        for rate, delay in zip(rates, _DELAYS, strict=True)
+    )
+
+
+def told(*rates: int | None) -> Callable[[Scenario], Config]:
+    """A config factory: the scenario's default config, but plait is told `rates` (a
+    ceiling per link, None: unknown) instead of the links' real rates."""
+
+    def factory(scenario: Scenario) -> Config:
+        config = default_config(scenario)
+        return attrs.evolve(config, links=tuple(LinkConfig(rate_bps=r) for r in rates))
+
+    return factory
+
+
+def _step(link_spec: LinkSpec, steps: tuple[tuple[int, int], ...]) -> LinkSpec:
+    return LinkSpec(attrs.evolve(link_spec.forward, rate_schedule=RateSchedule(steps)))
+
+
 _ALL = (
     Scenario(
         "clean",
@@ -231,5 +270,58 @@ _ALL = (
     ),
 )
 
-SCENARIOS: dict[str, Scenario] = {s.name: s for s in _ALL}
+_CAPACITY = (
+    Scenario(
+        "step",
+        "deep-buffered 2/5/8/10 Mbps links under 8 Mbps; link 1 drops to 1 Mbps at 3 s "
+        "and comes back at 6 s",
+        (
+            _deep()[0],
+            _step(_deep()[1], ((3 * NS_PER_S, 1 * MBPS), (6 * NS_PER_S, 5 * MBPS))),
+            *_deep()[2:],
+        ),
+        _LOAD,
+    ),
+    Scenario(
+        "misconfigured",
+        "deep-buffered 2/5/8/10 Mbps links under 8 Mbps, told 10/5/8/2: link 0 5x too "
+        "high, link 3 5x too low",
+        _deep(),
+        _LOAD,
+        config_factory=told(10 * MBPS, 5 * MBPS, 8 * MBPS, 2 * MBPS),
+    ),
+    Scenario(
+        "unknown",
+        "deep-buffered 2/5/8/10 Mbps links under 8 Mbps; plait is told no rate at all",
+        _deep(),
+        _LOAD,
+        config_factory=told(None, None, None, None),
+    ),
+    Scenario(
+        "moving",
+        "4 deep-buffered links whose rate jumps anywhere in 1-8 Mbps every 500 ms (18 "
+        "Mbps on average), 6 Mbps offered, no rate told",
+        tuple(
+            link(
+                8 * MBPS,
+                delay,
+                jitter_ns=2 * NS_PER_MS,
+                buffer_bytes=_DEEP,
+                rate_schedule=RateSchedule.moving(1 * MBPS, 8 * MBPS, 500 * NS_PER_MS),
+            )
+            for delay in _DELAYS
+        ),
+        (Cbr.at_rate(6 * MBPS, 1200, stream=0),),
+        config_factory=told(None, None, None, None),
+    ),
+    Scenario(
+        "overload",
+        "4 deep-buffered 2 Mbps links, 12 Mbps offered (1.5x their capacity), no rate told",
+        _deep((2 * MBPS,) * 4),
+        (Cbr.at_rate(12 * MBPS, 1200, stream=0),),
+        config_factory=told(None, None, None, None),
+    ),
+)
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (*_ALL, *_CAPACITY)}
 """Every named scenario, by name."""
