@@ -26,6 +26,8 @@ import asyncio
 import contextlib
 import functools
 import importlib.util
+import os
+import random
 import select
 import socket
 import struct
@@ -33,7 +35,8 @@ import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
-from typing import Any, Protocol, TypeVar
+from pathlib import Path
+from typing import Any, Final, Protocol, TypeVar
 
 import plait
 from plait_adapters import LinkSpec, SessionStats
@@ -68,17 +71,44 @@ PairFactory = Callable[
 ]
 
 
-def loopback_links(n: int, *, learn: bool = False) -> tuple[list[LinkSpec], list[LinkSpec]]:
-    """`n` links on 127.0.0.1 with ephemeral ports: (side A's specs, side B's specs);
-    with `learn`, B's links have no remote (B learns A's addresses)."""
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2 * n)]
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (what ``bind(port 0)`` picks)."""
     try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        addrs = [sock.getsockname() for sock in socks]
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_PICK: Final = random.Random(os.urandom(16))
+"""Picks test ports; not seeded: each test process should pick its own."""
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """`n` UDP ports on `host` that were free a moment ago, from below the ephemeral
+    range. A test binds them after a while, and link ports are exclusive: a port from
+    the ephemeral range might be handed meanwhile to a socket bound to port 0 (a NAT
+    stand-in's, another test run's), and the test would fail with EADDRINUSE."""
+    top = max(_ephemeral_low(), 20_000)
+    socks: list[socket.socket] = []
+    try:
+        while len(socks) < n:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                sock.bind((host, _PICK.randrange(10_000, top)))
+            except OSError:
+                sock.close()
+                continue
+            socks.append(sock)
+        return [sock.getsockname()[1] for sock in socks]
     finally:
         for sock in socks:
             sock.close()
+
+
+def loopback_links(n: int, *, learn: bool = False) -> tuple[list[LinkSpec], list[LinkSpec]]:
+    """`n` links on 127.0.0.1 with free ports (`free_ports`): (side A's specs, side B's
+    specs); with `learn`, B's links have no remote (B learns A's addresses)."""
+    addrs = [("127.0.0.1", port) for port in free_ports(2 * n)]
     a = [LinkSpec(local=addrs[i], remote=addrs[n + i]) for i in range(n)]
     b = [LinkSpec(local=addrs[n + i], remote=None if learn else addrs[i]) for i in range(n)]
     return a, b

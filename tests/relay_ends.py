@@ -9,22 +9,13 @@ import socket
 from collections.abc import Iterable
 
 from plait_adapters.relay import Relay
+from tests.adapter_pairs import free_ports
+
+__all__ = ["LINKS", "PSK", "Ends", "all_carrying", "carrying", "free_ports", "link_flags"]
 
 LINKS = 3
 PSK = bytes(range(100, 132))
 """A fixed key: the tests need one, not a secret one."""
-
-
-def free_ports(n: int) -> list[int]:
-    """`n` UDP ports on 127.0.0.1 that were free a moment ago."""
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(n)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 def link_flags(mine: list[int], theirs: list[int], rate: str = "20M") -> list[str]:

@@ -331,7 +331,13 @@ def test_the_responder_learns_every_link(
     _both_ways(a, b, 0, 60)
     ep_a, ep_b = a.stats().endpoint, b.stats().endpoint
     assert all(ln.datagrams_received > 0 for ln in ep_a.links), ep_a.links  # B sent on each
-    assert all(ln.state == "UP" for ln in ep_a.links + ep_b.links)
+    # every link UP at both ends, in time: a responder that waited for its peer may keep
+    # its links on probation for 2 s first (issue 14), so this waits rather than looks
+    deadline = time.monotonic() + 10.0
+    while not all(ln.state == "UP" for ln in ep_a.links + ep_b.links):
+        assert time.monotonic() < deadline, (ep_a.links, ep_b.links)
+        time.sleep(0.05)
+        ep_a, ep_b = a.stats().endpoint, b.stats().endpoint
     errors = b.stats().errors
     assert set(errors) <= {NO_PEER}, errors  # only: its HELLO answers beat A's HELLOs
 
