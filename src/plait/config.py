@@ -93,7 +93,7 @@ class HealthConfig:
 
     probe_interval_ns: int = attrs.field(default=100 * NS_PER_MS, validator=_validate_positive)
     down_after_probes: int = attrs.field(default=3, validator=_validate_range(1, 100))
-    probation_ns: int = attrs.field(default=1 * NS_PER_S, validator=_validate_positive)
+    probation_ns: int = attrs.field(default=250 * NS_PER_MS, validator=_validate_positive)
     """How long a recovered link must stay good before it gets its full share back;
     doubled for every demotion in a row (flap damping), up to `probation_max_ns`."""
     probation_max_ns: int = attrs.field(default=30 * NS_PER_S, validator=_validate_positive)

@@ -481,6 +481,7 @@ class Endpoint:
         if outcome is HelloOutcome.ANSWER_AGAIN:
             self._control.append((link, PacketType.HELLO, self._hs.hello_body(), True))
         elif outcome is not HelloOutcome.REPEAT:
+            self.links.on_established(now)
             self._emit(SessionEstablished(session=self.session))
             if self.initiator:
                 probe = encode_body(Probe())

@@ -6,18 +6,24 @@
   `probe_interval_ns`, and a PROBE is answered at once. Any echo of our own timestamp
   proves a round trip. If no round trip has been confirmed for
   ``probe_interval_ns * down_after_probes`` (default 300 ms), the link is **DOWN**. When
-  one is confirmed again, the link goes on **PROBATION** first.
+  one is confirmed again, the link goes on **PROBATION**: probed four times as often,
+  it carries data again after three round trips in a row whose RTT is back near its
+  minimum (about 0.1-0.2 s), or after a probation period of good service.
 * **Good** is decided by loss, delay and its variation. Loss is measured from the peer's
   link reports (exact per-link sequence counts). Delay is the smoothed RTT (RFC 6298)
   against the link's own windowed minimum. An UP link whose loss or RTT crosses the
   *degrade* thresholds becomes **DEGRADED**, and its share of traffic is cut. It earns the
   share back only after staying under the lower *recover* thresholds for a probation
-  period. That is hysteresis in both value and time.
+  period (250 ms). That is hysteresis in both value and time. Delay is judged on the
+  link's minimum RTT plus the queue the peer's latest report shows (`plait.capacity`),
+  fresh every ~10 ms, where there is one; on the smoothed RTT otherwise, which lags by
+  several probe intervals.
 
-Flap damping (after BGP route-flap damping, RFC 2439): every demotion doubles the
-probation period, up to `probation_max_ns`, and a full probation period of good service
-halves it again. So a link that swings between fast and slow stays out instead of
-flapping in and out on every swing.
+Flap damping (after BGP route-flap damping, RFC 2439): every demotion in a row
+quadruples the probation period (0.5, 2, 8 s, up to `probation_max_ns`), and only the
+first outage in a while ends with the quick round-trip test; 16 probation periods of
+good service forgive one demotion. So a link that swings between fast and slow stays out
+instead of flapping in and out on every swing.
 
 Also measured: RFC 3550 interarrival jitter of what the peer sends us, the inbound loss
 and reordering on each link (via `plait.seq.ReceiveWindow`), and when the highest link
@@ -39,6 +45,9 @@ __all__ = ["Epoch", "Jitter", "LinkHealth", "LinkState", "RttEstimator", "rtt_fr
 _LOSS_SPAN: Final = 200  # datagrams a loss estimate spans at least (once that many were sent)
 _REPORTS_KEPT: Final = 512
 _RTT_GRANULARITY_NS: Final = 1_000_000  # RFC 6298's G, for the RTO
+_PROBATION_ECHOES: Final = 3  # good round trips in a row that end probation (no flaps)
+_DECAY: Final = 16  # probation periods of good service that forgive one demotion
+_QUEUE_FRESH_NS: Final = 250_000_000  # a queue sample this old no longer judges delay
 
 
 class LinkState(enum.IntEnum):
@@ -137,11 +146,14 @@ class LinkHealth:
     """
 
     __slots__ = (
+        "_echoes",
         "_flaps",
         "_fresh_from",
         "_good_since",
         "_last_probe_sent",
         "_probation",
+        "_queue",
+        "_queue_at",
         "_reports",
         "bytes_received",
         "bytes_sent",
@@ -174,6 +186,9 @@ class LinkHealth:
         self.transitions = 0
         self.last_proof = now
         self._good_since: int | None = None
+        self._echoes = 0  # good round trips in a row while on probation
+        self._queue = 0  # the last queue sample (ns) from the capacity estimate
+        self._queue_at = -_QUEUE_FRESH_NS
         self._flaps = 0
         self._fresh_from = 0  # reports about datagrams before this one are stale
         self._probation = config.probation_ns
@@ -200,8 +215,12 @@ class LinkHealth:
 
     @property
     def probe_at(self) -> int:
-        """When this link's next probe is due (a probe each interval, data or not)."""
-        return self._last_probe_sent + self.config.probe_interval_ns
+        """When this link's next probe is due (a probe each interval, data or not; four
+        per interval on probation, to end it sooner)."""
+        interval = self.config.probe_interval_ns
+        if self.state is LinkState.PROBATION:
+            interval //= 4
+        return self._last_probe_sent + interval
 
     def on_probe_sent(self, now: int) -> None:
         self._last_probe_sent = now
@@ -214,12 +233,33 @@ class LinkHealth:
         if self.state is LinkState.DOWN:
             self._enter(LinkState.PROBATION, now)
             self._good_since = now
+            self._echoes = 0
             # the outage is the DOWN state's business: judge loss on fresh evidence only,
             # from reports about datagrams sent from now on
             self._reports.clear()
             self.loss, self.loss_span = 0.0, 0
             self._fresh_from = self.sent
+        elif self.state is LinkState.PROBATION:
+            good = rtt_ns is not None and rtt_ns <= self._recover_rtt()
+            self._echoes = self._echoes + 1 if good else 0
+            # the first outage in a while: back after a few good round trips; after more,
+            # only the (damped) probation period of good service brings it back
+            if self._flaps <= 1 and self._echoes >= _PROBATION_ECHOES and not self._quality(now)[0]:
+                self._enter(LinkState.UP, now)
+                self._good_since = now
         self.update(now)
+
+    def on_queue(self, queue_ns: int, now: int) -> None:
+        """The capacity estimate's latest queue sample for this link (one way, ns)."""
+        self._queue, self._queue_at = queue_ns, now
+
+    def reset(self, now: int) -> None:
+        """A session was (re)established: nothing was expected before, so every link
+        starts UP and unblemished, as at creation."""
+        self.last_proof = now
+        self._good_since = None
+        self._set_flaps(0)
+        self._enter(LinkState.UP, now)
 
     def on_report(self, link_seq: int, received: int, now: int) -> tuple[int, int] | None:
         """The peer's report for this link: highest link sequence it received and how
@@ -275,22 +315,30 @@ class LinkHealth:
     def _set_flaps(self, flaps: int) -> None:
         cfg = self.config
         self._flaps = flaps
-        self._probation = min(cfg.probation_ns << min(flaps, 20), cfg.probation_max_ns)
+        shift = min(max(2 * flaps - 1, 0), 20)
+        self._probation = min(cfg.probation_ns << shift, cfg.probation_max_ns)
 
     def probation_ns(self) -> int:
         """The current probation period: doubled per demotion in a row (flap damping)."""
         return self._probation
 
-    def _quality(self) -> tuple[bool, bool]:
+    def _recover_rtt(self) -> int:
+        """The RTT a link must be back under to recover."""
+        cfg, low = self.config, self.rtt.min_rtt
+        return max(low + cfg.rtt_slack_ns, int(low * cfg.rtt_recover_factor))
+
+    def _quality(self, now: int) -> tuple[bool, bool]:
         """(bad, good): over the degrade thresholds / under the recover thresholds."""
         cfg, rtt = self.config, self.rtt
         loss = self.loss if self.loss_span >= _LOSS_SPAN // 2 else 0.0  # too few to judge
         bad = loss > cfg.loss_degrade
         good = loss <= cfg.loss_recover
         if rtt.samples:
-            base = rtt.min_rtt + cfg.rtt_slack_ns
-            bad = bad or rtt.srtt > rtt.min_rtt * cfg.rtt_degrade_factor + cfg.rtt_slack_ns
-            good = good and rtt.srtt <= max(base, rtt.min_rtt * cfg.rtt_recover_factor)
+            delay = rtt.srtt
+            if now - self._queue_at < _QUEUE_FRESH_NS:
+                delay = rtt.min_rtt + self._queue
+            bad = bad or delay > rtt.min_rtt * cfg.rtt_degrade_factor + cfg.rtt_slack_ns
+            good = good and delay <= self._recover_rtt()
         return bad, good
 
     def update(self, now: int) -> LinkState:
@@ -302,7 +350,7 @@ class LinkHealth:
             return self.state
         if self.state is LinkState.DOWN:
             return self.state
-        bad, good = self._quality()
+        bad, good = self._quality(now)
         if bad:
             self._good_since = None
             if self.state is LinkState.UP:
@@ -313,11 +361,12 @@ class LinkHealth:
             return self.state
         if self._good_since is None:
             self._good_since = now
-        if now - self._good_since >= self.probation_ns():
-            if self.state is LinkState.UP:
-                self._set_flaps(max(0, self._flaps - 1))  # a full period of good service
-            else:
-                self._enter(LinkState.UP, now)
+        if self.state is LinkState.UP:
+            if self._flaps and now - self._good_since >= _DECAY * self.probation_ns():
+                self._set_flaps(self._flaps - 1)  # long enough in good service
+                self._good_since = now
+        elif now - self._good_since >= self.probation_ns():
+            self._enter(LinkState.UP, now)
             self._good_since = now
         return self.state
 
@@ -327,8 +376,13 @@ class LinkHealth:
         if self.state is LinkState.DOWN:
             return None
         down_at = self.last_proof + self.config.down_after_ns + 1
-        if self._good_since is not None:
-            return min(down_at, self._good_since + self.probation_ns())
+        good_since = self._good_since
+        if good_since is None:
+            return down_at
+        if self.state is not LinkState.UP:
+            return min(down_at, good_since + self.probation_ns())
+        if self._flaps:
+            return min(down_at, good_since + _DECAY * self.probation_ns())
         return down_at
 
     @property

@@ -163,6 +163,7 @@ class LinkSet:
         ln = self.links[link]
         capacity = ln.capacity
         congested = capacity.on_report(top, got, rx_us, jitter_us, ln.rtt.srtt, now)
+        ln.health.on_queue(capacity.queue_ns, now)
         if congested:
             ln.pacer.hold_until(capacity.drain_until)
         if ln.pacer.rate_bps != capacity.rate_bps:
@@ -293,6 +294,12 @@ class LinkSet:
         ln.datagrams_out += 1
 
     # --- receiving ----------------------------------------------------------------------------
+
+    def on_established(self, now: int) -> None:
+        """A session began: every link starts UP, its silence so far forgiven."""
+        for ln in self.links:
+            ln.health.reset(now)
+        self.update_weights()
 
     def reset_inbound(self) -> None:
         """Forget what arrived on every link (a half-open session was replaced)."""
