@@ -60,6 +60,7 @@ _MIN_SAMPLE_DATAGRAMS: Final = 4
 _HIGH_MIN_NS: Final = 10 * NS_PER_MS
 _HIGH_MAX_NS: Final = 40 * NS_PER_MS
 _CONVERGED_FOR_NS: Final = NS_PER_S
+_NO_BASE: Final = 1 << 62  # no transit minimum yet
 
 
 class Phase(enum.IntEnum):
@@ -210,12 +211,13 @@ class Capacity:
         """The queuing delay (ns) of a datagram sent at `sent_at` that arrived at peer
         time `rx_us`: its transit above the windowed minimum. The minimum is taken over
         the larger of each two consecutive samples, so one datagram that came early (an
-        on-path copy that raced the original) cannot lower it."""
+        on-path copy that raced the original, or junk that took a link sequence's
+        place) cannot lower it, the first sample included."""
         raw = (rx_us - sent_at // NS_PER_US) & _M32
         prev = self._transit
-        if prev is None:
+        if prev is None:  # no minimum from one sample: it may be the early one
             self._transit = raw
-            self._base = self._base_prev = raw
+            self._base = self._base_prev = _NO_BASE
             self._base_at = now
             return 0
         transit = prev + (((raw - prev) + (1 << 31)) & _M32) - (1 << 31)
