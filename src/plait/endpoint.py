@@ -466,7 +466,7 @@ class Endpoint:
         seq, size, ts, echo_ts, echo_delay = meta
         self.links.received(link, seq, size, ts, echo_ts, echo_delay, now)
         ln = self.links.links[link]
-        self._clock.on_timestamp(ts, now, ln.pacer.tx_ns(size))
+        self._clock.on_timestamp(ts, now, ln.min_tx_ns(size))
         if echo_ts is not None:  # a new RTT sample: what depends on RTTs moves
             self._clock.min_rtt_ns = self.links.min_rtt()
             self._clock.margin_ns = self.links.clock_margin(self.latency_ns)

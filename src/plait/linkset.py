@@ -82,6 +82,16 @@ class Link:
             pacer.next_release(now) + pacer.tx_ns(size) + self.health.one_way_ns() + self.margin_ns
         )
 
+    def min_tx_ns(self, size: int) -> int:
+        """The least time a datagram of `size` bytes can have taken to arrive over this
+        link: its serialization at the configured ceiling, 0 when there is none. (Our
+        own pacing rate is no bound on what arrives: it measures the other direction,
+        and on a link this end hardly sends on it can sink to the floor.)"""
+        bound = self.capacity.bound_bps
+        if bound is None:
+            return 0
+        return (size + self.pacer.overhead) * 8_000_000_000 // bound
+
     @property
     def rate_bps(self) -> int:
         """What the link carries now, as estimated (the pacer's rate)."""
