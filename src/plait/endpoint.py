@@ -74,6 +74,9 @@ _NEVER: Final = 1 << 62
 _STARTUP_NS: Final = 500_000_000
 _COPIES: Final = {None: 0, "best2": 1, "all": 15}
 Meta = tuple[int, int, int, int | None, int]  # link seq (unwrapped), size, ts, echo ts, delay
+#: A datagram to send at the next `datagrams_to_send`: link, type, body, and its echo
+#: (True: echo the latest timestamp received, False: if fresh, (ts, at): this one)
+Control = tuple[int, PacketType, bytes, bool | tuple[int, int]]
 
 
 class Endpoint:
@@ -122,7 +125,7 @@ class Endpoint:
         )
         self.inbox = Inbox(self._emit, self._clock.to_local, streams=config.streams)
         self._usable_now = self.usable_rate_bps()
-        self._control: deque[tuple[int, PacketType, bytes, bool]] = deque()
+        self._control: deque[Control] = deque()
         self._feedback = FeedbackTimer(config.feedback_interval_ns, now)
         self._fec = FecSender(self.outbox, self.links, config.fec, now)
         self.closed = False
@@ -396,7 +399,12 @@ class Endpoint:
             )
 
     def _transmit(
-        self, link: int, ptype: PacketType, body: bytes, now: int, force_echo: bool
+        self,
+        link: int,
+        ptype: PacketType,
+        body: bytes,
+        now: int,
+        force_echo: bool | tuple[int, int],
     ) -> bytes:
         header, seq = self.links.stamp(
             link, ptype, max(self.session, 0), now, force_echo=force_echo
@@ -552,7 +560,7 @@ class Endpoint:
     def _on_probe(self, body: Buffer, offset: int, link: int, now: int, meta: Meta) -> None:
         decode_body(PacketType.PROBE, body, offset)
         self._accept(link, now, meta)
-        self._control.append((link, PacketType.PROBE_ACK, b"\x00", True))
+        self._control.append((link, PacketType.PROBE_ACK, b"\x00", (meta[2], now)))
 
     def _on_probe_ack(self, body: Buffer, offset: int, link: int, now: int, meta: Meta) -> None:
         decode_body(PacketType.PROBE_ACK, body, offset)

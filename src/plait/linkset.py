@@ -287,13 +287,26 @@ class LinkSet:
     # --- sending ------------------------------------------------------------------------------
 
     def stamp(
-        self, link: int, ptype: PacketType, session: int, now: int, *, force_echo: bool = False
+        self,
+        link: int,
+        ptype: PacketType,
+        session: int,
+        now: int,
+        *,
+        force_echo: bool | tuple[int, int] = False,
     ) -> tuple[bytes, int]:
         """The header for the next datagram on `link`, and its link sequence (unwrapped).
-        Carries an echo when a peer timestamp is waiting to be echoed (or `force_echo`)."""
+        Carries an echo when a peer timestamp is waiting to be echoed (or `force_echo`).
+        `force_echo` may name the timestamp to echo and when it arrived, ``(ts, at)``:
+        a PROBE_ACK echoes its own probe's (wire-format §3.4), even if later datagrams
+        arrived on the link before it left."""
         ln = self.links[link]
         seq = ln.health.sent
         ts = (now // 1000) & _M32
+        if force_echo and isinstance(force_echo, tuple):
+            echo_ts, at = force_echo
+            delay = min(0xFFFF, (now - at) // 1000)
+            return pack_header(ptype, session, seq & 0xFFFF, ts, echo_ts, delay), seq
         if (ln.echo_fresh or force_echo) and ln.echo_at >= 0:
             delay = min(0xFFFF, (now - ln.echo_at) // 1000)
             ln.echo_fresh = False
