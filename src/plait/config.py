@@ -163,8 +163,16 @@ class Config:
     psk: bytes | None = attrs.field(default=None, validator=_validate_psk)
     latency_ns: int = attrs.field(default=150 * NS_PER_MS, validator=_validate_positive)
     """Default deadline budget per message: ``send(..., deadline=None)`` means now + this."""
-    mtu: int = attrs.field(default=1280, validator=_validate_range(576, 65_535))
-    """Largest IP packet on any link; the default fits the IPv6 minimum."""
+    mtu: int = attrs.field(default=1500, validator=_validate_range(576, 65_535))
+    """Largest IP packet (bytes, IP and UDP headers included) plait may send on any link:
+    an upper bound, not a promise. Each link's path MTU is found by probing (DPLPMTUD,
+    RFC 8899, `plait.pmtu`): datagrams start at 1280 bytes (the IPv6 minimum; or this
+    bound if lower) and grow to what each path is shown to carry, up to this. The
+    default, Ethernet's 1500, lets a 1316-byte video datagram travel whole on ordinary
+    paths; set it lower to cap what is probed, or to 1280 or less to probe nothing."""
+    pmtu_raise_ns: int = attrs.field(default=600 * NS_PER_S, validator=_validate_positive)
+    """How long a link whose path MTU was found below `mtu` keeps it before probing for
+    more again (RFC 8899's PMTU_RAISE_TIMER)."""
     scheduling: Scheduling = Scheduling.DWRR
     adaptive_weights: bool = False
     """Weights from measured delivery rate and loss instead of the configured rates."""

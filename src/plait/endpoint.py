@@ -48,12 +48,11 @@ from plait.inbox import Inbox
 from plait.links import LinkState
 from plait.linkset import LinkSet
 from plait.outbox import Item, Outbox
+from plait.pmtu import PathMtu
 from plait.seq import SEQ32
 from plait.stats import Stats, snapshot
 from plait.wire import (
-    ECHO_SIZE,
     HEADER_SIZE,
-    TAG_SIZE,
     Buffer,
     Close,
     Feedback,
@@ -107,10 +106,9 @@ class Endpoint:
         self._states = [ln.health.state for ln in self.links.links]  # as last reported
         self._clock = ClockMap()
         self.latency_ns = config.latency_ns
-        overhead = max(lc.overhead for lc in config.links)
-        tag = TAG_SIZE if config.psk else 0
-        max_payload = config.mtu - overhead - HEADER_SIZE - ECHO_SIZE - _DATA_OVERHEAD - tag
-        self._payload_share = (max_payload, config.mtu)  # a full datagram's payload, size
+        self._pmtu = PathMtu(config, self.links, now)  # each link's path MTU (RFC 8899)
+        # a full datagram's payload, and its size: what messages are cut to
+        self._payload_share = self._pmtu.payload(self.links.links)
         self._usable_reported = 0  # the rate the last UsableRateChanged said
         self._usable_now = 0  # ... and the rate now
         self._first_send = -1  # when the application first sent (-1: not yet)
@@ -119,7 +117,7 @@ class Endpoint:
         self.outbox = Outbox(
             self._emit,
             links=len(config.links),
-            max_payload=max_payload,
+            max_payload=self._payload_share[0],
             send_buffer_bytes=config.send_buffer_bytes,
             fec=encoder,
         )
@@ -194,6 +192,8 @@ class Endpoint:
         while self._control:
             link, ptype, body, force_echo = self._control.popleft()
             out.append((self._transmit(link, ptype, body, now, force_echo), link))
+        if now >= self._pmtu.due and self._can_seal():
+            self._send_size_probes(now, out)
         links = self.links
         if not self._can_seal() or not links.carrying():
             return out  # no link carries data now: what is queued waits, to its deadline
@@ -269,6 +269,7 @@ class Endpoint:
                 oldest = outbox.oldest_unacked(ln.id)
                 if oldest is not None and oldest + timeouts[ln.id] < best:
                     best = oldest + timeouts[ln.id]
+            best = min(best, self._pmtu.due)
             if outbox.pending() and self.links.carrying():  # else: a link's recovery
                 t = self.links.wake_at or self.links.next_free()
                 if t is not None and t < best:
@@ -295,6 +296,8 @@ class Endpoint:
                     ln.health.on_probe_sent(now)
                 ln.health.update(now)
             self._sync_states()
+            if self._pmtu.on_timer(now, self.links):
+                self._fit_payload()
         if self._feedback.due is not None and now >= self._feedback.due:
             self._queue_feedback(now)
         for ln in self.links.links:
@@ -391,7 +394,8 @@ class Endpoint:
         out.append((datagram, link))
         self._fec.on_sent(base, link)
         if item.copies:
-            others = [ln for ln in self.links.carrying() if ln.id != link]
+            size = len(body) + HEADER_SIZE
+            others = [ln for ln in self.links.carrying() if ln.id != link and size <= ln.room]
             others.sort(key=lambda ln: (ln.arrival(len(body), now), ln.id))
             out.extend(
                 (self._transmit(ln.id, ptype, body, now, False), ln.id)
@@ -418,6 +422,22 @@ class Endpoint:
             datagram = header + body
         self.links.sent(link, len(datagram), now)
         return datagram
+
+    def _send_size_probes(self, now: int, out: list[tuple[bytes, int]]) -> None:
+        """The padded PROBEs the path MTU searches want now (`plait.pmtu`)."""
+        pmtu = self._pmtu
+        for link, padding in pmtu.wanted(now, self.links):
+            body = encode_body(Probe(padding=padding))
+            out.append((self._transmit(link, PacketType.PROBE, body, now, True), link))
+            pmtu.sent(link, now, self.links)
+
+    def _fit_payload(self) -> None:
+        """Messages are cut to fit the smallest path MTU among the links that carry data,
+        so any fragment may take any link; with none carrying, the size stays."""
+        carrying = self.links.carrying()
+        if carrying:
+            self._payload_share = self._pmtu.payload(carrying)
+            self.outbox.max_payload = self._payload_share[0]
 
     def _queue_hellos(self) -> None:
         body = self._hs.hello_body()
@@ -565,6 +585,9 @@ class Endpoint:
     def _on_probe_ack(self, body: Buffer, offset: int, link: int, now: int, meta: Meta) -> None:
         decode_body(PacketType.PROBE_ACK, body, offset)
         self._accept(link, now, meta)
+        echo_ts = meta[3]
+        if echo_ts is not None and self._pmtu.on_ack(link, echo_ts, now, self.links):
+            self._fit_payload()
 
     def _on_close(self, body: Buffer, offset: int, link: int, now: int, meta: Meta) -> None:
         close = decode_body(PacketType.CLOSE, body, offset)
@@ -610,6 +633,7 @@ class Endpoint:
         elif after is LinkState.DEGRADED:
             self._emit(LinkDegraded(link=link))
         self.links.update_weights()
+        self._fit_payload()
         self._check_usable()
 
     # --- statistics --------------------------------------------------------------------------
@@ -627,6 +651,7 @@ class Endpoint:
             drops=self._drops,
             events_dropped=self._events_dropped,
             usable_rate_bps=self.usable_rate_bps(),
+            pmtu=self._pmtu,
         )
 
 

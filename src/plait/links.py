@@ -225,6 +225,11 @@ class LinkHealth:
     def on_probe_sent(self, now: int) -> None:
         self._last_probe_sent = now
 
+    @property
+    def last_probe_sent(self) -> int:
+        """When the last keepalive PROBE went out on this link."""
+        return self._last_probe_sent
+
     def on_echo(self, rtt_ns: int | None, now: int) -> None:
         """A round trip was confirmed at `now`; `rtt_ns` is its sample, if usable."""
         self.last_proof = now

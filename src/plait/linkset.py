@@ -50,6 +50,7 @@ class Link:
         "margin_ns",
         "pacer",
         "replays",
+        "room",
         "rtt",
     )
 
@@ -74,6 +75,9 @@ class Link:
         self.datagrams_out = 0
         self.datagrams_in = 0
         self.replays = 0
+        self.room = 1 << 30
+        """Largest header + body (echo and tag excluded) this link's path is known to
+        carry (`plait.pmtu`): `choose` puts nothing bigger on it."""
 
     def arrival(self, size: int, now: int) -> int:
         """When a datagram of `size` bytes handed over now would reach the peer."""
@@ -211,8 +215,11 @@ class LinkSet:
         return self._carrying
 
     def can_arrive(self, size: int, deadline: int, now: int) -> bool:
-        """True when some data-carrying link could deliver `size` bytes by `deadline`."""
-        return any(link.arrival(size, now) <= deadline for link in self.carrying())
+        """True when some data-carrying link could deliver `size` bytes by `deadline`
+        (and its path carries that size)."""
+        return any(
+            size <= link.room and link.arrival(size, now) <= deadline for link in self.carrying()
+        )
 
     def choose(
         self,
@@ -226,7 +233,8 @@ class LinkSet:
     ) -> int | None:
         """The link for a datagram now, or None (then `wake_at` says when to retry, or is
         None if no link can take it in time). `allowed` and `avoid` are preferences: they
-        are dropped rather than let them hold a datagram back."""
+        are dropped rather than let them hold a datagram back. A link whose path is not
+        known to carry `size` (`Link.room`) is never chosen."""
         self.wake_at = None
         if earliest or self.scheduling is Scheduling.EARLIEST_ARRIVAL:
             return self._choose_earliest(size, deadline, now, allowed, avoid)
@@ -238,6 +246,8 @@ class LinkSet:
             if i not in usable:
                 return False
             link = links[i]
+            if size > link.room:
+                return False
             pacer = link.pacer
             if pacer._next > now:  # not free now
                 return False
@@ -253,7 +263,9 @@ class LinkSet:
         if chosen is not None:
             return chosen
         waits = [
-            max(link.pacer.free_at, now) for link in carrying if link.arrival(size, now) <= deadline
+            max(link.pacer.free_at, now)
+            for link in carrying
+            if size <= link.room and link.arrival(size, now) <= deadline
         ]
         self.wake_at = min(waits) if waits else None
         return None
@@ -265,7 +277,7 @@ class LinkSet:
         feasible = [
             (arrival, link.id, link)
             for link in self.carrying()
-            if (arrival := link.arrival(size, now)) <= deadline
+            if size <= link.room and (arrival := link.arrival(size, now)) <= deadline
         ]
         if allowed is not None:
             feasible = [f for f in feasible if allowed(f[1])] or feasible

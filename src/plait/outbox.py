@@ -37,6 +37,7 @@ from plait.wire import Parity, encode_body, pack_data
 __all__ = ["Item", "Outbox"]
 
 _REORDER: Final = 3  # later datagrams on the same link before a gap counts as loss
+_FRAG_FIELDS: Final = 2  # frag_index and frag_count (wire-format §3.1)
 _NEW, _REPAIR, _PARITY = 0, 1, 2
 
 
@@ -185,8 +186,11 @@ class Outbox:
             raise BackpressureError(
                 f"send buffer full ({self.buffered_bytes} of {self.send_buffer_bytes} bytes)"
             )
-        p = self.max_payload
-        frags = [data[i : i + p] for i in range(0, len(data), p)] or [b""]
+        p = self.max_payload  # a fragment's payload; a whole message has no fragment
+        if len(data) <= p + _FRAG_FIELDS:  # fields, so 2 more bytes fit in its datagram
+            frags = [data]
+        else:
+            frags = [data[i : i + p] for i in range(0, len(data), p)]
         self._handles += 1
         m = _Msg(stream, frags, deadline, self._handles, copies, now)
         if stream not in self._streams:

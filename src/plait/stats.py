@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # only for annotations: these modules build on this one's rec
     from plait.inbox import Inbox
     from plait.linkset import LinkSet
     from plait.outbox import Outbox
+    from plait.pmtu import PathMtu
 
 __all__ = ["FecStatsSnapshot", "LinkStats", "Stats", "snapshot"]
 
@@ -53,6 +54,14 @@ class LinkStats:
     replays: int
     """Inbound datagrams refused as duplicates or replays of a link sequence."""
     transitions: int
+    pmtu: int
+    """The path MTU in use on this link (IP bytes, headers included): the largest
+    datagram its path was shown to carry by the search (`plait.pmtu`), between 1280
+    and `Config.mtu`."""
+    pmtu_state: str
+    """BASE, SEARCHING, SEARCH_COMPLETE or ERROR (`plait.pmtu.PmtuState`)."""
+    pmtu_probes: int
+    """Padded size probes sent on this link so far."""
 
 
 @attrs.frozen
@@ -108,6 +117,10 @@ class Stats:
     """Inbound datagrams refused, by reason (malformed: ..., authentication, ...)."""
     events_dropped: int
     """Events discarded because the user did not drain `next_event()` (bounded queue)."""
+    payload_size: int
+    """The longest message that goes out whole, in one DATA datagram, now (bytes); a
+    longer one is cut into fragments of 2 bytes less. It fits the smallest path MTU
+    among the links that carry data (`LinkStats.pmtu`), FEC parity included."""
 
 
 def snapshot(
@@ -122,6 +135,7 @@ def snapshot(
     drops: Mapping[str, int],
     events_dropped: int,
     usable_rate_bps: int,
+    pmtu: PathMtu,
 ) -> Stats:
     """Build a `Stats` from an endpoint's parts (copies everything: it never changes)."""
     link_stats = tuple(
@@ -145,6 +159,9 @@ def snapshot(
             inbound_reordered=ln.health.inbound.reordered,
             replays=ln.replays,
             transitions=ln.health.transitions,
+            pmtu=pmtu.searches[ln.id].plpmtu,
+            pmtu_state=pmtu.searches[ln.id].state.name,
+            pmtu_probes=pmtu.searches[ln.id].probes,
         )
         for ln in links.links
     )
@@ -187,4 +204,5 @@ def snapshot(
         usable_rate_bps=usable_rate_bps,
         drops=dict(drops),
         events_dropped=events_dropped,
+        payload_size=outbox.max_payload + 2,
     )
