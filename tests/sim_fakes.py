@@ -25,6 +25,7 @@ from typing import Final
 from plait.config import Config
 from plait.errors import BackpressureError, MalformedPacket, UsageError
 from plait.events import MessageExpired, MessageReceived, MessageUnconfirmed
+from plait.pmtu import BASE_PLPMTU
 from plait.sim import EndpointFactory, EndpointLike
 
 __all__ = ["FakeEndpoint", "Flaw", "fake_factory"]
@@ -75,7 +76,8 @@ class FakeEndpoint:
         self.initiator = initiator
         self.flaws = frozenset(flaws)
         self._links = len(config.links)
-        self._chunk = config.mtu - 28 - _PREFIX - _DATA.size
+        # no path MTU search here: the size every path is taken to carry (plait.pmtu)
+        self._chunk = min(config.mtu, BASE_PLPMTU) - 28 - _PREFIX - _DATA.size
         self._send_buffer = config.send_buffer_bytes if send_buffer is None else send_buffer
         self._out: list[tuple[bytes, int]] = []
         self._out_bytes = 0  # bytes queued at `_out_time`

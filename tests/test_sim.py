@@ -164,6 +164,24 @@ def test_mtu_drop() -> None:
         PathSpec(rate_bps=1, delay_ns=0, mtu=1500, buffer_bytes=1000)
 
 
+def test_mtu_schedule_shrinks_the_path_mid_run() -> None:
+    path = Path(
+        PathSpec(rate_bps=10**9, delay_ns=0, mtu=1500, mtu_schedule=((S, 1400), (2 * S, 1300))),
+        random.Random(1),
+        epoch=5 * S,
+    )
+    big, medium = bytes(1500 - OVERHEAD), bytes(1400 - OVERHEAD)
+    assert path.transmit(big, 6 * S - 1)[0] == 0  # before the first step
+    assert path.transmit(big, 6 * S)[0] == Drop.MTU
+    assert path.transmit(medium, 6 * S)[0] == 0
+    assert path.transmit(medium, 7 * S)[0] == Drop.MTU
+    assert PathSpec(rate_bps=1, delay_ns=0, mtu=1280, mtu_schedule=((0, 9000),)).buffer == 32_768
+    with pytest.raises(ConfigError):
+        PathSpec(rate_bps=1, delay_ns=0, mtu_schedule=((2, 1400), (1, 1300)))
+    with pytest.raises(ConfigError):
+        PathSpec(rate_bps=1, delay_ns=0, buffer_bytes=1500, mtu_schedule=((1, 9000),))
+
+
 def test_corruption_and_duplication() -> None:
     path = _path(3, corrupt=1.0, duplicate=1.0, duplicate_delay_ns=MS)
     original = bytes(range(200))

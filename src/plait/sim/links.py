@@ -201,17 +201,35 @@ class PathSpec:
     rate_schedule: RateSchedule | None = None
     """Overrides `rate_bps` with a rate that changes over time (`rate_bps` is then the
     rate before the first step; a moving schedule starts with a drawn rate)."""
+    mtu_schedule: tuple[tuple[int, int], ...] = attrs.field(default=(), converter=_points)
+    """Steps ``(time_ns, mtu)``: the path MTU holds from each time until the next
+    (before the first, `mtu`), times from the start of the run, as `RateSchedule`'s
+    steps: a route change that shrinks the path (a black hole for what was bigger)."""
 
     def __attrs_post_init__(self) -> None:
-        if self.buffer_bytes is not None and self.buffer_bytes < self.mtu:
+        if self.buffer_bytes is not None and self.buffer_bytes < self.max_mtu:
             raise ConfigError("buffer_bytes must hold at least one MTU")
+        times = [t for t, _ in self.mtu_schedule]
+        if times != sorted(times) or any(m <= 0 for _, m in self.mtu_schedule):
+            raise ConfigError("mtu_schedule needs sorted times and MTUs > 0")
+
+    @property
+    def max_mtu(self) -> int:
+        """The largest MTU the path ever has."""
+        return max((self.mtu, *(m for _, m in self.mtu_schedule)))
+
+    def mtu_at(self, t: int) -> int:
+        """The path MTU at `t` ns after the start of the run."""
+        steps = self.mtu_schedule
+        i = bisect.bisect_right(steps, (t, 2**63))
+        return self.mtu if i == 0 else steps[i - 1][1]
 
     @property
     def buffer(self) -> int:
         """The bottleneck buffer in bytes (the default resolved)."""
         if self.buffer_bytes is not None:
             return self.buffer_bytes
-        return max(32_768, self.mtu, self.rate_bps // 80)
+        return max(32_768, self.max_mtu, self.rate_bps // 80)
 
     def tx_ns(self, size: int) -> int:
         """Nanoseconds a datagram of `size` bytes occupies the line (rounded up)."""

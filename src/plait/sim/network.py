@@ -3,7 +3,8 @@ goes wrong on real ones.
 
 A datagram handed to a `Path` meets, in this order:
 
-1. **MTU**: if ``len + 28`` (IPv4 + UDP) exceeds the path MTU, it is dropped.
+1. **MTU**: if ``len + 28`` (IPv4 + UDP) exceeds the path MTU (at the time it is
+   offered, under an `mtu_schedule`), it is dropped.
 2. **Outage**: if the path is down at the moment it is offered, it is dropped.
 3. **Bottleneck queue**: a FIFO of `buffer_bytes` drained at `rate_bps` (or at the
    rate a `RateSchedule` sets when the datagram's serialization starts). A datagram
@@ -194,7 +195,8 @@ class Path:
         size = len(data) + OVERHEAD
         self.offered += 1
         self.offered_bytes += len(data)
-        if size > spec.mtu:
+        mtu = spec.mtu_at(now - self._epoch) if spec.mtu_schedule else spec.mtu
+        if size > mtu:
             return self._drop(Drop.MTU, data)
         if self._starts and self.down(now, now):
             return self._drop(Drop.OUTAGE, data)

@@ -42,14 +42,13 @@ _FEC = FecConfig(k=8, m=2)
 
 def default_config(scenario: Scenario) -> Config:
     """The plait config for a scenario: one `LinkConfig` per link at its A→B rate, the
-    scenario's FEC and latency budget, and an MTU that fits every path (at most 1280)."""
-    mtu = min(1280, *(p.mtu for s in scenario.links for p in (s.forward, s.reverse) if p))
+    scenario's FEC and latency budget, and the default MTU bound (1500): plait finds
+    each path's own MTU (`plait.pmtu`)."""
     return Config(
         links=tuple(LinkConfig(rate_bps=s.forward.rate_bps) for s in scenario.links),
         fec=scenario.fec,
         psk=scenario.psk,
         latency_ns=scenario.latency_ns,
-        mtu=mtu,
     )
 
 
@@ -136,6 +135,7 @@ def _lossy(**settings: Any) -> tuple[LinkSpec, ...]:
 
 
 _LOSSY_LINKS = _lossy()
+_PEER_DELAYS = (30 * NS_PER_MS, 20 * NS_PER_MS, 15 * NS_PER_MS, 10 * NS_PER_MS)
 
 _DEEP = 400_000
 """Bytes of bottleneck buffer in the capacity scenarios: a modem's, hundreds of ms deep."""
@@ -260,6 +260,18 @@ _ALL = (
         _four(),
         (Video(),),
         latency_ns=250 * NS_PER_MS,
+    ),
+    Scenario(
+        "pmtu",
+        "2/5/8/10 Mbps links, 30/20/15/10 ms one way, 2 % loss; link 1's path carries "
+        "at most 1400-byte packets, the others 1500; 4 Mbps of 1316-byte video "
+        "datagrams, with a psk",
+        tuple(
+            link(rate, delay, jitter_ns=2 * NS_PER_MS, loss=0.02, mtu=1400 if i == 1 else 1500)
+            for i, (rate, delay) in enumerate(zip(_RATES, _PEER_DELAYS, strict=True))
+        ),
+        (Cbr.at_rate(4 * MBPS, 1316, stream=0),),
+        psk=hashlib.sha256(b"plait.sim pmtu").digest(),
     ),
     Scenario(
         "wrap",
