@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -67,6 +68,23 @@ def test_link_ports_are_exclusive() -> None:
             with pytest.raises(OSError, match="in use"):
                 plain.bind(local)
     open_socket(LinkSpec(local, ("127.0.0.1", 9)), 0).close()  # free again once closed
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="IP_MTU_DISCOVER is Linux's")
+def test_link_sockets_set_dont_fragment_and_leave_the_path_mtu_to_plait() -> None:
+    """IP_PMTUDISC_PROBE: DF set, the kernel's path MTU cache ignored, so a probe too big
+    for the path is lost (or refused with EMSGSIZE), never fragmented (plait.pmtu)."""
+    for host in ("127.0.0.1", "::1"):
+        try:
+            sock = open_socket(LinkSpec((host, 0), (host, 9)), 0)
+        except LinkError:  # no IPv6 here
+            continue
+        with sock:
+            if sock.family == socket.AF_INET6:
+                level, opt = socket.IPPROTO_IPV6, 23  # IPV6_MTU_DISCOVER
+            else:
+                level, opt = socket.IPPROTO_IP, 10  # IP_MTU_DISCOVER
+            assert sock.getsockopt(level, opt) == 3  # IP(V6)_PMTUDISC_PROBE
 
 
 def test_which_errors_may_go_away() -> None:

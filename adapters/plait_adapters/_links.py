@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from typing import Final
@@ -148,6 +149,26 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+_IP_MTU_DISCOVER: Final = getattr(socket, "IP_MTU_DISCOVER", 10)  # Linux's values, for
+_IPV6_MTU_DISCOVER: Final = getattr(socket, "IPV6_MTU_DISCOVER", 23)  # Pythons before 3.12
+_PMTUDISC_PROBE: Final = 3  # IP_PMTUDISC_PROBE and IPV6_PMTUDISC_PROBE
+
+
+def dont_fragment(sock: socket.socket) -> None:
+    """Send with don't-fragment set and without the kernel's own path MTU estimate
+    (Linux's IP_PMTUDISC_PROBE): plait finds each path's MTU itself with padded probes
+    (`plait.pmtu`, RFC 8899 §3: DPLPMTUD needs DF), so a datagram too big for the path
+    must be lost, not cut into fragments that would pass the probe. Elsewhere the
+    system's default stays (a datagram the kernel refuses to send is counted as a send
+    error, EMSGSIZE, and plait takes it for a probe that was lost)."""
+    if sys.platform != "linux":
+        return
+    if sock.family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_MTU_DISCOVER, _PMTUDISC_PROBE)
+    else:
+        sock.setsockopt(socket.IPPROTO_IP, _IP_MTU_DISCOVER, _PMTUDISC_PROBE)
+
+
 def open_socket(link: LinkSpec, index: int = 0) -> socket.socket:
     """A non-blocking UDP socket bound to `link.local` and connected to `link.remote`
     (left unconnected when `link.remote` is None).
@@ -161,6 +182,7 @@ def open_socket(link: LinkSpec, index: int = 0) -> socket.socket:
     try:
         for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+        dont_fragment(sock)
         if link.interface is not None:
             try:
                 sock.setsockopt(

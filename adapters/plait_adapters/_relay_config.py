@@ -108,7 +108,8 @@ class RelayConfig:
     psk: bytes | None = None
     latency_ms: float = 150.0
     fec: plait.FecConfig | None = attrs.field(factory=plait.FecConfig)
-    mtu: int = 1280
+    mtu: int = 1500
+    """Largest IP packet on any link: a bound; plait finds each path's own (`plait.pmtu`)."""
     busy_poll_us: int = 0
     """Spin this long after each datagram before sleeping (0: never; costs CPU)."""
     spin_us: int = 50
@@ -400,7 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--fec", metavar="K:M|off", help="Reed-Solomon block (default 8:2, adaptive)")
     p.add_argument(
-        "--mtu", type=int, metavar="BYTES", help="largest IP packet on any link (default 1280)"
+        "--mtu",
+        type=int,
+        metavar="BYTES",
+        help="largest IP packet on any link; each path's is found by probing (default 1500)",
     )
     p.add_argument(
         "--busy-poll-us", type=int, metavar="US", help="spin after traffic (default 0: sleep)"

@@ -97,7 +97,7 @@ def final_report(r: RelayStats) -> str:
     learnt, not_open = r.session.learnt, r.session.not_open
     lines += [
         f"  link {ln.link:<5} {ln.state:<9} rtt {_ms(ln.srtt_ns):>8}  loss {ln.loss:5.1%}  "
-        f"sent {ln.datagrams_sent}  received {ln.datagrams_received}"
+        f"mtu {ln.pmtu}  sent {ln.datagrams_sent}  received {ln.datagrams_received}"
         + (f"  peer {learnt[ln.link] or 'not heard yet'}" if ln.link in learnt else "")
         + ("  (not open)" if ln.link in not_open else "")
         for ln in ep.links
