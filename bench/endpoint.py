@@ -30,7 +30,7 @@ The peer in the same run is aioquic sending QUIC DATAGRAM frames (RFC 9221) of t
 throw-away EC P-256 certificate), once with the suite it negotiates by default
 (AES-256-GCM) and once with ChaCha20-Poly1305 forced (plait's AEAD). aioquic needs
 ``max_datagram_frame_size`` raised, and ``max_datagram_size`` (its UDP payload) raised
-to 1252 bytes (a 1280-byte IPv4 MTU, the same as plait's default) for a 1200-byte frame
+to 1252 bytes (a 1280-byte IPv4 MTU, plait's base path MTU) for a 1200-byte frame
 to fit. Per message: send = ``send_datagram_frame`` + ``datagrams_to_send``; receive =
 ``receive_datagram`` + draining ``next_event()``; background = timers and ACKs both
 ways.
@@ -85,7 +85,7 @@ WARMUP = 2000  # per case, before timing: 200 ms of virtual time, past the 150 m
 ROUNDS = 10  # the timed messages of each case are split into this many interleaved rounds
 START_NS = 1_000_000_000
 SETUP_NS = 100_000_000
-QUIC_UDP_PAYLOAD = 1280 - 28  # IPv4 MTU 1280, as plait's default Config.mtu
+QUIC_UDP_PAYLOAD = 1280 - 28  # IPv4 MTU 1280, plait's base path MTU (plait.pmtu)
 CLIENT_ADDR = ("10.0.0.1", 4433)
 SERVER_ADDR = ("10.0.0.2", 4433)
 
