@@ -9,9 +9,10 @@ how many datagrams arrived, and when (`rx_ts`, in the receiver's clock).
 The signals, as in WebRTC's GCC, SCReAM (RFC 8298) and BBR:
 
 * **Queuing delay.** ``rx_ts`` minus our own send time of that datagram is the one-way
-  delay plus a constant clock offset. Its windowed minimum is the empty-queue delay, so
-  the excess is the queue at the bottleneck, sampled on every report (every ~10 ms),
-  on every link, in the forward direction only.
+  delay plus a constant clock offset. Its windowed minimum (of the running median of
+  five samples) is the empty-queue delay, so the excess is the queue at the
+  bottleneck, sampled on every report (every ~10 ms), on every link, in the forward
+  direction only.
 * **Delivery rate.** Bytes that arrived between two reports over the receiver's time
   between them: the bottleneck's drain rate whenever a queue stood in between.
 * **Demand.** A rate can only be tested where the sender uses it: the estimate grows
@@ -55,6 +56,7 @@ FLOOR_BPS: Final = 64_000
 """No link is paced slower: probes and feedback must still pass."""
 _M32: Final = 0xFFFF_FFFF
 _BASE_WINDOW_NS: Final = 10 * NS_PER_S
+_MAX_JUMP_US: Final = 2_000_000
 _MIN_SAMPLE_NS: Final = 20 * NS_PER_MS
 _MIN_SAMPLE_DATAGRAMS: Final = 4
 _HIGH_MIN_NS: Final = 10 * NS_PER_MS
@@ -89,6 +91,7 @@ class Capacity:
         "_start_seq",
         "_top",
         "_transit",
+        "_transits",
         "bound_bps",
         "delivery_bps",
         "drain_until",
@@ -119,6 +122,7 @@ class Capacity:
         self._sent_at = [now] * RING
         self._top = -1
         self._transit: int | None = None  # µs, unwrapped around the previous sample
+        self._transits = [0] * 5  # the last five, for the median the minimum is taken of
         self._base = 0  # the smallest transit of this window, µs
         self._base_prev = 0  # ... and of the window before it
         self._base_at = now
@@ -209,23 +213,29 @@ class Capacity:
     def _queue(self, rx_us: int, sent_at: int, now: int) -> int:
         """The queuing delay (ns) of a datagram sent at `sent_at` that arrived at peer
         time `rx_us`: its transit above the windowed minimum. The minimum is taken over
-        the larger of each two consecutive samples, so one datagram that came early (an
-        on-path copy that raced the original) cannot lower it."""
+        the median of each five consecutive samples, so datagrams that came early (an
+        on-path attacker racing copies of them ahead of the originals: authentic, so
+        accepted) move it only if they are most of the traffic."""
         raw = (rx_us - sent_at // NS_PER_US) & _M32
         prev = self._transit
+        recent = self._transits
         if prev is None:
-            self._transit = raw
+            transit = raw
+            recent[:] = [raw] * len(recent)
             self._base = self._base_prev = raw
             self._base_at = now
-            return 0
-        transit = prev + (((raw - prev) + (1 << 31)) & _M32) - (1 << 31)
+        else:
+            transit = prev + (((raw - prev) + (1 << 31)) & _M32) - (1 << 31)
+            if abs(transit - prev) > _MAX_JUMP_US:
+                return self.queue_ns  # no path moves seconds at once: a forged report
         self._transit = transit
-        pair = max(transit, prev)
-        if pair <= self._base:
-            self._base, self._base_at = pair, now
+        recent[self._top % len(recent)] = transit
+        typical = sorted(recent)[len(recent) // 2]
+        if typical <= self._base:
+            self._base, self._base_at = typical, now
         elif now - self._base_at > _BASE_WINDOW_NS:
             # a new window: the old minimum counts until this one has run its course
-            self._base_prev, self._base, self._base_at = self._base, pair, now
+            self._base_prev, self._base, self._base_at = self._base, typical, now
         return max(0, transit - min(self._base, self._base_prev)) * NS_PER_US
 
     @staticmethod

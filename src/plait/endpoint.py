@@ -71,6 +71,7 @@ __all__ = ["Endpoint"]
 _DATA_OVERHEAD: Final = 14  # DATA fixed fields + fragment fields
 _MAX_EVENTS: Final = 65_536
 _NEVER: Final = 1 << 62
+_STARTUP_NS: Final = 500_000_000
 _COPIES: Final = {None: 0, "best2": 1, "all": 15}
 Meta = tuple[int, int, int, int | None, int]  # link seq (unwrapped), size, ts, echo ts, delay
 
@@ -109,6 +110,7 @@ class Endpoint:
         self._payload_share = (max_payload, config.mtu)  # a full datagram's payload, size
         self._usable_reported = 0  # the rate the last UsableRateChanged said
         self._usable_now = 0  # ... and the rate now
+        self._first_send = -1  # when the application first sent (-1: not yet)
         encoder = new_encoder(config.fec, self.latency_ns)
         self._decoder = BlockDecoder(codec()) if config.fec is not None else None
         self.outbox = Outbox(
@@ -173,7 +175,13 @@ class Endpoint:
         if due <= now:
             raise UsageError("the deadline has already passed")
         handle = self.outbox.send(bytes(data), stream, due, _COPIES[duplicate], now)
-        if self.links.carrying():  # overload: nothing waits more than half its budget
+        # overload: nothing waits more than half its budget; but not in the first 500 ms
+        # of traffic while links are still finding their rates (startup doubles them
+        # every round trip: the wait is brief, and what waits still fits the fast links)
+        if self._first_send < 0:
+            self._first_send = now
+        starting = now - self._first_send < _STARTUP_NS and self.links.starting()
+        if self.links.carrying() and not starting:
             self.outbox.shed(now)
         return handle
 

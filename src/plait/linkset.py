@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from plait.capacity import Capacity
+from plait.capacity import Capacity, Phase
 from plait.config import Config, Scheduling
 from plait.dwrr import Striper
 from plait.links import Epoch, LinkHealth, LinkState, rtt_from_echo
@@ -176,6 +176,11 @@ class LinkSet:
         ln = self.links[link]
         arrival = ln.capacity.arrival(link_seq, ln.rtt.min_rtt // 2)
         return arrival is not None and arrival > deadline
+
+    def starting(self) -> bool:
+        """True while some link that carries data is still finding its rate
+        (`Phase.STARTUP`, which doubles it every round trip while it is used)."""
+        return any(ln.capacity.phase is Phase.STARTUP for ln in self.carrying())
 
     def usable_bps(self) -> int:
         """What the links that carry data deliver now, after loss (bit/s on the wire)."""
