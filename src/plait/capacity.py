@@ -28,7 +28,8 @@ The law, once per report:
   then, so the queue goes at once instead of over seconds, and data already queued
   that would now arrive after its deadline can be re-sent elsewhere
   (`Capacity.arrival`);
-* queue under ``low`` and the link used at its rate: **grow**, by up to 2x per RTT while
+* queue under ``low`` and the link used at its rate: **grow** (never past twice the
+  largest delivery rate of the last second or two), by up to 2x per RTT while
   no queue was ever seen (STARTUP), by up to 1.25x per RTT far above the last cut, and
   by 8 % per RTT within a quarter of it for a second after it (GCC's near-convergence
   increase), capped by the configured bound;
@@ -83,6 +84,9 @@ class Capacity:
         "_bytes_at",
         "_cut_at",
         "_cut_rate",
+        "_dmax",
+        "_dmax_at",
+        "_dmax_prev",
         "_recent",
         "_sent_at",
         "_sent_bytes",
@@ -131,6 +135,8 @@ class Capacity:
         self._start_got = 0
         self._cut_at = now - NS_PER_S
         self._cut_rate = 0
+        self._dmax = self._dmax_prev = 0  # the largest delivery sample of this second
+        self._dmax_at = now  # ... and of the one before
         self._recent = [0, 0, 0]  # the last three queue samples, ns
 
     # --- sending ---------------------------------------------------------------------
@@ -179,7 +185,7 @@ class Capacity:
         self.queue_ns = qd
         recent = self._recent
         recent[top % 3] = qd
-        send_bps = self._sample(top, got, rx_us, sent_at)
+        send_bps = self._sample(top, got, rx_us, sent_at, now)
         high = self._high(jitter_us)
         if min(recent) > high:
             if now - self._cut_at < max(rtt_ns, 2 * NS_PER_MS) or not self.delivery_bps:
@@ -190,7 +196,7 @@ class Capacity:
             self._grow(rtt_ns, now)
         return False
 
-    def _sample(self, top: int, got: int, rx_us: int, sent_at: int) -> int:
+    def _sample(self, top: int, got: int, rx_us: int, sent_at: int, now: int) -> int:
         """Close the delivery-rate interval at report `top` if it is long enough: sets
         `delivery_bps` and returns the rate the link was sent at over the same datagrams
         (0 when the interval stays open)."""
@@ -205,7 +211,12 @@ class Capacity:
         j = start % RING
         sent_bytes = self._bytes_at[top % RING] - self._bytes_at[j]
         arrived = max(0, min(datagrams, got - self._start_got))
-        self.delivery_bps = sent_bytes * arrived * 8 * NS_PER_S // (datagrams * span_ns)
+        delivered = sent_bytes * arrived * 8 * NS_PER_S // (datagrams * span_ns)
+        self.delivery_bps = delivered
+        if now - self._dmax_at > NS_PER_S:
+            self._dmax_prev, self._dmax, self._dmax_at = self._dmax, delivered, now
+        elif delivered > self._dmax:
+            self._dmax = delivered
         self._start_seq, self._start_rx, self._start_got = top, rx_us, got
         send_ns = sent_at - self._sent_at[j]
         return sent_bytes * 8 * NS_PER_S // send_ns if send_ns > 0 else 0
@@ -265,6 +276,12 @@ class Capacity:
             gain_per_rtt = 0.25
         else:
             gain_per_rtt = 0.08
+        # what the link has shown it delivers bounds how far the estimate runs ahead of
+        # it: a link used in short bursts passes them through a token bucket without a
+        # queue, and would otherwise seem to carry any rate it is tried at
+        shown = max(self._dmax, self._dmax_prev)
+        if shown and rate >= 2 * shown:
+            return
         step = int(rate * gain_per_rtt * min(1.0, _MIN_SAMPLE_NS / max(rtt_ns, NS_PER_MS)))
         rate += max(step, 8_000)
         if self.bound_bps is not None:
