@@ -88,7 +88,7 @@ def main() -> None:
         runs = [
             measure(links, budget_ms, seed=s, seconds=seconds) for s in range(1, args.seeds + 1)
         ]
-        row = {
+        row: dict[str, Any] = {
             "case": name,
             "budget_ms": budget_ms,
             "delivered_worst": min(r["delivered"] for r in runs),
