@@ -9,7 +9,11 @@ a sink, each a small program run inside a namespace (``python -m tests.impair ..
   counted). The loop sleeps in ``select`` with a microsecond timeout and its timer
   slack at 1 ns, and with ``--rt N`` runs at SCHED_FIFO priority N, ahead of the
   programs under test; how late each release was is recorded, so the stats show
-  whether the forwarder's own scheduling mattered.
+  whether the forwarder's own scheduling mattered. With ``--switch LINK``, SIGUSR1
+  takes that link down, both ways (whatever arrives on it is dropped and counted as
+  ``cut``; the veth and its qdisc stay as they are), and SIGUSR2 brings it back; the
+  stats record when each happened, and the first data-sized datagram (``--data-bytes``)
+  that crossed the link each way after each return.
 * ``source``: a paced stream of sequence-numbered, timestamped datagrams.
 * ``sink``: receives the stream and records, per datagram, its one-way latency
   (CLOCK_MONOTONIC is one clock for every namespace of a host); ``--rt`` too.
@@ -97,6 +101,13 @@ class _Direction:
     ) -> None:
         self.out, self.to, self.rng, self.loss = out, to, rng, loss
         self.received = self.dropped = self.overflow = self.sent = self.errors = 0
+        self.down = False
+        """Switched off (`Switch`): everything that arrives is dropped."""
+        self.cut = 0
+        self.data_bytes = 0
+        """Once set (after a return), the next datagram this large is recorded."""
+        self.data_after_up: list[int] = []
+        """For each return, when the first data-sized datagram arrived (ns)."""
 
     def stats(self) -> dict[str, int]:
         return {
@@ -105,6 +116,36 @@ class _Direction:
             "overflow": self.overflow,
             "sent": self.sent,
             "errors": self.errors,
+            "cut": self.cut,
+        }
+
+
+class Switch:
+    """``--switch``: SIGUSR1 takes one link down both ways, SIGUSR2 brings it back (the
+    handlers run between two datagrams: the loop's `select` is interrupted)."""
+
+    def __init__(self, ways: Sequence[_Direction], data_bytes: int) -> None:
+        self.ways, self.data_bytes = ways, data_bytes
+        self.events: list[tuple[str, int]] = []
+        signal.signal(signal.SIGUSR1, self._down)
+        signal.signal(signal.SIGUSR2, self._up)
+
+    def _down(self, signum: int, frame: object) -> None:
+        for d in self.ways:
+            d.down, d.data_bytes = True, 0
+        self.events.append(("down", time.monotonic_ns()))
+
+    def _up(self, signum: int, frame: object) -> None:
+        for d in self.ways:
+            d.down, d.data_bytes = False, self.data_bytes
+        self.events.append(("up", time.monotonic_ns()))
+
+    def stats(self) -> dict[str, Any]:
+        inbound, outbound = self.ways
+        return {
+            "events_ns": self.events,
+            "data_in_after_up_ns": inbound.data_after_up,
+            "data_out_after_up_ns": outbound.data_after_up,
         }
 
 
@@ -144,6 +185,12 @@ def _take(sock: socket.socket, d: _Direction, delay: int, held: Held, order: int
             d.errors += 1
             continue
         d.received += 1
+        if d.down:
+            d.cut += 1
+            continue
+        if d.data_bytes and len(data) >= d.data_bytes:
+            d.data_after_up.append(now)
+            d.data_bytes = 0
         if d.rng.random() < d.loss:
             d.dropped += 1
         elif len(held) >= _MAX_HELD:
@@ -163,10 +210,19 @@ def _realtime(priority: int) -> str:
     return f"SCHED_FIFO {priority}"
 
 
-def forward(links: Sequence[str], loss: float, seed: int, stats: Path, rt: int) -> None:
+def forward(
+    links: Sequence[str],
+    loss: float,
+    seed: int,
+    stats: Path,
+    rt: int,
+    switch: int | None = None,
+    data_bytes: int = 1000,
+) -> None:
     """Run the impairment relay. Each link is ``OUTER/PEER/INNER/TARGET/DELAY_MS``:
     datagrams arriving on OUTER go to TARGET from INNER, datagrams arriving on INNER go
-    to PEER from OUTER, each after DELAY_MS unless dropped."""
+    to PEER from OUTER, each after DELAY_MS unless dropped. Link `switch` (if any) goes
+    down and up on SIGUSR1 and SIGUSR2 (`Switch`)."""
     _timer_slack()
     sched = _realtime(rt) if rt else "normal"
     stop = _Stop()
@@ -185,6 +241,8 @@ def forward(links: Sequence[str], loss: float, seed: int, stats: Path, rt: int) 
             rng = random.Random(f"{seed}:{name}")
             route[src.fileno()] = (_Direction(dst, to, rng, loss), delay)
             names.append(name)
+    directions = [d for d, _ in route.values()]
+    ways = None if switch is None else Switch(directions[2 * switch : 2 * switch + 2], data_bytes)
     held: Held = []
     late = array("q")
     stalls: list[tuple[int, int]] = []
@@ -195,8 +253,9 @@ def forward(links: Sequence[str], loss: float, seed: int, stats: Path, rt: int) 
         for sock in select.select(socks, [], [], timeout)[0]:
             d, delay = route[sock.fileno()]
             order = _take(sock, d, delay, held, order)
-    directions = [d for d, _ in route.values()]
     result: dict[str, Any] = {name: d.stats() for name, d in zip(names, directions, strict=True)}
+    if ways is not None:
+        result["switch"] = ways.stats()
     result["release_late_us"] = {k: v // 1000 for k, v in _pcts(late).items()}
     result["cpu_s"] = time.process_time()
     result["scheduling"] = sched
@@ -332,6 +391,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     f.add_argument("--loss", type=float, default=0.02)
     f.add_argument("--seed", type=int, default=1)
     f.add_argument("--rt", type=int, default=0, help="SCHED_FIFO priority (0: normal)")
+    f.add_argument("--switch", type=int, help="the link SIGUSR1 takes down, SIGUSR2 back")
+    f.add_argument("--data-bytes", type=int, default=1000, help="a data datagram's least size")
     s = sub.add_parser("source")
     s.add_argument("--to", required=True)
     s.add_argument("--rate-bps", type=int, default=5_000_000)
@@ -346,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         q.add_argument("--stats", type=Path, required=True)
     args = p.parse_args(argv)
     if args.mode == "forward":
-        forward(args.link, args.loss, args.seed, args.stats, args.rt)
+        forward(args.link, args.loss, args.seed, args.stats, args.rt, args.switch, args.data_bytes)
     elif args.mode == "source":
         source(_addr(args.to), args.rate_bps, args.size, args.seconds, args.stats, args.first)
     elif args.mode == "canary":

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from plait import rs
 from plait.errors import UsageError
-from plait.fec import BlockDecoder, BlockEncoder, choose_params, shards_of
+from plait.fec import BlockDecoder, BlockEncoder, shards_of
 from plait.wire import Parity
 
 PORTABLE = rs.PortableCodec()
@@ -208,38 +208,3 @@ def test_forged_parity_never_yields_a_record_that_does_not_check_out() -> None:
             assert len(record) <= 18
         assert trial >= 0
     assert bad < 10  # random parity rarely passes the length-and-padding check
-
-
-@given(
-    loss=st.floats(0, 0.5),
-    burst=st.floats(1, 10),
-    budget=st.integers(1_000_000, 2_000_000_000),
-    interval=st.integers(1, 50_000_000),
-)
-def test_chosen_parameters_stay_in_bounds(
-    loss: float, burst: float, budget: int, interval: int
-) -> None:
-    k, m, flush = choose_params(
-        k_max=8, m_max=4, loss=loss, burst=burst, budget_ns=budget, packet_interval_ns=interval
-    )
-    assert 1 <= k <= 8
-    assert 1 <= m <= 4
-    assert flush == budget // 4
-
-
-def test_parameters_follow_the_evidence() -> None:
-    def params(loss: float, burst: float = 1.0, interval: int = 1_000_000) -> tuple[int, int]:
-        k, m, _ = choose_params(
-            k_max=10,
-            m_max=4,
-            loss=loss,
-            burst=burst,
-            budget_ns=200_000_000,
-            packet_interval_ns=interval,
-        )
-        return k, m
-
-    assert params(0.0) == (10, 1)
-    assert params(0.01)[1] < params(0.05)[1] <= params(0.2)[1]
-    assert params(0.001, burst=3.0)[1] == 3  # a 3-packet burst needs 3 parity
-    assert params(0.0, interval=10_000_000)[0] == 5  # 50 ms flush / 10 ms per packet

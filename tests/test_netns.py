@@ -22,22 +22,17 @@ Needs root, ``ip`` and ``tc`` (with tbf); skipped with the reason otherwise.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import re
-import shutil
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.netns_setup import PSK, Procs, ip, pct, run, shaped_namespaces
+
 RATES_MBIT: Final = (2, 5, 8, 10)
 DELAYS_MS: Final = (30, 10, 20, 15)
 LOSS: Final = 0.02
@@ -52,8 +47,6 @@ Ethernet header of each frame, which plait's 28 bytes of IP + UDP overhead leave
 FRAME: Final = SIZE + 16 + 11 + 6 + 14 + 28 + 14
 """Bytes on the wire per stream datagram: payload, AEAD tag, plait header, echo and
 DATA fields, IPv4 + UDP, Ethernet."""
-PREFIX: Final = "plaitT-"
-PSK: Final = bytes(range(100, 132))
 IMPAIR_LATE_MAX_P99_US: Final = 10_000
 """The harness's own precondition: the impairment relay released 99 % of what it held
 within 10 ms of its time. It measured p99 0.1 ms on a machine with one busy core and
@@ -62,144 +55,18 @@ itself, not plait, would be what the latencies measure."""
 STARVED_MS: Final = LATENCY_MS / 2
 """A machine that held an ordinary process up longer than this (the canary) makes the
 run inconclusive: the relays, ordinary processes too, could not meet the deadline."""
-_STATE: Final = re.compile(r"\b(\d+):(UP|DOWN|DEGRADED|PROBATION) ")
-_CARRYING: Final = ("UP", "DEGRADED")
-
-
-def _run(*cmd: str) -> None:
-    subprocess.run(cmd, check=True, capture_output=True, timeout=30)  # noqa: S603  (ip/tc, fixed arguments)
-
-
-def _why_not() -> str | None:
-    if sys.platform != "linux":
-        return "network namespaces need Linux"
-    if os.geteuid() != 0:
-        return "needs root (ip netns, tc)"
-    for tool in ("ip", "tc"):
-        if shutil.which(tool) is None:
-            return f"needs the {tool!r} command (iproute2)"
-    return None
-
-
-def _stale() -> None:
-    """Delete namespaces left by earlier runs whose process is gone."""
-    with contextlib.suppress(OSError):
-        for name in os.listdir("/var/run/netns"):
-            pid = name.removeprefix(PREFIX).split("-")[0]
-            if name.startswith(PREFIX) and pid.isdigit() and not Path(f"/proc/{pid}").exists():
-                subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)  # noqa: S603, S607  (ip, fixed arguments)
 
 
 @pytest.fixture
 def namespaces() -> Iterator[tuple[str, str]]:
-    """Two namespaces joined by four shaped veth pairs; always deleted afterwards."""
-    why = _why_not()
-    if why is not None:
-        pytest.skip(why)
-    _stale()
-    a, b = f"{PREFIX}{os.getpid()}-a", f"{PREFIX}{os.getpid()}-b"
-    made: list[str] = []
-    try:
-        for ns in (a, b):
-            try:
-                _run("ip", "netns", "add", ns)
-            except subprocess.CalledProcessError as exc:
-                pytest.skip(f"cannot create a network namespace: {exc.stderr.decode().strip()}")
-            made.append(ns)
-            _run("ip", "-n", ns, "link", "set", "lo", "up")
-        for i, mbit in enumerate(RATES_MBIT):
-            peer = ("peer", "name", f"pb{i}", "netns", b)
-            _run("ip", "link", "add", f"pa{i}", "netns", a, "type", "veth", *peer)
-            for ns, dev, host in ((a, f"pa{i}", 1), (b, f"pb{i}", 2)):
-                _run("ip", "-n", ns, "addr", "add", f"10.77.{i}.{host}/30", "dev", dev)
-                _run("ip", "-n", ns, "link", "set", dev, "up")
-                try:
-                    _run("tc", "-n", ns, "qdisc", "add", "dev", dev, "root", *_tbf(mbit))
-                except subprocess.CalledProcessError as exc:
-                    pytest.skip(f"tc tbf refused: {exc.stderr.decode().strip()}")
-        yield a, b
-    finally:
-        for ns in made:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)  # noqa: S603, S607  (ip, fixed arguments)
-
-
-class _Procs:
-    """Programs started inside a namespace; stopped (and reaped) however the test ends."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str, ns: str, args: Sequence[str]) -> None:
-        """Run ``python ARGS`` in `ns`, with stats to NAME.json and output to NAME.err."""
-        err = (self.tmp / f"{name}.err").open("wb")
-        flag = "--stats-json" if "relay" in args else "--stats"
-        cmd = [
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            sys.executable,
-            *args,
-            flag,
-            str(self.tmp / f"{name}.json"),
-        ]
-        self.procs[name] = subprocess.Popen(cmd, stderr=err, stdout=err, cwd=ROOT)  # noqa: S603  (our own programs)
-        err.close()
-
-    def err(self, name: str) -> str:
-        return (self.tmp / f"{name}.err").read_text(errors="replace")
-
-    def wait_for(self, name: str, text: str, timeout: float) -> None:
-        end = time.monotonic() + timeout
-        while text not in self.err(name):
-            assert self.procs[name].poll() is None, f"{name} exited:\n{self.err(name)}"
-            assert time.monotonic() < end, f"no {text!r} from {name} in {timeout} s"
-            time.sleep(0.05)
-
-    def states(self, name: str) -> dict[int, str]:
-        """Each link's state in the last status line `name` (a relay) printed."""
-        lines = [line for line in self.err(name).splitlines() if " | " in line]
-        return {int(k): v for k, v in _STATE.findall(lines[-1])} if lines else {}
-
-    def wait_carrying(self, name: str, links: Sequence[int], timeout: float) -> None:
-        """Until `name`'s status line shows each of `links` carrying data (UP or
-        DEGRADED): a round trip confirmed on it, and probation served."""
-        self.wait_until(
-            name,
-            lambda: all(self.states(name).get(i) in _CARRYING for i in links),
-            f"links {list(links)} carrying",
-            timeout,
-        )
-
-    def wait_until(self, name: str, ready: Callable[[], bool], what: str, timeout: float) -> None:
-        end = time.monotonic() + timeout
-        while not ready():
-            assert self.procs[name].poll() is None, f"{name} exited:\n{self.err(name)}"
-            assert time.monotonic() < end, f"{name}: not {what} in {timeout} s: {self.err(name)}"
-            time.sleep(0.05)
-
-    def stop(self, name: str, sig: int = signal.SIGINT, timeout: float = 10.0) -> int:
-        proc = self.procs[name]
-        if proc.poll() is None:
-            proc.send_signal(sig)
-        return proc.wait(timeout)
-
-    def kill_all(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    """Two namespaces joined by four veth pairs shaped by `_tbf`; deleted afterwards."""
+    with shaped_namespaces(len(RATES_MBIT), lambda i: _tbf(RATES_MBIT[i])) as pair:
+        yield pair
 
 
 def _tbf(mbit: int) -> tuple[str, ...]:
     """A token bucket at `mbit` holding about three frames: no burst to speak of."""
     return ("tbf", "rate", f"{mbit}mbit", "burst", "4kb", "latency", "50ms")
-
-
-def _pct(values: Sequence[int], q: float) -> int:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(len(s) * q))]
 
 
 def test_relay_over_four_shaped_lossy_links(namespaces: tuple[str, str], tmp_path: Path) -> None:
@@ -215,7 +82,7 @@ def test_relay_over_four_shaped_lossy_links(namespaces: tuple[str, str], tmp_pat
         ends = (f"10.77.{i}.2:7000", f"10.77.{i}.1:7000", f"127.0.0.1:{7200 + i}")
         impair += ["--link", "/".join((*ends, f"127.0.0.1:{7100 + i}", str(delay)))]
     relay = ["-m", "plait", "relay", *common]
-    procs = _Procs(tmp_path)
+    procs = Procs(tmp_path)
     t0 = time.monotonic()
     try:
         helper = ["-m", "tests.impair"]
@@ -308,9 +175,9 @@ def _report(load: dict[str, Any], elapsed: float) -> dict[str, Any]:
         "reordered": load["sink"]["reordered"],
         "latency_ms": {
             "min": min(lat) / 1000,
-            "p50": _pct(lat, 0.5) / 1000,
-            "p99": _pct(lat, 0.99) / 1000,
-            "p999": _pct(lat, 0.999) / 1000,
+            "p50": pct(lat, 0.5) / 1000,
+            "p99": pct(lat, 0.99) / 1000,
+            "p999": pct(lat, 0.999) / 1000,
             "max": max(lat) / 1000,
         },
         "floor_ms": [
@@ -379,24 +246,47 @@ MODEM_SIZE: Final = 1000
 PHASE_S: Final = 2.0
 
 
-def _ip(ns: str, *args: str) -> None:
-    _run("ip", "-n", ns, *args)
-
-
-def _stream(procs: _Procs, ns: str, phase: int, seconds: float = PHASE_S) -> None:
+def _stream(procs: Procs, ns: str, phase: int, seconds: float = PHASE_S) -> None:
     """Start phase `phase`'s stream: numbered from 10 000 x `phase`, to relay A."""
     args = ["--to", "127.0.0.1:5000", "--rate-bps", str(MODEM_STREAM_BPS)]
     args += ["--size", str(MODEM_SIZE), "--seconds", str(seconds), "--first", str(10_000 * phase)]
     procs.start(f"source{phase}", ns, ["-m", "tests.impair", "source", *args])
 
 
-def _streamed(procs: _Procs, phase: int) -> None:
+def _streamed(procs: Procs, phase: int) -> None:
     """Wait for phase `phase`'s stream to end (its last datagrams get 1 s to arrive)."""
     assert procs.procs[f"source{phase}"].wait(PHASE_S + 20.0) == 0, procs.err(f"source{phase}")
 
 
-def _carrying(procs: _Procs, links: Sequence[int]) -> None:
+def _carrying(procs: Procs, links: Sequence[int]) -> None:
     procs.wait_carrying("relay_a", links, 30.0)
+
+
+def _phase_view(source: dict[str, Any], tmp: Path) -> dict[str, Any]:
+    """What the relays' ``--stats-log`` lines say about one phase's stream, from its
+    start to 1 s after its end: messages expired at each end (sending at A, receiving
+    at B) and, per link of A, the states seen and the smallest capacity estimate."""
+    start = source["start_ns"] / 1e9
+    end = start + source["seconds"] + 1.0
+    view: dict[str, Any] = {}
+    for name in ("relay_a", "relay_b"):
+        lines = (tmp / f"{name}.log").read_text().splitlines()
+        recs = [json.loads(line) for line in lines]
+        before = [r for r in recs if r["t"] < start][-1:]
+        during = [r for r in recs if start <= r["t"] <= end]
+        if not during:
+            continue
+        base = (
+            before[0]["expired"] if before and before[0]["session"] == during[-1]["session"] else 0
+        )
+        view[f"{name} expired"] = during[-1]["expired"] - base
+        if name == "relay_a":
+            links = range(len(during[0]["links"]))
+            view["A states"] = [sorted({r["links"][i]["state"] for r in during}) for i in links]
+            view["A min capacity kbit/s"] = [
+                min(r["links"][i]["capacity_bps"] for r in during) // 1000 for i in links
+            ]
+    return view
 
 
 def test_relay_survives_a_dead_modem(namespaces: tuple[str, str], tmp_path: Path) -> None:
@@ -416,6 +306,9 @@ def test_relay_survives_a_dead_modem(namespaces: tuple[str, str], tmp_path: Path
        still down, and take 1 and 3 when they come up.
 
     Every phase's stream arrives (>= 99 %, exactly once, in order); no relay exits.
+    Both relays write ``--stats-log``: for each phase the test prints (and, if the phase
+    fell short, says in the failure) what expired at each end, and relay A's link
+    states and smallest capacity estimates meanwhile.
     """
     ns_a, ns_b = namespaces
     key = tmp_path / "plait.key"
@@ -429,14 +322,18 @@ def test_relay_survives_a_dead_modem(namespaces: tuple[str, str], tmp_path: Path
         links_b += ["--link", f"10.77.{i}.2:7000=10.77.{i}.1:7000:{rate}"]
     everything = range(len(RATES_MBIT))
     relay = ["-m", "plait", "relay", *common]
-    procs = _Procs(tmp_path)
-    _ip(ns_a, "addr", "del", "10.77.2.1/30", "dev", "pa2")  # a modem without its address
-    _ip(ns_a, "link", "set", "pa3", "down")  # a modem switched off
+    log = {n: ["--stats-log", str(tmp_path / f"{n}.log")] for n in ("relay_a", "relay_b")}
+    procs = Procs(tmp_path)
+    ip(ns_a, "addr", "del", "10.77.2.1/30", "dev", "pa2")  # a modem without its address
+    ip(ns_a, "link", "set", "pa3", "down")  # a modem switched off
     try:
         procs.start("sink", ns_b, ["-m", "tests.impair", "sink", "--bind", "127.0.0.1:9000"])
-        procs.start("relay_b", ns_b, [*relay, *links_b, "--forward", "127.0.0.1:9000"])
+        argv_b = [*relay, *links_b, "--forward", "127.0.0.1:9000", *log["relay_b"]]
+        procs.start("relay_b", ns_b, argv_b)
         procs.start(
-            "relay_a", ns_a, [*relay, *links_a, "--listen", "127.0.0.1:5000", "--initiator"]
+            "relay_a",
+            ns_a,
+            [*relay, *links_a, "--listen", "127.0.0.1:5000", "--initiator", *log["relay_a"]],
         )
         procs.wait_for("relay_a", "established", 20.0)
         procs.wait_for("relay_a", "link 2: cannot bind", 5.0)
@@ -445,8 +342,8 @@ def test_relay_survives_a_dead_modem(namespaces: tuple[str, str], tmp_path: Path
         _stream(procs, ns_a, 1)
         _streamed(procs, 1)
 
-        _ip(ns_a, "addr", "add", "10.77.2.1/30", "dev", "pa2")
-        _ip(ns_a, "link", "set", "pa3", "up")
+        ip(ns_a, "addr", "add", "10.77.2.1/30", "dev", "pa2")
+        ip(ns_a, "link", "set", "pa3", "up")
         procs.wait_for("relay_a", "link 2: open", 30.0)  # attempts 0.5, 1.5, 3.5, 7.5 s, ...
         procs.wait_for("relay_a", "link 3: open", 30.0)
         _carrying(procs, everything)
@@ -455,18 +352,18 @@ def test_relay_survives_a_dead_modem(namespaces: tuple[str, str], tmp_path: Path
 
         _stream(procs, ns_a, 3)
         time.sleep(PHASE_S / 3)
-        _ip(ns_a, "link", "set", "pa1", "down")
+        ip(ns_a, "link", "set", "pa1", "down")
         procs.wait_for("relay_a", "link 1 down", 5.0)
         _streamed(procs, 3)
-        _ip(ns_a, "link", "set", "pa1", "up")
+        ip(ns_a, "link", "set", "pa1", "up")
         _carrying(procs, everything)
 
-        _ip(ns_a, "link", "del", "pa2")  # both ends of the veth go
+        ip(ns_a, "link", "del", "pa2")  # both ends of the veth go
         peer = ("peer", "name", "pb2", "netns", ns_b)
-        _run("ip", "link", "add", "pa2", "netns", ns_a, "type", "veth", *peer)
+        run("ip", "link", "add", "pa2", "netns", ns_a, "type", "veth", *peer)
         for ns, dev, host in ((ns_a, "pa2", 1), (ns_b, "pb2", 2)):
-            _ip(ns, "addr", "add", f"10.77.2.{host}/30", "dev", dev)
-            _ip(ns, "link", "set", dev, "up")
+            ip(ns, "addr", "add", f"10.77.2.{host}/30", "dev", dev)
+            ip(ns, "link", "set", dev, "up")
         procs.wait_for("relay_a", "link 2: stale socket", 10.0)
         procs.wait_until(
             "relay_a", lambda: procs.err("relay_a").count("link 2: open") == 2, "reopened", 10.0
@@ -476,11 +373,11 @@ def test_relay_survives_a_dead_modem(namespaces: tuple[str, str], tmp_path: Path
         _streamed(procs, 4)
 
         for i in everything:
-            _ip(ns_a, "link", "set", f"pa{i}", "down")
+            ip(ns_a, "link", "set", f"pa{i}", "down")
         for name in ("relay_a", "relay_b"):
             procs.wait_for(name, "every link is down: a new session waits", 10.0)
         for i in (0, 2):
-            _ip(ns_a, "link", "set", f"pa{i}", "up")
+            ip(ns_a, "link", "set", f"pa{i}", "up")
         procs.wait_until(
             "relay_a", lambda: procs.err("relay_a").count("established") == 2, "again", 30.0
         )
@@ -488,7 +385,7 @@ def test_relay_survives_a_dead_modem(namespaces: tuple[str, str], tmp_path: Path
         _stream(procs, ns_a, 5)
         _streamed(procs, 5)
         for i in (1, 3):
-            _ip(ns_a, "link", "set", f"pa{i}", "up")
+            ip(ns_a, "link", "set", f"pa{i}", "up")
         _carrying(procs, everything)
         _stream(procs, ns_a, 6)
         _streamed(procs, 6)
@@ -508,7 +405,10 @@ def test_relay_survives_a_dead_modem(namespaces: tuple[str, str], tmp_path: Path
         first = 10_000 * phase
         delivered[phase] = len(seqs & set(range(first, first + sent))) / sent
     print(f"\n  dead modem: delivered per phase {delivered}")
-    assert all(share >= 0.99 for share in delivered.values()), delivered
+    views = {p: _phase_view(load[f"source{p}"], tmp_path) for p in delivered}
+    for phase, view in views.items():
+        print(f"    phase {phase}: {view}")
+    assert all(share >= 0.99 for share in delivered.values()), (delivered, views)
     text = procs.err("relay_a") + procs.err("relay_b")
     assert "Traceback" not in text
     assert load["relay_a"]["sessions"] == 2

@@ -92,7 +92,7 @@ def test_link_flag() -> None:
     spec, rate = parse_link("[fd00::1]:0=[fd00::2]:7002:2M", 1)
     assert spec == LinkSpec(("fd00::1", 0), ("fd00::2", 7002), None)
     assert rate == 2_000_000
-    for bad in ["10.0.1.1:7001", "a:1=b:2", "a:1=b:2@:5M", "a:1=b:2:fast"]:
+    for bad in ["10.0.1.1:7001", "a:1=b", "a:1=b:2@:5M", "a:1=b:2:fast", "a:1=b:2:"]:
         with pytest.raises(RelayConfigError, match=r"--link|rate"):
             parse_link(bad, 0)
 
@@ -218,7 +218,7 @@ def test_flags_alone_and_defaults(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ('listen = ":1"\nbogus = 1\n', "unknown key 'bogus'"),
-        ('listen = ":1"\n[[link]]\nlocal = "a:1"\nremote = "b:2"\n', "link 0: missing 'rate'"),
+        ('listen = ":1"\n[[link]]\nremote = "b:2"\nrate = "5M"\n', "link 0: missing 'local'"),
         ('listen = ":1"\n[[link]]\nlocal="a:1"\nremote="b:2"\nrate="5M"\nmtu=1\n', "unknown key"),
         ('listen = ":1"\nlink = 3\n', r"\[\[link\]\] table"),
         ('listen = 5000\n[[link]]\nlocal="a:1"\nremote="b:2"\nrate="5M"\n', "listen must be str"),
@@ -268,7 +268,7 @@ def test_cli_relay_help_is_the_relays_own(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["relay", "--help"])
     assert exit_info.value.code == 0
-    assert "LOCAL=REMOTE[@IFACE]:RATE" in capsys.readouterr().out
+    assert "LOCAL=REMOTE[@IFACE][:RATE]" in capsys.readouterr().out
 
 
 def test_an_address_that_cannot_be_bound_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

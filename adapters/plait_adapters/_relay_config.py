@@ -3,16 +3,18 @@
 Everything a relay needs is checked here, before a socket is opened, and every problem
 raises `RelayConfigError` with a message that names the key or flag at fault (the
 command prints it and exits with status 2). The link list of the two ends must agree
-link by link (same order, same rates); plait cannot check that for you.
+link by link (same order); plait cannot check that for you.
 
-A link on the command line is ``LOCAL=REMOTE[@IFACE]:RATE``, for example
+A link on the command line is ``LOCAL=REMOTE[@IFACE][:RATE]``, for example
 ``10.0.1.1:7001=10.0.1.2:7001@wwan0:10mbit``; in TOML it is a ``[[link]]`` table with
-``local``, ``remote``, ``rate`` and optionally ``interface``. Addresses are
+``local`` and optionally ``remote``, ``interface`` and ``rate``. Addresses are
 ``host:port`` or ``[v6-host]:port``; rates are bits per second with an optional k, M
-or G (``2M``, ``2mbit``, ``2000k``, ``2000000``). A remote of ``*`` (or, in TOML, no
-``remote``) makes the link learn the peer's address from what arrives and follow it
-(the peer behind NAT); only the responder may do that, the initiator must know where
-to send.
+or G (``2M``, ``2mbit``, ``2000k``, ``2000000``). A rate is a ceiling (a data plan, a
+radio's maximum): plait measures what each link carries and paces to that, so a link
+whose rate nobody knows has none (`plait.LinkConfig.rate_bps` None). A remote of ``*``
+(or, in TOML, no ``remote``) makes the link learn the peer's address from what arrives
+and follow it (the peer behind NAT); only the responder may do that, the initiator must
+know where to send.
 
 Every number is checked for what it means: finite, not negative, within a bound that
 keeps the relay working (a deadline up to a minute, periods up to a day, spins up to a
@@ -70,6 +72,7 @@ _TOP_KEYS: Final = frozenset(
         "cpu",
         "stats_interval",
         "stats_json",
+        "stats_log",
         "reopen_after",
         "once",
     }
@@ -96,10 +99,11 @@ class RelayConfigError(ValueError):
 
 @attrs.frozen
 class RelayConfig:
-    """One relay end. `links` and `rates_bps` are in link order, equal on both ends."""
+    """One relay end. `links` and `rates_bps` are in link order, the links equal on
+    both ends; a rate is each link's ceiling, None where it is unknown."""
 
     links: tuple[LinkSpec, ...]
-    rates_bps: tuple[int, ...]
+    rates_bps: tuple[int | None, ...]
     listen: Address | None = None
     """The local UDP address applications send to (None: an ephemeral port)."""
     forward: Address | None = None
@@ -118,6 +122,9 @@ class RelayConfig:
     stats_interval_s: float = 10.0
     """Seconds between stats lines when stderr is not a terminal (0: final stats only)."""
     stats_json: Path | None = None
+    stats_log: Path | None = None
+    """A file that gets one JSON line of stats (usable rate, each link's capacity) at
+    every stats line, for a program to follow (`plait_adapters._relay_report.StatsLog`)."""
     reopen_after_s: float = 5.0
     """Open a new session when every link has been down this long (0: never)."""
     once: bool = False
@@ -136,7 +143,7 @@ class RelayConfig:
         except plait.errors.ConfigError as exc:
             raise RelayConfigError(str(exc)) from exc
 
-    def _pairs(self) -> list[tuple[int, LinkSpec]]:
+    def _pairs(self) -> list[tuple[int | None, LinkSpec]]:
         return list(zip(self.rates_bps, self.links, strict=True))
 
 
@@ -188,23 +195,37 @@ def _remote(text: str, what: str) -> Address | None:
     return None if text.strip() == _LEARN else parse_address(text, what)
 
 
-def parse_link(text: str, index: int) -> tuple[LinkSpec, int]:
-    """``LOCAL=REMOTE[@IFACE]:RATE`` -> (spec, rate in bit/s); a REMOTE of ``*`` gives a
-    spec with no remote (learn it)."""
+def _split_rate(rest: str) -> tuple[str, str, str | None]:
+    """``REMOTE[@IFACE][:RATE]`` -> (REMOTE, IFACE or "", RATE or None). A remote holds
+    one colon (``host:port``, ``[v6]:port``: the brackets' inside not counted) or none
+    (``*``); a colon beyond that, or after the interface, starts the rate."""
+    remote, at, iface = rest.partition("@")
+    if at:
+        iface, colon, rate = iface.partition(":")
+        return remote, iface, rate if colon else None
+    bare = remote.rpartition("]")[2] if remote.startswith("[") else remote
+    if bare.count(":") > (0 if bare.startswith(_LEARN) else 1):
+        remote, _, rate = remote.rpartition(":")
+        return remote, "", rate
+    return remote, "", None
+
+
+def parse_link(text: str, index: int) -> tuple[LinkSpec, int | None]:
+    """``LOCAL=REMOTE[@IFACE][:RATE]`` -> (spec, rate in bit/s or None: unknown); a
+    REMOTE of ``*`` gives a spec with no remote (learn it)."""
     what = f"--link {text!r}"
     local, eq, rest = text.partition("=")
-    remote, colon, rate = rest.rpartition(":")
-    if not eq or not colon:
-        raise RelayConfigError(f"{what}: expected LOCAL=REMOTE[@IFACE]:RATE")
-    remote, at, iface = remote.partition("@")
-    if at and not iface:
+    if not eq:
+        raise RelayConfigError(f"{what}: expected LOCAL=REMOTE[@IFACE][:RATE]")
+    remote, iface, rate = _split_rate(rest)
+    if "@" in rest and not iface:
         raise RelayConfigError(f"{what}: empty interface after @")
     spec = LinkSpec(
         parse_address(local, what, port_zero=True),
         _remote(remote, what),
         _interface(iface, what) or None,
     )
-    return spec, parse_rate(rate, f"link {index}")
+    return spec, None if rate is None else parse_rate(rate, f"link {index}")
 
 
 def _interface(name: str, what: str) -> str:
@@ -287,17 +308,17 @@ def _typed(table: Mapping[str, Any], key: str, kind: type[_T], what: str, defaul
     return cast(_T, value)  # checked against `kind` just above
 
 
-def _toml_link(table: object, where: str) -> tuple[LinkSpec, int]:
+def _toml_link(table: object, where: str) -> tuple[LinkSpec, int | None]:
     if not isinstance(table, dict):
         raise RelayConfigError(f"{where}: write each link as a [[link]] table")
     _known(table, _LINK_KEYS, where)
-    for key in ("local", "rate"):
-        if key not in table:
-            raise RelayConfigError(f"{where}: missing {key!r}")
+    if "local" not in table:
+        raise RelayConfigError(f"{where}: missing 'local'")
     local = parse_address(_typed(table, "local", str, where, ""), where, port_zero=True)
     remote = _remote(_typed(table, "remote", str, where, _LEARN), where)
     iface = _interface(_typed(table, "interface", str, where, ""), where)
-    return LinkSpec(local, remote, iface or None), parse_rate(table["rate"], where)
+    rate = parse_rate(table["rate"], where) if "rate" in table else None
+    return LinkSpec(local, remote, iface or None), rate
 
 
 def _toml_fec(value: object, what: str) -> plait.FecConfig | None:
@@ -324,7 +345,7 @@ _SCALARS: Final[dict[str, tuple[str, type]]] = {
 
 def _from_toml(path: Path) -> dict[str, Any]:
     """The file's settings, as keyword arguments of `RelayConfig` (only those it sets).
-    Relative paths in it (psk_file, stats_json) are relative to the file."""
+    Relative paths in it (psk_file, stats_json, stats_log) are relative to the file."""
     what = str(path)
     try:
         data = tomllib.loads(_read(path, MAX_TOML, "config file").decode("utf-8"))
@@ -347,8 +368,9 @@ def _from_toml(path: Path) -> dict[str, Any]:
             out[key] = parse_address(_typed(data, key, str, what, ""), f"{what}: {key}")
     if "psk_file" in data:
         out["psk"] = _read_psk(path.parent / _typed(data, "psk_file", str, what, ""))
-    if "stats_json" in data:
-        out["stats_json"] = path.parent / _typed(data, "stats_json", str, what, "")
+    for key in ("stats_json", "stats_log"):
+        if key in data:
+            out[key] = path.parent / _typed(data, key, str, what, "")
     if "fec" in data:
         out["fec"] = _toml_fec(data["fec"], what)
     for key, (field, kind) in _SCALARS.items():
@@ -373,16 +395,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="plait relay",
         description="Carry UDP datagrams between two hosts over several plait links.",
-        epilog="Both ends need the same links in the same order, at the same rates. "
-        "See docs/relay.md.",
+        epilog="Both ends need the same links in the same order. A RATE is a ceiling; "
+        "without one, plait finds what the link carries. See docs/relay.md.",
     )
     p.add_argument("--config", metavar="FILE", type=Path, help="a TOML file (flags override it)")
     p.add_argument(
         "--link",
-        metavar="LOCAL=REMOTE[@IFACE]:RATE",
+        metavar="LOCAL=REMOTE[@IFACE][:RATE]",
         action="append",
         help="one link, repeated in link order (replaces the file's links); a REMOTE of * "
-        "learns the peer's address (the responder's links only: a peer behind NAT)",
+        "learns the peer's address (the responder's links only: a peer behind NAT); RATE "
+        "is the most the link may carry (default: unknown, measured)",
     )
     p.add_argument("--listen", metavar="HOST:PORT", help="the local UDP address to carry from")
     p.add_argument(
@@ -421,6 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--stats-json", type=Path, metavar="FILE", help="write final stats as JSON")
     p.add_argument(
+        "--stats-log",
+        type=Path,
+        metavar="FILE",
+        help="append a JSON line of stats (usable rate, link capacities) at every stats line",
+    )
+    p.add_argument(
         "--reopen-after",
         type=float,
         metavar="SECONDS",
@@ -444,6 +473,7 @@ _FLAGS: Final = {
     "cpu": "cpu",
     "stats_interval": "stats_interval_s",
     "stats_json": "stats_json",
+    "stats_log": "stats_log",
     "reopen_after": "reopen_after_s",
     "once": "once",
 }
@@ -503,7 +533,8 @@ def _checked(kw: dict[str, Any]) -> RelayConfig:
             name = key.removesuffix("_s")
             raise RelayConfigError(f"{name} must be in [0, {MAX_PERIOD_S:.0f}] s, got {kw[key]}")
     _check_cpu(kw.get("cpu"))
-    _check_stats_json(kw.get("stats_json"))
+    for key in ("stats_json", "stats_log"):
+        _check_stats_file(key, kw.get(key))
     cfg = RelayConfig(**kw)
     cfg.plait_config()  # plait's own checks (mtu, fec, ...) now, not after sockets open
     return cfg
@@ -519,17 +550,18 @@ def _check_cpu(cpu: int | None) -> None:
         )
 
 
-def _check_stats_json(path: Path | None) -> None:
-    """The stats file is written when the relay stops: its directory must exist now."""
+def _check_stats_file(key: str, path: Path | None) -> None:
+    """A stats file is written later (the JSON stats when the relay stops): its
+    directory must exist now."""
     if path is None:
         return
     if "\0" in str(path):
-        raise RelayConfigError(f"stats_json {str(path)!r}: a NUL byte in the path")
+        raise RelayConfigError(f"{key} {str(path)!r}: a NUL byte in the path")
     try:
         is_dir, parent_ok = path.is_dir(), path.parent.is_dir()
     except OSError as exc:
-        raise RelayConfigError(f"stats_json {str(path)!r}: {exc.strerror}") from exc
+        raise RelayConfigError(f"{key} {str(path)!r}: {exc.strerror}") from exc
     if is_dir:
-        raise RelayConfigError(f"stats_json {str(path)!r} is a directory")
+        raise RelayConfigError(f"{key} {str(path)!r} is a directory")
     if not parent_ok:
-        raise RelayConfigError(f"stats_json {str(path)!r}: no directory {str(path.parent)!r}")
+        raise RelayConfigError(f"{key} {str(path)!r}: no directory {str(path.parent)!r}")

@@ -4,22 +4,38 @@
 `status_line` and `final_report` render it (docs/relay.md shows and explains both);
 `Printer` writes them to stderr: one status line rewritten in place on a terminal, or a
 line every ``interval_s`` seconds otherwise, and each notice (a link down, a session
-established, a link that cannot be opened) on a line of its own.
+established, a link that cannot be opened) on a line of its own. `StatsLog` writes the
+numbers a program follows (the usable rate an encoder should target, each link's
+capacity and queue) as one JSON line per status line, stamped with CLOCK_MONOTONIC.
+
+Both lines show the session's usable rate (`plait.Stats.usable_rate_bps`: message bytes
+the links carry now, after loss, headers and FEC parity) and each link's estimated
+capacity (`plait.LinkStats.capacity_bps`: what plait paces the link to, headers in).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections import deque
 from collections.abc import Callable
-from typing import Final, TextIO
+from pathlib import Path
+from typing import Any, Final, TextIO
 
 import attrs
 
 from plait_adapters._session import SessionStats
 
-__all__ = ["Printer", "RelayStats", "final_report", "status_line", "to_json"]
+__all__ = [
+    "Printer",
+    "RelayStats",
+    "StatsLog",
+    "final_report",
+    "log_record",
+    "status_line",
+    "to_json",
+]
 
 _CLEAR: Final = "\r\x1b[K"
 """Back to the start of the line, erase it: the status line is rewritten in place."""
@@ -58,16 +74,27 @@ def _ms(ns: int) -> str:
     return f"{ns / 1e6:.1f}ms" if ns else "-"
 
 
+def bps(rate: int) -> str:
+    """A rate in bit/s, short: ``4.75M``, ``950k``, ``0``."""
+    if rate >= 1_000_000:
+        return f"{rate / 1e6:.2f}M"
+    return f"{rate / 1e3:.0f}k" if rate >= 1_000 else str(rate)
+
+
 def status_line(r: RelayStats) -> str:
-    """One line: counters, then each link's state, smoothed RTT and outbound loss."""
+    """One line: counters and the usable rate, then each link's state, smoothed RTT,
+    outbound loss and estimated capacity."""
     ep = r.session.endpoint
     expired = ep.messages_expired_sending + ep.messages_expired_receiving
     rebuilt = ep.fec.recovered if ep.fec is not None else 0
-    links = "  ".join(f"{ln.link}:{ln.state} {_ms(ln.srtt_ns)} {ln.loss:.1%}" for ln in ep.links)
+    links = "  ".join(
+        f"{ln.link}:{ln.state} {_ms(ln.srtt_ns)} {ln.loss:.1%} {bps(ln.capacity_bps)}"
+        for ln in ep.links
+    )
     return (
         f"{int(r.elapsed_s):5d}s  in {r.carried}  out {r.emitted}  delivered "
         f"{ep.messages_delivered}  expired {expired}  fec {rebuilt}  resent {ep.repairs}  "
-        f"| {links}"
+        f"usable {bps(ep.usable_rate_bps)}  | {links}"
     )
 
 
@@ -85,6 +112,7 @@ def final_report(r: RelayStats) -> str:
         + (f", {strangers} (not from the forward address)" if strangers else ""),
         f"  messages   sent {ep.messages_sent}, delivered {ep.messages_delivered}, expired "
         f"{ep.messages_expired_sending} sending + {ep.messages_expired_receiving} receiving",
+        f"  usable     {ep.usable_rate_bps / 1e6:.2f} Mbit/s of messages the links carry now",
     ]
     if ep.fec is not None:
         f = ep.fec
@@ -97,7 +125,8 @@ def final_report(r: RelayStats) -> str:
     learnt, not_open = r.session.learnt, r.session.not_open
     lines += [
         f"  link {ln.link:<5} {ln.state:<9} rtt {_ms(ln.srtt_ns):>8}  loss {ln.loss:5.1%}  "
-        f"mtu {ln.pmtu}  sent {ln.datagrams_sent}  received {ln.datagrams_received}"
+        f"mtu {ln.pmtu}  capacity {bps(ln.capacity_bps):>6}  sent {ln.datagrams_sent}  "
+        f"received {ln.datagrams_received}"
         + (f"  peer {learnt[ln.link] or 'not heard yet'}" if ln.link in learnt else "")
         + ("  (not open)" if ln.link in not_open else "")
         for ln in ep.links
@@ -109,6 +138,55 @@ def final_report(r: RelayStats) -> str:
 
 def to_json(r: RelayStats) -> str:
     return json.dumps(attrs.asdict(r), indent=2)
+
+
+def log_record(r: RelayStats, monotonic_s: float, wall_s: float) -> dict[str, Any]:
+    """One `StatsLog` line: when (CLOCK_MONOTONIC, and the wall clock), the counters,
+    the usable rate and, per link, what its capacity estimate stands on."""
+    ep = r.session.endpoint
+    return {
+        "t": round(monotonic_s, 6),
+        "time": round(wall_s, 3),
+        "elapsed_s": round(r.elapsed_s, 3),
+        "session": ep.session,
+        "established": ep.established,
+        "carried": r.carried,
+        "emitted": r.emitted,
+        "delivered": ep.messages_delivered,
+        "expired": ep.messages_expired_sending + ep.messages_expired_receiving,
+        "usable_rate_bps": ep.usable_rate_bps,
+        "links": [
+            {
+                "link": ln.link,
+                "state": ln.state,
+                "capacity_bps": ln.capacity_bps,
+                "delivery_rate_bps": ln.delivery_rate_bps,
+                "queue_delay_ns": ln.queue_delay_ns,
+                "srtt_ns": ln.srtt_ns,
+                "loss": ln.loss,
+                "datagrams_sent": ln.datagrams_sent,
+                "bytes_sent": ln.bytes_sent,
+            }
+            for ln in ep.links
+        ],
+    }
+
+
+class StatsLog:
+    """``--stats-log FILE``: a JSON object per line (`log_record`), one per status
+    line, written through at once, so a program can follow the usable rate while the
+    relay runs. The file is truncated when the relay starts."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("w", encoding="utf-8", buffering=1)  # line-buffered
+
+    def write(self, stats: Callable[[], RelayStats]) -> None:
+        now, wall = time.monotonic(), time.time()
+        record = log_record(stats(), now, wall)
+        self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    def close(self) -> None:
+        self._file.close()
 
 
 class Printer:

@@ -53,7 +53,14 @@ import plait
 from plait_adapters import raw
 from plait_adapters._links import SOCKET_BUFFER, Address
 from plait_adapters._relay_config import RelayConfig, RelayConfigError, parse
-from plait_adapters._relay_report import Printer, RelayStats, final_report, status_line, to_json
+from plait_adapters._relay_report import (
+    Printer,
+    RelayStats,
+    StatsLog,
+    final_report,
+    status_line,
+    to_json,
+)
 from plait_adapters._session import SessionStats
 
 __all__ = ["Relay", "RelayStats", "final_report", "main", "status_line"]
@@ -475,6 +482,19 @@ def _run(cfg: RelayConfig, stopper: _Stopper) -> int:
     if stopper.requested():
         return 0
     try:
+        log = None if cfg.stats_log is None else StatsLog(cfg.stats_log)
+    except OSError as exc:
+        print(f"plait relay: error: cannot write --stats-log: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _serve(cfg, stopper, log)
+    finally:
+        if log is not None:
+            log.close()
+
+
+def _serve(cfg: RelayConfig, stopper: _Stopper, log: StatsLog | None) -> int:
+    try:
         relay = Relay(cfg)
     except (OSError, RelayConfigError) as exc:  # a port in use, an address that is wrong
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
@@ -488,9 +508,15 @@ def _run(cfg: RelayConfig, stopper: _Stopper) -> int:
         if any(link.remote is None for link in cfg.links):
             relay.notice("no psk: anyone can redirect a link whose remote is '*'")
     printer = Printer(relay.notices, relay.stats, sys.stderr, cfg.stats_interval_s)
+
+    def tick(status: bool) -> None:
+        printer.tick(status)
+        if status and log is not None:
+            log.write(relay.stats)
+
     error: Exception | None = None
     try:
-        relay.serve(printer.tick, printer.interval_s or 1.0)
+        relay.serve(tick, printer.interval_s or 1.0)
     except Exception as exc:  # what stopped the session's thread: reported below
         error = exc
     try:
@@ -499,6 +525,8 @@ def _run(cfg: RelayConfig, stopper: _Stopper) -> int:
         error = error or exc
     stats = relay.stats()
     printer.final(stats)
+    if log is not None:
+        log.write(lambda: stats)
     status = 0
     if cfg.stats_json is not None:
         try:

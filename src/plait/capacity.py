@@ -9,9 +9,10 @@ how many datagrams arrived, and when (`rx_ts`, in the receiver's clock).
 The signals, as in WebRTC's GCC, SCReAM (RFC 8298) and BBR:
 
 * **Queuing delay.** ``rx_ts`` minus our own send time of that datagram is the one-way
-  delay plus a constant clock offset. Its windowed minimum is the empty-queue delay, so
-  the excess is the queue at the bottleneck, sampled on every report (every ~10 ms),
-  on every link, in the forward direction only.
+  delay plus a constant clock offset. Its windowed minimum (of the running median of
+  five samples) is the empty-queue delay, so the excess is the queue at the
+  bottleneck, sampled on every report (every ~10 ms), on every link, in the forward
+  direction only.
 * **Delivery rate.** Bytes that arrived between two reports over the receiver's time
   between them: the bottleneck's drain rate whenever a queue stood in between.
 * **Demand.** A rate can only be tested where the sender uses it: the estimate grows
@@ -27,7 +28,8 @@ The law, once per report:
   then, so the queue goes at once instead of over seconds, and data already queued
   that would now arrive after its deadline can be re-sent elsewhere
   (`Capacity.arrival`);
-* queue under ``low`` and the link used at its rate: **grow**, by up to 2x per RTT while
+* queue under ``low`` and the link used at its rate: **grow** (never past twice the
+  largest delivery rate of the last second or two), by up to 2x per RTT while
   no queue was ever seen (STARTUP), by up to 1.25x per RTT far above the last cut, and
   by 8 % per RTT within a quarter of it for a second after it (GCC's near-convergence
   increase), capped by the configured bound;
@@ -55,12 +57,13 @@ FLOOR_BPS: Final = 64_000
 """No link is paced slower: probes and feedback must still pass."""
 _M32: Final = 0xFFFF_FFFF
 _BASE_WINDOW_NS: Final = 10 * NS_PER_S
+_MAX_JUMP_US: Final = 2_000_000
 _MIN_SAMPLE_NS: Final = 20 * NS_PER_MS
 _MIN_SAMPLE_DATAGRAMS: Final = 4
 _HIGH_MIN_NS: Final = 10 * NS_PER_MS
 _HIGH_MAX_NS: Final = 40 * NS_PER_MS
 _CONVERGED_FOR_NS: Final = NS_PER_S
-_NO_BASE: Final = 1 << 62  # no transit minimum yet
+_NO_BASE: Final = 1 << 62  # no transit minimum (yet)
 
 
 class Phase(enum.IntEnum):
@@ -82,6 +85,9 @@ class Capacity:
         "_bytes_at",
         "_cut_at",
         "_cut_rate",
+        "_dmax",
+        "_dmax_at",
+        "_dmax_prev",
         "_recent",
         "_sent_at",
         "_sent_bytes",
@@ -90,6 +96,7 @@ class Capacity:
         "_start_seq",
         "_top",
         "_transit",
+        "_transits",
         "bound_bps",
         "delivery_bps",
         "drain_until",
@@ -120,6 +127,7 @@ class Capacity:
         self._sent_at = [now] * RING
         self._top = -1
         self._transit: int | None = None  # µs, unwrapped around the previous sample
+        self._transits = [0] * 5  # the last five, for the median the minimum is taken of
         self._base = 0  # the smallest transit of this window, µs
         self._base_prev = 0  # ... and of the window before it
         self._base_at = now
@@ -128,6 +136,8 @@ class Capacity:
         self._start_got = 0
         self._cut_at = now - NS_PER_S
         self._cut_rate = 0
+        self._dmax = self._dmax_prev = 0  # the largest delivery sample of this second
+        self._dmax_at = now  # ... and of the one before
         self._recent = [0, 0, 0]  # the last three queue samples, ns
 
     # --- sending ---------------------------------------------------------------------
@@ -176,7 +186,7 @@ class Capacity:
         self.queue_ns = qd
         recent = self._recent
         recent[top % 3] = qd
-        send_bps = self._sample(top, got, rx_us, sent_at)
+        send_bps = self._sample(top, got, rx_us, sent_at, now)
         high = self._high(jitter_us)
         if min(recent) > high:
             if now - self._cut_at < max(rtt_ns, 2 * NS_PER_MS) or not self.delivery_bps:
@@ -187,7 +197,7 @@ class Capacity:
             self._grow(rtt_ns, now)
         return False
 
-    def _sample(self, top: int, got: int, rx_us: int, sent_at: int) -> int:
+    def _sample(self, top: int, got: int, rx_us: int, sent_at: int, now: int) -> int:
         """Close the delivery-rate interval at report `top` if it is long enough: sets
         `delivery_bps` and returns the rate the link was sent at over the same datagrams
         (0 when the interval stays open)."""
@@ -202,7 +212,12 @@ class Capacity:
         j = start % RING
         sent_bytes = self._bytes_at[top % RING] - self._bytes_at[j]
         arrived = max(0, min(datagrams, got - self._start_got))
-        self.delivery_bps = sent_bytes * arrived * 8 * NS_PER_S // (datagrams * span_ns)
+        delivered = sent_bytes * arrived * 8 * NS_PER_S // (datagrams * span_ns)
+        self.delivery_bps = delivered
+        if now - self._dmax_at > NS_PER_S:
+            self._dmax_prev, self._dmax, self._dmax_at = self._dmax, delivered, now
+        elif delivered > self._dmax:
+            self._dmax = delivered
         self._start_seq, self._start_rx, self._start_got = top, rx_us, got
         send_ns = sent_at - self._sent_at[j]
         return sent_bytes * 8 * NS_PER_S // send_ns if send_ns > 0 else 0
@@ -210,24 +225,31 @@ class Capacity:
     def _queue(self, rx_us: int, sent_at: int, now: int) -> int:
         """The queuing delay (ns) of a datagram sent at `sent_at` that arrived at peer
         time `rx_us`: its transit above the windowed minimum. The minimum is taken over
-        the larger of each two consecutive samples, so one datagram that came early (an
-        on-path copy that raced the original, or junk that took a link sequence's
-        place) cannot lower it, the first sample included."""
+        the median of each five consecutive samples, so datagrams that came early (an
+        on-path attacker racing copies of them ahead of the originals: authentic, so
+        accepted; junk that took a link sequence's place in the peer's report) move it
+        only if they are most of the traffic, from the first sample on: there is no
+        minimum before three samples are in."""
         raw = (rx_us - sent_at // NS_PER_US) & _M32
         prev = self._transit
-        if prev is None:  # no minimum from one sample: it may be the early one
-            self._transit = raw
+        recent = self._transits
+        if prev is None:
+            transit = raw
+            recent[:] = [_NO_BASE] * len(recent)
             self._base = self._base_prev = _NO_BASE
             self._base_at = now
-            return 0
-        transit = prev + (((raw - prev) + (1 << 31)) & _M32) - (1 << 31)
+        else:
+            transit = prev + (((raw - prev) + (1 << 31)) & _M32) - (1 << 31)
+            if abs(transit - prev) > _MAX_JUMP_US:
+                return self.queue_ns  # no path moves seconds at once: a forged report
         self._transit = transit
-        pair = max(transit, prev)
-        if pair <= self._base:
-            self._base, self._base_at = pair, now
+        recent[self._top % len(recent)] = transit
+        typical = sorted(recent)[len(recent) // 2]
+        if typical <= self._base:
+            self._base, self._base_at = typical, now
         elif now - self._base_at > _BASE_WINDOW_NS:
             # a new window: the old minimum counts until this one has run its course
-            self._base_prev, self._base, self._base_at = self._base, pair, now
+            self._base_prev, self._base, self._base_at = self._base, typical, now
         return max(0, transit - min(self._base, self._base_prev)) * NS_PER_US
 
     @staticmethod
@@ -257,6 +279,12 @@ class Capacity:
             gain_per_rtt = 0.25
         else:
             gain_per_rtt = 0.08
+        # what the link has shown it delivers bounds how far the estimate runs ahead of
+        # it: a link used in short bursts passes them through a token bucket without a
+        # queue, and would otherwise seem to carry any rate it is tried at
+        shown = max(self._dmax, self._dmax_prev)
+        if shown and rate >= 2 * shown:
+            return
         step = int(rate * gain_per_rtt * min(1.0, _MIN_SAMPLE_NS / max(rtt_ns, NS_PER_MS)))
         rate += max(step, 8_000)
         if self.bound_bps is not None:

@@ -130,7 +130,10 @@ class FecConfig:
     """Reed-Solomon FEC: blocks of up to `k` data packets protected by `m` parity packets."""
 
     k: int = attrs.field(default=8, validator=_validate_range(1, 64))
-    m: int = attrs.field(default=2, validator=_validate_range(1, 16))
+    """Records per block (at most, when adaptive)."""
+    m: int = attrs.field(default=4, validator=_validate_range(1, 16))
+    """Parity per block (at most, when adaptive: `plait.protection` picks the least that
+    reaches `Config.target_loss`, often none when re-sends fit the deadline)."""
     flush_ns: int | None = None
     """Longest a block stays open before its parity goes out; None: a quarter of the
     latency budget."""
@@ -182,7 +185,14 @@ class Config:
     """Bound on bytes queued for sending; beyond it `send` refuses (backpressure)."""
     streams: int = attrs.field(default=8, validator=_validate_range(1, 256))
     feedback_interval_ns: int = attrs.field(default=10 * NS_PER_MS, validator=_validate_positive)
+    """Longest the receiver waits, after new data, before sending a FEEDBACK."""
+    target_loss: float = attrs.field(default=1e-4, validator=_validate_range(1e-9, 0.5))
+    """The residual loss protection aims for (1e-4: 99.99 % of messages delivered): re-sends,
+    FEC and copies are chosen, by cost, to reach it (`plait.protection`)."""
+    max_protection: float = attrs.field(default=1.0, validator=_validate_range(0.0, 16.0))
+    """The most protection may add on the wire, as a fraction of the data (FEC parity
+    per record, copies count 1.0 each; below 1.0 no copies are made; 0: re-sends only)."""
     auto_duplicate: bool = True
     """Send a second copy on the next best link when a message's remaining budget is too
-    short for a lost packet to be detected and re-sent in time."""
-    """Longest the receiver waits, after new data, before sending a FEEDBACK."""
+    short for a lost packet to be detected and re-sent in time, and neither FEC nor
+    anything else can bring its loss under `target_loss`."""

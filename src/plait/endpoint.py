@@ -49,6 +49,7 @@ from plait.links import LinkState
 from plait.linkset import LinkSet
 from plait.outbox import Item, Outbox
 from plait.pmtu import PathMtu
+from plait.protection import arq_rounds, needs_copy
 from plait.seq import SEQ32
 from plait.stats import Stats, snapshot
 from plait.wire import (
@@ -71,6 +72,8 @@ _DATA_OVERHEAD: Final = 14  # DATA fixed fields + fragment fields
 _MAX_EVENTS: Final = 65_536
 _NEVER: Final = 1 << 62
 _STARTUP_NS: Final = 500_000_000
+_LOSS_JUDGED: Final = 100  # datagrams a link's loss estimate must span to be trusted
+_LOSS_PRIOR: Final = 0.01  # the loss assumed of a link until then
 _COPIES: Final = {None: 0, "best2": 1, "all": 15}
 Meta = tuple[int, int, int, int | None, int]  # link seq (unwrapped), size, ts, echo ts, delay
 #: A datagram to send at the next `datagrams_to_send`: link, type, body, and its echo
@@ -125,7 +128,7 @@ class Endpoint:
         self._usable_now = self.usable_rate_bps()
         self._control: deque[Control] = deque()
         self._feedback = FeedbackTimer(config.feedback_interval_ns, now)
-        self._fec = FecSender(self.outbox, self.links, config.fec, now)
+        self._fec = FecSender(self.outbox, self.links, config, now)
         self.closed = False
         self._hello_at = now
         self._hs = Handshake(config.psk, initiator, self._rng)
@@ -373,17 +376,33 @@ class Endpoint:
         return can_arrive
 
     def _no_time_to_repair(self, item: Item, link: int, now: int) -> bool:
-        """True when a loss of `item` on `link` could not be repaired before its deadline
-        (see `LinkSet.repair_fits`): then duplication is the only repair left."""
-        if not self.config.auto_duplicate:
+        """True when `item` should also go on a second link: what re-sends that fit its
+        deadline and the current FEC leave of a loss on `link` is above the target
+        (`plait.protection.needs_copy`), and copies are allowed."""
+        if not self.config.auto_duplicate or len(self.links.carrying()) < 2:
             return False
         # a backlog (more than ~10 ms of queued messages at the usable rate) is
         # overload: a second copy would cost a message behind it its turn
         behind = self.outbox.queued_bytes - (item.size - _DATA_OVERHEAD)  # not counting item
         if behind * 800 > self._usable_now:
             return False
-        feedback = self.config.feedback_interval_ns
-        return not self.links.repair_fits(link, item.deadline, now, feedback)
+        config = self.config
+        first, round_ns = self.links.arq_times(link, config.feedback_interval_ns, self.outbox.burst)
+        if not first:
+            return False  # no RTT known yet: nothing to weigh
+        health = self.links.links[link].health
+        loss = health.loss
+        if health.loss_span < _LOSS_JUDGED:  # not known yet: assume some
+            loss = max(loss, _LOSS_PRIOR)
+        repair = min((ln.health.loss for ln in self.links.carrying()), default=loss)
+        return needs_copy(
+            loss,
+            repair,
+            arq_rounds(item.deadline - now, first, round_ns),
+            self._fec.code(),
+            target=config.target_loss,
+            max_protection=config.max_protection,
+        )
 
     def _send_item(self, item: Item, link: int, now: int, out: list[tuple[bytes, int]]) -> None:
         base = self._fec.block_base(item)

@@ -11,13 +11,12 @@ on. Shards of unequal length work: each data shard is ``u16 length || record``,
 zero-padded to the block's longest (wire-format.md section 9). A rebuilt shard whose
 length prefix or padding does not check out is never handed on.
 
-`choose_params` sizes k, m and the flush deadline from measured loss, loss bursts and
-the time budget, within the configured bounds.
+How much parity a block gets is the protection policy's choice (`plait.protection`,
+`plait.fecpolicy`).
 """
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Sequence
 from typing import Final
@@ -26,7 +25,7 @@ from plait.errors import UsageError
 from plait.rs import ErasureCodec
 from plait.wire import MAX_BLOCK_SHARDS, Parity
 
-__all__ = ["BlockDecoder", "BlockEncoder", "FecStats", "choose_params", "shards_of"]
+__all__ = ["BlockDecoder", "BlockEncoder", "FecStats", "shards_of"]
 
 _LEN: Final = struct.Struct("!H")
 
@@ -104,8 +103,9 @@ class BlockEncoder:
         self.set_params(k, m, flush_ns)
 
     def set_params(self, k: int, m: int, flush_ns: int) -> None:
-        """New code parameters; the open block keeps its own, the next block uses these."""
-        if not (k >= 1 and m >= 1 and k + m <= MAX_BLOCK_SHARDS and flush_ns >= 0):
+        """New code parameters; the open block keeps its own, the next block uses these.
+        ``m == 0``: no FEC for now (records start no block until parity is wanted)."""
+        if not (k >= 1 and m >= 0 and k + m <= MAX_BLOCK_SHARDS and flush_ns >= 0):
             raise UsageError(f"bad FEC parameters k={k} m={m} flush_ns={flush_ns}")
         self.k, self.m, self.flush_ns = k, m, flush_ns
 
@@ -123,6 +123,8 @@ class BlockEncoder:
         """Add the record just sent with data sequence `seq` (one more than the last);
         returns the block's parity if this record completes it."""
         if not self._records:
+            if not self.m:
+                return []  # no FEC for now: nothing to keep
             self._base, self._opened_at = seq, now
             self._block = (self.k, self.m, self.flush_ns)
         elif seq != self._base + len(self._records):
@@ -313,37 +315,3 @@ class BlockDecoder:
         self.stats.blocks_recovered += 1
         self._close(block, lost=False)
         return rebuilt
-
-
-def _block_loss(n: int, m: int, p: float) -> float:
-    """P(more than m of n shards lost), independent losses with probability p."""
-    return 1.0 - sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(m + 1))
-
-
-def choose_params(
-    *,
-    k_max: int,
-    m_max: int,
-    loss: float,
-    burst: float,
-    budget_ns: int,
-    packet_interval_ns: int,
-    target: float = 1e-3,
-) -> tuple[int, int, int]:
-    """(k, m, flush_ns) for the next blocks, within ``k <= k_max`` and ``m <= m_max``.
-
-    * flush: a quarter of the time budget, so parity still arrives in time after the
-      block's slowest member;
-    * k: no more records than the traffic brings in before the flush (a longer block
-      would be flushed partial anyway), at least 1;
-    * m: the least parity that keeps the chance of losing a block under `target` for the
-      measured loss (binomial), and at least the mean loss burst length (rounded up),
-      so that one burst on one link does not defeat the block.
-    """
-    flush_ns = max(1, budget_ns // 4)
-    fill = flush_ns // packet_interval_ns if packet_interval_ns > 0 else k_max
-    k = max(1, min(k_max, fill))
-    p = min(max(loss, 0.0), 0.5)
-    m = next((m for m in range(1, m_max + 1) if _block_loss(k + m, m, p) <= target), m_max)
-    m = min(m_max, max(m, math.ceil(burst) if burst > 1 else 1))
-    return k, m, flush_ns

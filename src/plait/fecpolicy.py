@@ -4,9 +4,12 @@
   block, so that losing one link costs a block no more than m packets wherever the
   number of links allows it (with fewer links the cap is the even share). The cap is a
   preference for the link choice, never a reason to hold a packet back.
-* Sizing: twice a second k, m and the flush deadline are re-chosen with
-  `plait.fec.choose_params` from the links' rate-weighted loss, the mean loss burst, the
-  traffic rate and the latency budget, within the configured maxima.
+* Sizing: twice a second k, m and the flush deadline are re-chosen: the flush from the
+  latency budget (what is left after the fastest link's one-way delay), k from what
+  the traffic brings in that time, m by
+  `plait.protection.choose_fec`: the least parity that, with the re-sends that fit the
+  budget, brings the residual loss under `Config.target_loss` (0: none at all, when
+  re-sends alone do), within `Config.max_protection` and the configured maximum.
 """
 
 from __future__ import annotations
@@ -14,16 +17,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from plait.config import FecConfig
-from plait.fec import BlockEncoder, choose_params
+from plait.config import Config, FecConfig
+from plait.fec import BlockEncoder
 from plait.linkset import LinkSet
 from plait.outbox import Item, Outbox
+from plait.protection import choose_fec
 from plait.rs import ErasureCodec, default_codec
 
 __all__ = ["FecSender", "codec"]
 
 _TUNE_EVERY: Final = 500_000_000
 _BLOCKS_TRACKED: Final = 8
+_JUDGED: Final = 100  # datagrams a link's loss estimate must span to be trusted
 _CODEC: list[ErasureCodec] = []  # one per process: stateless but for its caches
 
 
@@ -45,17 +50,34 @@ def new_encoder(fec: FecConfig | None, latency_ns: int) -> BlockEncoder | None:
 class FecSender:
     """Spread and sizing of the blocks an `Outbox` sends."""
 
-    __slots__ = ("_next_tune", "_spread", "config", "links", "outbox")
+    __slots__ = (
+        "_next_tune",
+        "_records_at",
+        "_spread",
+        "_tuned_at",
+        "authenticated",
+        "config",
+        "feedback_ns",
+        "links",
+        "max_protection",
+        "outbox",
+        "target_loss",
+    )
 
-    def __init__(self, outbox: Outbox, links: LinkSet, config: FecConfig | None, now: int) -> None:
-        self.outbox, self.links, self.config = outbox, links, config
+    def __init__(self, outbox: Outbox, links: LinkSet, config: Config, now: int) -> None:
+        self.outbox, self.links, self.config = outbox, links, config.fec
+        self.target_loss = config.target_loss
+        self.max_protection = config.max_protection
+        self.feedback_ns = config.feedback_interval_ns
+        self.authenticated = config.psk is not None
+        self._records_at, self._tuned_at = 0, now  # records sent at the last tune
         self._spread: dict[int, list[int]] = {}  # block base -> its datagrams per link
         self._next_tune = now
 
     def block_base(self, item: Item) -> int | None:
         """The block `item` belongs to (None: FEC off, or a repair)."""
         fec = self.outbox.fec
-        if fec is None or item.kind == 1:
+        if fec is None or item.kind == 1 or (not fec.m and fec.block_base is None):
             return None
         if item.is_parity:
             return item.seq
@@ -93,14 +115,32 @@ class FecSender:
         if fec is None or encoder is None or not fec.adaptive:
             return
         carrying = self.links.carrying()
-        total = sum(ln.rate_bps for ln in carrying) or 1
-        loss = sum(ln.health.loss * ln.rate_bps for ln in carrying) / total
-        k, m, flush = choose_params(
-            k_max=fec.k,
-            m_max=fec.m,
-            loss=loss,
-            burst=self.outbox.burst,
+        # parity must reach the peer before the block's first record's deadline: the
+        # block may stay open for what is left after the fastest link's one-way delay
+        # (a quarter of the budget at least), and holds what the traffic brings by then
+        fastest = min((ln.rtt.min_rtt // 2 + ln.margin_ns for ln in carrying), default=0)
+        flush = max(latency_ns // 4, (latency_ns - fastest) * 3 // 4)
+        records = self.outbox.stats.records
+        elapsed = max(1, now - self._tuned_at)
+        sent = records - self._records_at
+        self._records_at, self._tuned_at = records, now
+        k = max(1, min(fec.k, sent * flush // elapsed)) if sent else fec.k  # idle: as set
+        m = choose_fec(
+            self.links.protection_views(self.feedback_ns, self.outbox.burst),
             budget_ns=latency_ns,
-            packet_interval_ns=max(1, (1200 * 8 * 1_000_000_000) // total),
+            k=k,
+            m_max=fec.m,
+            burst=self.outbox.burst,
+            target=self.target_loss,
+            max_protection=self.max_protection,
         )
+        if not self.authenticated or any(ln.health.loss_span < _JUDGED for ln in carrying):
+            # a link's loss is not known yet, or (no psk) anyone on the path can forge
+            # the acknowledgements re-sends rely on: keep some parity
+            m = max(m, 1)
         encoder.set_params(k, m, fec.flush_ns if fec.flush_ns is not None else flush)
+
+    def code(self) -> tuple[int, int]:
+        """(k, m) of the blocks being sent now ((1, 0): no FEC)."""
+        encoder = self.outbox.fec
+        return (encoder.k, encoder.m) if encoder is not None else (1, 0)

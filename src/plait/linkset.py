@@ -27,6 +27,7 @@ from plait.config import Config, Scheduling
 from plait.dwrr import Striper
 from plait.links import Epoch, LinkHealth, LinkState, rtt_from_echo
 from plait.pacing import Pacer
+from plait.protection import LinkView
 from plait.seq import SEQ16, ReceiveWindow, Verdict
 from plait.wire import PacketType, pack_header
 
@@ -387,18 +388,36 @@ class LinkSet:
         rtts = [ln.health.rtt.min_rtt for ln in self.links if ln.health.rtt.samples]
         return min(rtts) if rtts else 0
 
-    def repair_fits(self, link: int, deadline: int, now: int, feedback_ns: int) -> bool:
-        """Whether a datagram lost on `link` now could still be repaired by its deadline:
-        detecting the loss takes about that link's RTT (its minimum plus the queue it
-        holds now: the smoothed RTT lags a queue that comes and goes) plus the peer's
-        feedback delay, the re-send one more (fastest) one-way delay. True when it is not
-        known yet, or when there is no other link to duplicate on anyway."""
+    def arq_times(self, link: int, feedback_ns: int, burst: float = 1.0) -> tuple[int, int]:
+        """(first, round) for `plait.protection`: how long after sending on `link` a
+        re-send of a lost datagram lands (the link's RTT, its minimum plus the queue it
+        holds now, + the peer's feedback delay + a reordering window, + the rest of a
+        loss burst of mean length `burst`, which hides the loss until a later datagram
+        arrives; then the fastest link's one-way delay and arrival margin), and how
+        long each further round takes (the fastest link's RTT + the feedback delay).
+        (0, 0) before any RTT sample."""
         ln = self.links[link]
         rtt = ln.rtt
-        if not rtt.samples or len(self.carrying()) < 2:
-            return True
+        sampled = [x for x in self.carrying() if x.rtt.samples] or [ln]
+        if not rtt.samples:
+            return 0, 0
+        fast = min(sampled, key=lambda x: (x.rtt.min_rtt, x.id))
+        low = fast.rtt.min_rtt
         detect = rtt.min_rtt + ln.capacity.queue_ns + feedback_ns
-        return deadline - now >= detect + self.min_rtt() // 2
+        detect += max(1_000_000, rtt.min_rtt // 8)
+        used = ln.capacity.delivery_bps
+        if burst > 1.0 and used > 0:  # datagrams on this link are this far apart
+            detect += int((burst - 1.0) * 1228 * 8_000_000_000 / used)
+        return detect + low // 2 + fast.margin_ns, low + feedback_ns
+
+    def protection_views(self, feedback_ns: int, burst: float) -> list[LinkView]:
+        """Each data-carrying link as `plait.protection` sees it: (its share of the
+        traffic, its loss, and its re-send times, `arq_times`)."""
+        views: list[LinkView] = []
+        for ln in self.carrying():
+            first, round_ns = self.arq_times(ln.id, feedback_ns, burst)
+            views.append((float(ln.capacity.rate_bps), ln.health.loss, first, round_ns))
+        return views
 
     def clock_margin(self, latency_ns: int) -> int:
         """The early bias of the peer-clock mapping (`plait.clock`): twice the jitter of

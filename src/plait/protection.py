@@ -1,0 +1,144 @@
+"""Protection by cost: re-sends, FEC and copies, chosen for what the deadline needs.
+
+A message sent on a link with loss ``p`` is lost with probability ``p``; three repairs
+can lower that, each at a price on the wire:
+
+* **ARQ** (a re-send after the loss is found) costs only what is lost (``p`` of the
+  bytes), but needs time: the loss shows after about the link's RTT plus the peer's
+  feedback delay and a reordering window, and the re-send then needs the fastest
+  link's one-way delay. Each further round needs the fastest link's RTT plus the
+  feedback delay again. With ``r`` rounds that fit the budget, the residual loss is
+  ``p * q^r`` (``q``: the repair links' loss).
+* **FEC** (``m`` parity per ``k`` records, `plait.fec`) costs ``m / k`` always, and
+  repairs without a round trip: a record stays lost only when more than ``m`` of the
+  ``k + m`` packets of its block are. What FEC cannot rebuild, ARQ still may.
+* **Copies** (the same record on a second link) cost 100 %, and leave ``p * q``.
+
+The policy takes the cheapest that brings the residual under `Config.target_loss`
+(1e-4 by default: 99.99 % delivered), within `Config.max_protection` (the most extra
+bytes, as a fraction of the data, a user allows): ARQ alone when the budget holds
+enough rounds; else the least FEC that, with whatever rounds fit, reaches the target;
+copies only for a message that neither can save in time. Losses come in bursts on
+real links; the FEC side keeps at least the mean burst length of parity (`plait.fec`).
+
+All figures are per link, weighted by each link's share of the traffic. The model and
+its numbers are in docs/design.md ("Protection").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Final
+
+__all__ = [
+    "LinkView",
+    "arq_rounds",
+    "choose_fec",
+    "fec_left",
+    "needs_copy",
+    "residual",
+    "residual_arq",
+]
+
+_MAX_ROUNDS: Final = 8  # beyond this, q^r is 0 for any loss a link stays UP with
+_MAX_LOSS: Final = 0.5
+_BURSTY: Final = 1.5
+"""Mean loss burst (datagrams) from which losses are not independent: a burst hides
+itself from loss detection and takes the re-send's neighbours too, so ARQ alone is not
+trusted and FEC sized to the burst is kept."""
+
+LinkView = tuple[float, float, int, int]
+"""One link as the policy sees it: (share of traffic, loss, time to find a loss on it
+and land a re-send elsewhere (ns), one further round (ns))."""
+
+
+def arq_rounds(budget_ns: int, first_ns: int, round_ns: int) -> int:
+    """How many re-sends can still land within `budget_ns`: the first needs
+    `first_ns`, each further one `round_ns` more."""
+    if budget_ns < first_ns or first_ns <= 0:
+        return 0
+    if round_ns <= 0:
+        return _MAX_ROUNDS
+    return min(_MAX_ROUNDS, 1 + (budget_ns - first_ns) // round_ns)
+
+
+def residual_arq(loss: float, repair_loss: float, rounds: int) -> float:
+    """The chance a record is never delivered: lost, then every re-send lost too."""
+    return min(loss, _MAX_LOSS) * min(repair_loss, _MAX_LOSS) ** rounds
+
+
+def fec_left(k: int, m: int, p: float) -> float:
+    """The chance that a record lost in a block of ``k + m`` is not rebuilt: ``m`` or
+    more of the other ``k + m - 1`` packets are lost too (independent losses)."""
+    if m <= 0:
+        return 1.0
+    n = k + m - 1
+    return 1.0 - sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(m))
+
+
+def residual(links: Sequence[LinkView], budget_ns: int, fec_left: float = 1.0) -> float:
+    """The traffic-weighted chance a record is never delivered: lost on its link, not
+    rebuilt by FEC (`fec_left`), and every re-send that fits `budget_ns` lost too (on
+    the least lossy link)."""
+    if not links:
+        return 0.0
+    total = sum(share for share, _, _, _ in links) or 1.0
+    repair = min(loss for _, loss, _, _ in links)
+    out = 0.0
+    for share, loss, first_ns, round_ns in links:
+        rounds = arq_rounds(budget_ns, first_ns, round_ns)
+        out += share / total * residual_arq(loss, repair, rounds)
+    return out * fec_left
+
+
+def _lossy(links: Sequence[LinkView]) -> bool:
+    return any(loss > 0.0 for _, loss, _, _ in links)
+
+
+def choose_fec(
+    links: Sequence[LinkView],
+    *,
+    budget_ns: int,
+    k: int,
+    m_max: int,
+    burst: float,
+    target: float,
+    max_protection: float,
+) -> int:
+    """The parity count per block of `k` records (0: no FEC) that, with the re-sends
+    that fit `budget_ns`, brings the residual loss under `target` at the least cost
+    (at most `m_max`, and ``m / k <= max_protection``; at least the mean loss burst).
+    When nothing allowed does, the most parity allowed."""
+    if not links:
+        return 0
+    if residual(links, budget_ns) <= target and (burst < _BURSTY or not _lossy(links)):
+        return 0  # ARQ alone does (or nothing is lost)
+    total = sum(share for share, _, _, _ in links) or 1.0
+    p = min(_MAX_LOSS, sum(share * loss for share, loss, _, _ in links) / total)
+    cap = min(m_max, int(max_protection * k + 1e-9))
+    floor = max(1, math.ceil(burst)) if burst > 1 else 1
+    for m in range(min(floor, cap), cap + 1):
+        if m and residual(links, budget_ns, fec_left(k, m, p)) <= target:
+            return m
+    return cap
+
+
+def needs_copy(
+    loss: float,
+    repair_loss: float,
+    rounds: int,
+    fec: tuple[int, int],
+    *,
+    target: float,
+    max_protection: float,
+) -> bool:
+    """Whether one message should also go on a second link: what ARQ (`rounds` re-sends
+    fit its deadline) and FEC (``(k, m)`` of its block; m = 0: none) leave of a loss
+    is above `target`, and copies are allowed (`max_protection` >= 1). Copies are for
+    the few messages nothing else saves (a slow link, a deadline shorter than a round
+    trip); the common case is sized by `choose_fec`, so they cost little on average."""
+    k, m = fec
+    if max_protection < 1.0:
+        return False
+    return residual_arq(loss, repair_loss, rounds) * fec_left(k, m, loss) > target

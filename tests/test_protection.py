@@ -1,0 +1,121 @@
+"""The protection policy (`plait.protection`): re-sends, FEC and copies by cost.
+
+Properties: re-sends counted never land after the deadline; FEC stays within its caps
+and is none when re-sends alone reach the target; when some allowed parity reaches the
+target the least such is chosen; more loss never buys less parity; copies only when
+nothing else reaches the target and the user allows them (never more than one copy).
+"""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from plait.protection import (
+    arq_rounds,
+    choose_fec,
+    fec_left,
+    needs_copy,
+    residual,
+    residual_arq,
+)
+
+MS = 1_000_000
+
+times = st.integers(1 * MS, 700 * MS)
+links = st.lists(
+    st.tuples(st.floats(0.1, 10.0), st.floats(0.0, 0.3), times, times), min_size=1, max_size=6
+)
+
+
+@given(budget=st.integers(0, 2_000 * MS), first=times, round_ns=times)
+def test_counted_resends_land_before_the_deadline(budget: int, first: int, round_ns: int) -> None:
+    rounds = arq_rounds(budget, first, round_ns)
+    if rounds:
+        assert first + (rounds - 1) * round_ns <= budget
+    assert arq_rounds(budget + round_ns, first, round_ns) >= rounds  # more time, no fewer
+
+
+def test_resends_by_example() -> None:
+    assert arq_rounds(150 * MS, 60 * MS, 40 * MS) == 3  # at 60, 100, 140 ms
+    assert arq_rounds(50 * MS, 60 * MS, 40 * MS) == 0  # the deadline is inside a round trip
+    assert residual_arq(0.02, 0.01, 2) == 0.02 * 0.01**2
+
+
+@given(
+    views=links,
+    budget=st.integers(1 * MS, 1_000 * MS),
+    k=st.integers(1, 16),
+    m_max=st.integers(1, 8),
+    burst=st.floats(1.0, 10.0),
+    cap=st.floats(0.0, 2.0),
+    target=st.floats(1e-6, 1e-2),
+)
+def test_fec_is_the_least_that_reaches_the_target_within_its_caps(
+    views: list[tuple[float, float, int, int]],
+    budget: int,
+    k: int,
+    m_max: int,
+    burst: float,
+    cap: float,
+    target: float,
+) -> None:
+    m = choose_fec(
+        views, budget_ns=budget, k=k, m_max=m_max, burst=burst, target=target, max_protection=cap
+    )
+    assert 0 <= m <= m_max
+    assert m / k <= cap + 1e-9  # the overhead cap holds
+    if burst < 1.5 and residual(views, budget) <= target:
+        assert m == 0  # re-sends alone do: no parity at all
+    total = sum(share for share, _, _, _ in views)
+    p = min(0.5, sum(share * loss for share, loss, _, _ in views) / total)
+    if m and residual(views, budget, fec_left(k, m, p)) <= target:
+        floor = max(1, -int(-burst // 1)) if burst > 1 else 1
+        # nothing cheaper (at or above the burst floor) would have done
+        for smaller in range(max(1, floor), m):
+            assert residual(views, budget, fec_left(k, smaller, p)) > target
+
+
+@given(
+    low=st.floats(0.001, 0.1),
+    extra=st.floats(0.0, 0.2),
+    budget=st.integers(1 * MS, 300 * MS),
+)
+def test_more_loss_never_buys_less_parity(low: float, extra: float, budget: int) -> None:
+    def m(loss: float) -> int:
+        view = [(1.0, loss, 40 * MS, 30 * MS)]
+        return choose_fec(
+            view, budget_ns=budget, k=8, m_max=8, burst=1.0, target=1e-4, max_protection=1.0
+        )
+
+    assert m(low + extra) >= m(low)
+
+
+def test_the_deadline_picks_the_repair() -> None:
+    """2 % loss, a 40 ms RTT link: a 150 ms budget leaves re-sends (no FEC); a 30 ms one,
+    inside the round trip, needs FEC; a copy only for what FEC at its cap leaves."""
+    view = [(1.0, 0.02, 55 * MS, 30 * MS)]
+    kw = {"k": 8, "m_max": 4, "burst": 1.0, "target": 1e-4, "max_protection": 1.0}
+    assert choose_fec(view, budget_ns=150 * MS, **kw) == 0  # type: ignore[arg-type]  # (kw)
+    m = choose_fec(view, budget_ns=30 * MS, **kw)  # type: ignore[arg-type]  # (kw)
+    assert 1 <= m <= 4
+    assert residual(view, 30 * MS, fec_left(8, m, 0.02)) <= 1e-4
+    assert not needs_copy(0.02, 0.02, 0, (8, m), target=1e-4, max_protection=1.0)
+    assert needs_copy(0.02, 0.02, 0, (1, 0), target=1e-4, max_protection=1.0)  # no FEC
+    assert not needs_copy(0.02, 0.02, 2, (1, 0), target=1e-4, max_protection=1.0)  # resends
+    assert not needs_copy(0.3, 0.3, 0, (1, 0), target=1e-4, max_protection=0.5)  # not allowed
+
+
+@given(
+    loss=st.floats(0.0, 0.5),
+    repair=st.floats(0.0, 0.5),
+    rounds=st.integers(0, 8),
+    k=st.integers(1, 16),
+    m=st.integers(0, 8),
+)
+def test_a_copy_is_made_only_when_the_rest_falls_short(
+    loss: float, repair: float, rounds: int, k: int, m: int
+) -> None:
+    copy = needs_copy(loss, repair, rounds, (k, m), target=1e-4, max_protection=1.0)
+    assert copy == (residual_arq(loss, repair, rounds) * fec_left(k, m, loss) > 1e-4)
+    assert not needs_copy(loss, repair, rounds, (k, m), target=1e-4, max_protection=0.99)
