@@ -142,13 +142,16 @@ def test_relay_over_four_shaped_lossy_links(namespaces: tuple[str, str], tmp_pat
     assert lat["min"] >= min(DELAYS_MS)
     # The floors: the best link's (12.1 ms) is what one perfect path would give; the
     # worst link's (35.2 ms) is what in-order delivery waits for when a message rides
-    # the slowest link and FEC does not rebuild it sooner. The median stays within
-    # twice the best floor; p99 within the worst floor + 15 ms (a parity packet or a
-    # re-send); each + `slack`. Nothing comes later than its deadline, + 10 ms for the
+    # the slowest link. The median stays within twice the best floor. Losses (2 %, so
+    # past p99) are repaired by re-sends, which fit this 150 ms budget and cost far
+    # less than FEC (plait.protection): such a message arrives about one slow round
+    # trip (2 x 30 ms) plus the feedback delay later, so p99 stays within the worst
+    # floor + that + 15 ms; each + `slack`. Nothing comes later than its deadline, + 10 ms for the
     # two local hops, + the longest the canary was held up: relay B decides on time,
     # and may be held up before the datagram leaves it.
     assert lat["p50"] <= 2 * min(floors) + slack, (lat, slack)
-    assert lat["p99"] <= max(floors) + 15.0 + slack, (lat, slack)
+    repair_ms = 2 * max(DELAYS_MS) + 10.0  # one slow round trip + the feedback delay
+    assert lat["p99"] <= max(floors) + repair_ms + 15.0 + slack, (lat, slack)
     assert lat["max"] <= LATENCY_MS + 10.0 + held["max"] / 1000, (lat, held)
 
 
