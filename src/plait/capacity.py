@@ -100,7 +100,6 @@ class Capacity:
         "bound_bps",
         "delivery_bps",
         "drain_until",
-        "jitter_us",
         "phase",
         "queue_ns",
         "rate_bps",
@@ -119,8 +118,6 @@ class Capacity:
         """The queuing delay of the last report: one-way delay above its minimum."""
         self.drain_until = 0
         """Until when the link should take no new data (its queue drains)."""
-        self.jitter_us = 0
-        """The jitter of our datagrams on this link, as the peer last reported it."""
         self.sent = 0
         self._sent_bytes = 0
         self._bytes_at = [0] * RING
@@ -180,7 +177,6 @@ class Capacity:
         if top <= self._top or top >= self.sent or self.sent - top > RING:
             return False  # old, about datagrams never sent, or out of the ring
         self._top = top
-        self.jitter_us = jitter_us
         sent_at = self._sent_at[top % RING]
         qd = self._queue(rx_us, sent_at, now)
         self.queue_ns = qd

@@ -49,7 +49,6 @@ from plait.links import LinkState
 from plait.linkset import LinkSet
 from plait.outbox import Item, Outbox
 from plait.pmtu import PathMtu
-from plait.protection import arq_rounds, needs_copy
 from plait.seq import SEQ32
 from plait.stats import Stats, snapshot
 from plait.wire import (
@@ -72,8 +71,6 @@ _DATA_OVERHEAD: Final = 14  # DATA fixed fields + fragment fields
 _MAX_EVENTS: Final = 65_536
 _NEVER: Final = 1 << 62
 _STARTUP_NS: Final = 500_000_000
-_LOSS_JUDGED: Final = 100  # datagrams a link's loss estimate must span to be trusted
-_LOSS_PRIOR: Final = 0.01  # the loss assumed of a link until then
 _COPIES: Final = {None: 0, "best2": 1, "all": 15}
 Meta = tuple[int, int, int, int | None, int]  # link seq (unwrapped), size, ts, echo ts, delay
 #: A datagram to send at the next `datagrams_to_send`: link, type, body, and its echo
@@ -113,7 +110,6 @@ class Endpoint:
         # a full datagram's payload, and its size: what messages are cut to
         self._payload_share = self._pmtu.payload(self.links.links)
         self._usable_reported = 0  # the rate the last UsableRateChanged said
-        self._usable_now = 0  # ... and the rate now
         self._first_send = -1  # when the application first sent (-1: not yet)
         encoder = new_encoder(config.fec, self.latency_ns)
         self._decoder = BlockDecoder(codec()) if config.fec is not None else None
@@ -125,7 +121,7 @@ class Endpoint:
             fec=encoder,
         )
         self.inbox = Inbox(self._emit, self._clock.to_local, streams=config.streams)
-        self._usable_now = self.usable_rate_bps()
+        self._usable_now = self.usable_rate_bps()  # ... and the rate now
         self._control: deque[Control] = deque()
         self._feedback = FeedbackTimer(config.feedback_interval_ns, now)
         self._fec = FecSender(self.outbox, self.links, config, now)
@@ -217,9 +213,10 @@ class Endpoint:
                 if (
                     item.kind == 0
                     and not item.copies
-                    and self._no_time_to_repair(item, chosen, now)
+                    and self.config.auto_duplicate
+                    and self._fec.wants_copy(item, chosen, now, self._usable_now)
                 ):
-                    item.copies = 1  # a re-send could not arrive in time: send two now
+                    item.copies = 1  # nothing else saves it in time: send two now
                 self._send_item(item, chosen, now, out)
             elif links.wake_at is not None:
                 self.outbox.hold(item)
@@ -375,35 +372,6 @@ class Endpoint:
 
         return can_arrive
 
-    def _no_time_to_repair(self, item: Item, link: int, now: int) -> bool:
-        """True when `item` should also go on a second link: what re-sends that fit its
-        deadline and the current FEC leave of a loss on `link` is above the target
-        (`plait.protection.needs_copy`), and copies are allowed."""
-        if not self.config.auto_duplicate or len(self.links.carrying()) < 2:
-            return False
-        # a backlog (more than ~10 ms of queued messages at the usable rate) is
-        # overload: a second copy would cost a message behind it its turn
-        behind = self.outbox.queued_bytes - (item.size - _DATA_OVERHEAD)  # not counting item
-        if behind * 800 > self._usable_now:
-            return False
-        config = self.config
-        first, round_ns = self.links.arq_times(link, config.feedback_interval_ns, self.outbox.burst)
-        if not first:
-            return False  # no RTT known yet: nothing to weigh
-        health = self.links.links[link].health
-        loss = health.loss
-        if health.loss_span < _LOSS_JUDGED:  # not known yet: assume some
-            loss = max(loss, _LOSS_PRIOR)
-        repair = min((ln.health.loss for ln in self.links.carrying()), default=loss)
-        return needs_copy(
-            loss,
-            repair,
-            arq_rounds(item.deadline - now, first, round_ns),
-            self._fec.code(),
-            target=config.target_loss,
-            max_protection=config.max_protection,
-        )
-
     def _send_item(self, item: Item, link: int, now: int, out: list[tuple[bytes, int]]) -> None:
         base = self._fec.block_base(item)
         body = self.outbox.commit(item, now)
@@ -517,7 +485,7 @@ class Endpoint:
         if echo_ts is not None:  # a new RTT sample: what depends on RTTs moves
             self._clock.min_rtt_ns = self.links.min_rtt()
             self._clock.margin_ns = self.links.clock_margin(self.latency_ns)
-            self.links.set_margin(self.latency_ns)
+            self.links.set_margin(self._clock.margin_ns)
             self._timeouts[link] = loss_timeout(self.config, ln.health.rtt)
 
     def _receive_hello(self, data: Buffer, link: int, now: int, session: int, offset: int) -> None:

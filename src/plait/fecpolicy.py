@@ -1,4 +1,5 @@
-"""The sender's FEC policy: which code the next blocks use, and where their packets go.
+"""The sender's protection policy in practice: which code the next FEC blocks use,
+where their packets go, and which messages also go on a second link.
 
 * Spread: a link may carry at most ``max(m, ceil((k + m) / links))`` packets of one
   block, so that losing one link costs a block no more than m packets wherever the
@@ -10,6 +11,9 @@
   `plait.protection.choose_fec`: the least parity that, with the re-sends that fit the
   budget, brings the residual loss under `Config.target_loss` (0: none at all, when
   re-sends alone do), within `Config.max_protection` and the configured maximum.
+* Copies: a new fragment also goes on a second link only when neither the re-sends that
+  fit its deadline nor the current FEC bring its loss under the target
+  (`FecSender.wants_copy`, `plait.protection.needs_copy`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from plait.config import Config, FecConfig
 from plait.fec import BlockEncoder
 from plait.linkset import LinkSet
 from plait.outbox import Item, Outbox
-from plait.protection import choose_fec
+from plait.protection import arq_rounds, choose_fec, needs_copy
 from plait.rs import ErasureCodec, default_codec
 
 __all__ = ["FecSender", "codec"]
@@ -29,6 +33,8 @@ __all__ = ["FecSender", "codec"]
 _TUNE_EVERY: Final = 500_000_000
 _BLOCKS_TRACKED: Final = 8
 _JUDGED: Final = 100  # datagrams a link's loss estimate must span to be trusted
+_LOSS_PRIOR: Final = 0.01  # the loss assumed of a link until then (copy decisions)
+_DATA_OVERHEAD: Final = 14  # a new fragment's item size over its payload
 _CODEC: list[ErasureCodec] = []  # one per process: stateless but for its caches
 
 
@@ -139,6 +145,34 @@ class FecSender:
             # the acknowledgements re-sends rely on: keep some parity
             m = max(m, 1)
         encoder.set_params(k, m, fec.flush_ns if fec.flush_ns is not None else flush)
+
+    def wants_copy(self, item: Item, link: int, now: int, usable_bps: int) -> bool:
+        """Whether a new fragment going out on `link` should also go on a second link:
+        what the re-sends that fit its deadline and the current FEC leave of a loss there
+        is above the target (`plait.protection.needs_copy`; a link whose loss is not
+        judged yet is assumed to lose 1 %). Never with one link, nor behind a backlog
+        (more than ~10 ms of queued messages at the `usable_bps`): that is overload, and
+        a copy would cost a message behind it its turn."""
+        links = self.links
+        carrying = links.carrying()
+        if len(carrying) < 2:
+            return False
+        behind = self.outbox.queued_bytes - (item.size - _DATA_OVERHEAD)  # not counting item
+        if behind * 800 > usable_bps:
+            return False
+        first, round_ns = links.arq_times(link, self.feedback_ns, self.outbox.burst)
+        if not first:
+            return False  # no RTT known yet: nothing to weigh
+        health = links.links[link].health
+        loss = health.loss if health.loss_span >= _JUDGED else max(health.loss, _LOSS_PRIOR)
+        return needs_copy(
+            loss,
+            min(ln.health.loss for ln in carrying),
+            arq_rounds(item.deadline - now, first, round_ns),
+            self.code(),
+            target=self.target_loss,
+            max_protection=self.max_protection,
+        )
 
     def code(self) -> tuple[int, int]:
         """(k, m) of the blocks being sent now ((1, 0): no FEC)."""
