@@ -81,6 +81,9 @@ def _ephemeral_low() -> int:
 
 _PICK: Final = random.Random(os.urandom(16))
 """Picks test ports; not seeded: each test process should pick its own."""
+_HANDED: set[int] = set()
+"""Ports `free_ports` gave out in this process: never twice (two calls in one test, the
+second picking a port the first handed out but nobody had bound yet, failed CI once)."""
 
 
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
@@ -92,14 +95,19 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
     socks: list[socket.socket] = []
     try:
         while len(socks) < n:
+            port = _PICK.randrange(10_000, top)
+            if port in _HANDED:
+                continue  # handed out already: its test may not have bound it yet
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             try:
-                sock.bind((host, _PICK.randrange(10_000, top)))
+                sock.bind((host, port))
             except OSError:
                 sock.close()
                 continue
             socks.append(sock)
-        return [sock.getsockname()[1] for sock in socks]
+        ports = [sock.getsockname()[1] for sock in socks]
+        _HANDED.update(ports)
+        return ports
     finally:
         for sock in socks:
             sock.close()

@@ -63,6 +63,7 @@ class FecSender:
         "_tuned_at",
         "authenticated",
         "config",
+        "down_after_ns",
         "feedback_ns",
         "links",
         "max_protection",
@@ -75,6 +76,7 @@ class FecSender:
         self.target_loss = config.target_loss
         self.max_protection = config.max_protection
         self.feedback_ns = config.feedback_interval_ns
+        self.down_after_ns = config.health.down_after_ns
         self.authenticated = config.psk is not None
         self._records_at, self._tuned_at = 0, now  # records sent at the last tune
         self._spread: dict[int, list[int]] = {}  # block base -> its datagrams per link
@@ -140,9 +142,16 @@ class FecSender:
             target=self.target_loss,
             max_protection=self.max_protection,
         )
-        if not self.authenticated or any(ln.health.loss_span < _JUDGED for ln in carrying):
-            # a link's loss is not known yet, or (no psk) anyone on the path can forge
-            # the acknowledgements re-sends rely on: keep some parity
+        outage_ns = self.down_after_ns + min((ln.rtt.srtt for ln in carrying), default=0)
+        if (
+            not self.authenticated
+            or any(ln.health.loss_span < _JUDGED for ln in carrying)
+            or (len(carrying) > 1 and latency_ns < outage_ns)
+        ):
+            # a link's loss is not known yet; or (no psk) anyone on the path can forge
+            # the acknowledgements re-sends rely on; or a link that dies is found only
+            # after the budget (300 ms + RTT), so what it held can only be rebuilt from
+            # parity on the others (the spread keeps a block's share per link small)
             m = max(m, 1)
         encoder.set_params(k, m, fec.flush_ns if fec.flush_ns is not None else flush)
 
