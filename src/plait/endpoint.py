@@ -72,6 +72,7 @@ _MAX_EVENTS: Final = 65_536
 _NEVER: Final = 1 << 62
 _STARTUP_NS: Final = 500_000_000
 _COPIES: Final = {None: 0, "best2": 1, "all": 15}
+_MAX_DEFERRED: Final = 8  # repairs per call that may wait for a busy link while data goes on
 Meta = tuple[int, int, int, int | None, int]  # link seq (unwrapped), size, ts, echo ts, delay
 #: A datagram to send at the next `datagrams_to_send`: link, type, body, and its echo
 #: (True: echo the latest timestamp received, False: if fresh, (ts, at): this one)
@@ -197,6 +198,7 @@ class Endpoint:
         if not self._can_seal() or not links.carrying():
             return out  # no link carries data now: what is queued waits, to its deadline
         can_arrive = self._can_arrive_fn(now)
+        deferred: list[Item] = []  # repairs waiting for a busy link: new data goes on
         while True:
             item = self.outbox.take(now, can_arrive)
             if item is None:
@@ -218,11 +220,15 @@ class Endpoint:
                 ):
                     item.copies = 1  # nothing else saves it in time: send two now
                 self._send_item(item, chosen, now, out)
-            elif links.wake_at is not None:
+            elif links.wake_at is None:
+                self.outbox.abandon(item)  # it cannot arrive in time on any link
+            elif item.kind != 0 and len(deferred) < _MAX_DEFERRED:
+                deferred.append(item)
+            else:
                 self.outbox.hold(item)
                 break
-            else:
-                self.outbox.abandon(item)  # it cannot arrive in time on any link
+        if deferred:
+            self.outbox.defer(deferred)
         return out
 
     def receive_datagram(self, data: Buffer, *, link: int, now: int) -> bool:

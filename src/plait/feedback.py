@@ -90,6 +90,8 @@ def handle_feedback(
             hi = lo - gap - 1
             lo = hi - run + 1
             outbox.on_acked(lo, hi)
+    # a backlog of more than ~10 ms at what the links carry now: demand exceeds them
+    hungry = bool(fb.links) and outbox.queued_bytes * 800 > links.usable_bps()
     for report in fb.links:
         if report.link >= len(links):
             continue
@@ -97,7 +99,7 @@ def handle_feedback(
         fresh = ln.health.on_report(report.link_seq, report.received, now)
         if fresh is not None:
             top, got = fresh
-            if links.on_report(report.link, top, got, report.rx_ts, report.jitter, now):
+            if links.on_report(report.link, top, got, report.rx_ts, report.jitter, now, hungry):
                 outbox.repair_late(report.link, top, links.late)
         if ln.health.sent:
             highest = SEQ16.unwrap(report.link_seq, ln.health.sent - 1)

@@ -116,6 +116,7 @@ class Outbox:
     """Queues messages, numbers and tracks records, and finds what to repair."""
 
     __slots__ = (
+        "_deferred",
         "_emit",
         "_expiry",
         "_handles",
@@ -157,6 +158,7 @@ class Outbox:
         self._expiry: list[tuple[int, int, _Msg]] = []  # (deadline, handle, message) queued
         self._queued_bytes = 0
         self._held: Item | None = None
+        self._deferred: deque[Item] = deque()  # repairs and parity waiting for their link
         self._repairs: deque[int] = deque()
         self._parity: deque[Item] = deque()
         self.next_seq = 0
@@ -206,11 +208,18 @@ class Outbox:
     # --- choosing what goes next -----------------------------------------------------------
 
     def pending(self) -> bool:
-        return bool(self._held or self._repairs or self._parity or len(self._streams))
+        return bool(
+            self._held or self._deferred or self._repairs or self._parity or len(self._streams)
+        )
 
     def take(self, now: int, can_arrive: Callable[[int, int], bool]) -> Item | None:
-        """The next item to transmit: held, repairs, parity, then new fragments. Items
-        that can no longer arrive in time (`can_arrive(size, deadline)`) are dropped."""
+        """The next item to transmit: deferred, held, repairs, parity, then new fragments.
+        Items that can no longer arrive in time (`can_arrive(size, deadline)`) are dropped."""
+        deferred = self._deferred
+        while deferred:
+            item = deferred.popleft()
+            if item.kind != _REPAIR or item.seq in self._inflight:  # else acked meanwhile
+                return item
         if self._held is not None:
             item, self._held = self._held, None
             if item.msg is None or not item.msg.done:
@@ -266,6 +275,11 @@ class Outbox:
     def hold(self, item: Item) -> None:
         """Put back the item just taken: its link is not free yet."""
         self._held = item
+
+    def defer(self, items: list[Item]) -> None:
+        """Put back repairs and parity taken this round whose best link was busy: they
+        go first next time, while what followed them used the links that were free."""
+        self._deferred.extendleft(reversed(items))
 
     def commit(self, item: Item, now: int) -> bytes:
         """`item` is going out now: for a new fragment, number it and build its record.
