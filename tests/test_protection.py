@@ -51,7 +51,7 @@ def test_resends_by_example() -> None:
     cap=st.floats(0.0, 2.0),
     target=st.floats(1e-6, 1e-2),
 )
-def test_fec_is_the_least_that_reaches_the_target_within_its_caps(
+def test_fec_is_the_cheapest_that_reaches_the_target_within_its_caps(
     views: list[tuple[float, float, int, int]],
     budget: int,
     k: int,
@@ -69,8 +69,31 @@ def test_fec_is_the_least_that_reaches_the_target_within_its_caps(
         assert m == 0  # re-sends alone do: no parity at all
     total = sum(share for share, _, _, _ in views)
     p = min(0.5, sum(share * loss for share, loss, _, _ in views) / total)
-    if m and residual(views, budget, fec_left(k, m, p)) <= target:
-        floor = max(1, -int(-burst // 1)) if burst > 1 else 1
+    floor = max(1, -int(-burst // 1)) if burst > 1 else 1
+    allowed = range(min(floor, m_max, int(cap * k + 1e-9)), min(m_max, int(cap * k + 1e-9)) + 1)
+    if cap >= 1.0 and len(views) > 1 and m:
+        # copies allowed: parity + the copies `needs_copy` adds for what FEC leaves short
+        # of the target is the least of any parity count allowed
+        repair = min(loss for _, loss, _, _ in views)
+
+        def cost(parity: int) -> float:
+            copied = sum(
+                share
+                for share, loss, first, rnd in views
+                if needs_copy(
+                    loss,
+                    repair,
+                    arq_rounds(budget, first, rnd),
+                    (k, parity),
+                    target=target,
+                    max_protection=cap,
+                    block_loss=p,
+                )
+            )
+            return parity / k + copied / total
+
+        assert all(cost(m) <= cost(other) + 1e-12 for other in allowed if other)
+    elif m and residual(views, budget, fec_left(k, m, p)) <= target:
         # nothing cheaper (at or above the burst floor) would have done
         for smaller in range(max(1, floor), m):
             assert residual(views, budget, fec_left(k, smaller, p)) > target

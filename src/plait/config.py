@@ -129,7 +129,7 @@ class HealthConfig:
 class FecConfig:
     """Reed-Solomon FEC: blocks of up to `k` data packets protected by `m` parity packets."""
 
-    k: int = attrs.field(default=8, validator=_validate_range(1, 64))
+    k: int = attrs.field(default=16, validator=_validate_range(1, 64))
     """Records per block (at most, when adaptive)."""
     m: int = attrs.field(default=4, validator=_validate_range(1, 16))
     """Parity per block (at most, when adaptive: `plait.protection` picks the least that

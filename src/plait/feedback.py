@@ -82,6 +82,9 @@ def handle_feedback(
     link's capacity estimate and find the losses it reveals. A link found congested has
     what it holds re-sent elsewhere where it would now arrive too late. `timeouts`
     holds each link's `loss_timeout`."""
+    owd, queue = outbox.owd, outbox.queue
+    for ln in links.links:
+        owd[ln.id], queue[ln.id] = ln.rtt.min_rtt // 2, ln.capacity.queue_ns
     if fb.first_run:
         hi = SEQ32.unwrap(fb.largest, outbox.next_seq)
         lo = hi - fb.first_run + 1
@@ -107,6 +110,10 @@ def handle_feedback(
             window = max(1_000_000, rtt.min_rtt // 8, 2_000 * report.jitter)
             rack = rtt.srtt + window if rtt.samples else timeouts[ln.id]
             outbox.on_link_report(report.link, highest, now, timeouts[ln.id], rack)
+    for ln in links.links:  # what a link that fell silent holds, against the others' acks
+        rtt = ln.health.rtt
+        if rtt.samples:
+            outbox.on_overdue(ln.id, max(2_000_000, rtt.min_rtt // 4, 4_000 * ln.health.jitter.us))
 
 
 def loss_timeout(config: Config, rtt: RttEstimator | None) -> int:

@@ -215,12 +215,14 @@ class LinkHealth:
 
     @property
     def probe_at(self) -> int:
-        """When this link's next probe is due (a probe each interval, data or not; four
-        per interval on probation, to end it sooner)."""
+        """When this link's next probe is due: an interval after the last probe or the
+        last round trip confirmed by other traffic, whichever is later (a link whose
+        data and feedback keep proving it needs no keepalive); four per interval on
+        probation, to end it sooner."""
         interval = self.config.probe_interval_ns
         if self.state is LinkState.PROBATION:
-            interval //= 4
-        return self._last_probe_sent + interval
+            return self._last_probe_sent + interval // 4
+        return max(self._last_probe_sent, self.last_proof) + interval
 
     def on_probe_sent(self, now: int) -> None:
         self._last_probe_sent = now

@@ -73,13 +73,14 @@ class _Msg:
 
 
 class _Sent:
-    __slots__ = ("deadline", "links", "msg", "record", "rescued")
+    __slots__ = ("at", "deadline", "links", "msg", "record", "rescued")
 
     def __init__(self, record: bytes, msg: _Msg) -> None:
         self.record = record
         self.msg = msg
         self.deadline = msg.deadline
         self.links: list[int] = []
+        self.at = 0  # when it last went out
         self.rescued = False  # re-sent because its link's queue made it late
 
 
@@ -116,6 +117,7 @@ class Outbox:
     """Queues messages, numbers and tracks records, and finds what to repair."""
 
     __slots__ = (
+        "_acked_arrival",
         "_deferred",
         "_emit",
         "_expiry",
@@ -135,6 +137,8 @@ class Outbox:
         "fec",
         "max_payload",
         "next_seq",
+        "owd",
+        "queue",
         "send_buffer_bytes",
         "stats",
     )
@@ -167,6 +171,11 @@ class Outbox:
         self._inflight_expiry: list[tuple[int, int]] = []  # (deadline, seq)
         self._links: list[deque[tuple[int, int, int]]] = [deque() for _ in range(links)]
         self._runs = [0] * links  # per link: consecutive records lost so far
+        self._acked_arrival = -1  # when the last acknowledged record reached the peer
+        self.owd = [0] * links
+        """Each link's least one-way delay (ns), and the queue it holds now, as
+        estimated: set before feedback is applied, for `on_overdue`."""
+        self.queue = [0] * links
         self.burst = 1.0  # mean length of loss bursts (EWMA, gain 1/8): sizes FEC
         self.stats = OutboxStats()
 
@@ -343,6 +352,7 @@ class Outbox:
         if sent is None:
             return
         sent.links.append(link)
+        sent.at = now
         self._links[link].append((link_seq, item.seq, now))
         if item.kind == _REPAIR:
             self.stats.repairs += 1
@@ -356,11 +366,16 @@ class Outbox:
             keys = [s for s in inflight if lo <= s <= hi]
         else:
             keys = [s for s in range(lo, hi + 1) if s in inflight]
+        arrival, owd = self._acked_arrival, self.owd
         for seq in keys:
             sent = inflight.pop(seq)
             sent.msg.unacked -= 1
             self._inflight_bytes -= len(sent.record)
             self.stats.acked += 1
+            # a record sent more than once is ambiguous: which copy arrived? (RACK)
+            if len(sent.links) == 1 and sent.at + owd[sent.links[0]] > arrival:
+                arrival = sent.at + owd[sent.links[0]]
+        self._acked_arrival = arrival
 
     def on_link_report(
         self, link: int, highest: int, now: int, timeout_ns: int, rack_ns: int
@@ -381,6 +396,28 @@ class Outbox:
                 self._repairs.append(seq)
                 self._runs[link] += 1
             elif self._runs[link]:  # a burst on this link just ended
+                self.burst += (self._runs[link] - self.burst) / 8
+                self._runs[link] = 0
+
+    def on_overdue(self, link: int, window_ns: int) -> None:
+        """After acknowledgements: records on `link` that should have reached the peer
+        (send time + the link's least one-way delay + its queue + `window_ns`) before
+        one it has acknowledged did (on any link: its send time + that link's least
+        one-way delay, `owd`; records sent twice are left out, which copy arrived is
+        not known) are lost, whether or not anything later arrived on `link`
+        (RACK, RFC 8985, across links). A link that died is found out this way about a
+        one-way delay after its last record, long before it is declared DOWN: what it
+        held is re-sent in time."""
+        log = self._links[link]
+        horizon = self._acked_arrival - self.owd[link] - self.queue[link] - window_ns
+        inflight = self._inflight
+        while log and log[0][2] < horizon:
+            _, seq, _ = log.popleft()
+            if seq in inflight:
+                self.stats.lost += 1
+                self._repairs.append(seq)
+                self._runs[link] += 1
+            elif self._runs[link]:
                 self.burst += (self._runs[link] - self.burst) / 8
                 self._runs[link] = 0
 
