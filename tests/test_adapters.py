@@ -192,8 +192,8 @@ def test_link_down(open_pair: Callable[..., Opened]) -> None:
     got = [b.receive(5.0).data for _ in range(sent)]
     assert got == [_payload(i, 1000) for i in range(sent)]
     states = [ln.state for ln in a.stats().endpoint.links]
-    assert states[1] == "DOWN"
-    assert states[0] == states[2] == "UP"
+    assert states[1] is plait.LinkState.DOWN
+    assert states[0] is states[2] is plait.LinkState.UP
 
 
 def _spoofer() -> Spoofer:
@@ -334,7 +334,7 @@ def test_the_responder_learns_every_link(
     # every link UP at both ends, in time: a responder that waited for its peer may keep
     # its links on probation for 2 s first (issue 14), so this waits rather than looks
     deadline = time.monotonic() + 10.0
-    while not all(ln.state == "UP" for ln in ep_a.links + ep_b.links):
+    while not all(ln.state is plait.LinkState.UP for ln in ep_a.links + ep_b.links):
         assert time.monotonic() < deadline, (ep_a.links, ep_b.links)
         time.sleep(0.05)
         ep_a, ep_b = a.stats().endpoint, b.stats().endpoint
@@ -438,7 +438,11 @@ def _wait_carrying(*ends: End) -> None:
     every link is down)."""
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline:
-        if all(ln.state != "DOWN" for end in ends for ln in end.stats().endpoint.links):
+        if all(
+            ln.state is not plait.LinkState.DOWN
+            for end in ends
+            for ln in end.stats().endpoint.links
+        ):
             return
         time.sleep(0.01)
     raise AssertionError([end.stats().endpoint.links for end in ends])
