@@ -55,14 +55,20 @@ class End(Protocol):
         stream: int = 0,
         *,
         deadline: int | None = None,
+        duplicate: str | None = None,
         timeout: float | None = None,
-    ) -> None: ...
+    ) -> int: ...
     def receive(self, timeout: float | None = None) -> plait.MessageReceived: ...
     def wait_established(self, timeout: float | None = None) -> bool: ...
+    @property
+    def ended(self) -> plait.SessionClosed | None: ...
     def poll_events(self) -> list[plait.Event]: ...
     def close_link(self, link: int) -> None: ...
     def stats(self) -> SessionStats: ...
-    def close(self) -> None: ...
+    def set_link_rate(self, link: int, rate_bps: int | None) -> None: ...
+    def set_latency(self, latency_ns: int) -> None: ...
+    def set_fec(self, fec: plait.FecConfig | None) -> None: ...
+    def close(self, timeout: float | None = None, *, abort: bool = False) -> None: ...
 
 
 PairFactory = Callable[
@@ -287,13 +293,26 @@ class _Runner(Protocol):
 
 
 class _AsyncSession(Protocol):
-    async def send(self, data: bytes, stream: int = 0, *, deadline: int | None = None) -> int: ...
-    async def receive(self) -> plait.MessageReceived: ...
-    async def wait_established(self) -> None: ...
+    async def send(
+        self,
+        data: bytes,
+        stream: int = 0,
+        *,
+        deadline: int | None = None,
+        duplicate: str | None = None,
+        timeout: float | None = None,
+    ) -> int: ...
+    async def receive(self, timeout: float | None = None) -> plait.MessageReceived: ...
+    async def wait_established(self, timeout: float | None = None) -> bool: ...
+    @property
+    def ended(self) -> plait.SessionClosed | None: ...
     def poll_events(self) -> list[plait.Event]: ...
     def close_link(self, link: int) -> None: ...
     def stats(self) -> SessionStats: ...
-    async def aclose(self) -> None: ...
+    def set_link_rate(self, link: int, rate_bps: int | None) -> None: ...
+    def set_latency(self, latency_ns: int) -> None: ...
+    def set_fec(self, fec: plait.FecConfig | None) -> None: ...
+    async def aclose(self, timeout: float | None = None, *, abort: bool = False) -> None: ...
 
 
 class AsyncEnd:
@@ -309,19 +328,36 @@ class AsyncEnd:
         stream: int = 0,
         *,
         deadline: int | None = None,
+        duplicate: str | None = None,
         timeout: float | None = None,
-    ) -> None:
-        self._run(lambda: self._s.send(data, stream, deadline=deadline), timeout or 10.0)
+    ) -> int:
+        return self._run(
+            lambda: self._s.send(
+                data, stream, deadline=deadline, duplicate=duplicate, timeout=timeout
+            ),
+            (timeout or 10.0) + 5.0,
+        )
 
     def receive(self, timeout: float | None = None) -> plait.MessageReceived:
-        return self._run(self._s.receive, 10.0 if timeout is None else timeout)
+        wait = 10.0 if timeout is None else timeout
+        return self._run(lambda: self._s.receive(wait), wait + 5.0)
 
     def wait_established(self, timeout: float | None = None) -> bool:
-        try:
-            self._run(self._s.wait_established, 10.0 if timeout is None else timeout)
-        except TimeoutError:
-            return False
-        return True
+        wait = 10.0 if timeout is None else timeout
+        return self._run(lambda: self._s.wait_established(wait), wait + 5.0)
+
+    @property
+    def ended(self) -> plait.SessionClosed | None:
+        return self._s.ended
+
+    def set_link_rate(self, link: int, rate_bps: int | None) -> None:
+        self._sync(lambda: self._s.set_link_rate(link, rate_bps))
+
+    def set_latency(self, latency_ns: int) -> None:
+        self._sync(lambda: self._s.set_latency(latency_ns))
+
+    def set_fec(self, fec: plait.FecConfig | None) -> None:
+        self._sync(lambda: self._s.set_fec(fec))
 
     def _sync(self, fn: Callable[[], T]) -> T:
         async def call() -> T:
@@ -338,8 +374,9 @@ class AsyncEnd:
     def stats(self) -> SessionStats:
         return self._sync(self._s.stats)
 
-    def close(self) -> None:
-        self._run(self._s.aclose, 10.0)
+    def close(self, timeout: float | None = None, *, abort: bool = False) -> None:
+        wait = 10.0 if timeout is None else timeout
+        self._run(lambda: self._s.aclose(timeout, abort=abort), wait + 5.0)
 
 
 OpenAsync = Callable[..., AbstractAsyncContextManager[Any]]
