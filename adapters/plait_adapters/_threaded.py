@@ -311,8 +311,8 @@ class ThreadedSession:
         return self._stop or bool(self._cmds) or self._appended != self._seen
 
     def _commands(self, now: int) -> None:
-        while self._cmds:
-            self._cmds.popleft()()
+        """Queued sends into the endpoint (in order, as far as there is room), then the
+        commands: a close sees every message sent before it."""
         self._seen = self._appended
         s, q = self._session, self._sendq
         while q:
@@ -329,6 +329,8 @@ class ThreadedSession:
             q.popleft()
             self._bytes_out += len(data)
             self._last_active = now
+        while self._cmds:
+            self._cmds.popleft()()
         self._notify()
 
     def _command(self, fn: Callable[[], None]) -> None:
