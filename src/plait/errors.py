@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from plait.events import CloseReason
+
 __all__ = [
     "AuthenticationFailed",
     "BackpressureError",
@@ -62,9 +64,9 @@ class BackpressureError(PlaitError):
 class SessionClosedError(UsageError):
     """The session is closed; it takes no more messages. Adapters raise it (or one of
     its subclasses below) from `send`, `receive` and `wait_established` once the session
-    ended; `reason` is the `plait.CloseReason` (an int) when known, else None."""
+    ended; `reason` is its `plait.CloseReason` when known, else None."""
 
-    def __init__(self, message: str, *, reason: int | None = None, code: int = 0) -> None:
+    def __init__(self, message: str, *, reason: CloseReason | None = None, code: int = 0) -> None:
         super().__init__(message)
         self.reason = reason
         self.code = code
