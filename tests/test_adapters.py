@@ -688,3 +688,21 @@ def test_trio_lets_a_users_exception_through_unwrapped() -> None:
 
     with pytest.raises(KeyError, match="mine"):
         trio.run(main)
+
+
+def test_reports_carry_the_handles_send_returned(ends: EndsFactory) -> None:
+    """Every message's report names the handle `send` gave it, also when the adapter
+    queued it and it never reached the endpoint (a deadline already past: thread-driven
+    adapters number it and report it; the async ones report -1 at once)."""
+    links_a, _ = loopback_links(LINKS)
+    with ends([(config(), links_a, True, None)]) as (a,):  # nobody answers: none is acked
+        past = a.send(b"late", deadline=time.monotonic_ns() - 1)
+        handles = [a.send(_payload(i, 100), timeout=10.0) for i in range(5)]
+        assert handles == [past + 1 + i for i in range(5)] if past > 0 else [1, 2, 3, 4, 5]
+        a.close(abort=True)
+        reports = [
+            e
+            for e in a.poll_events()
+            if isinstance(e, plait.MessageExpired | plait.MessageUnconfirmed)
+        ]
+    assert sorted(e.handle for e in reports) == sorted([past, *handles])
