@@ -204,7 +204,8 @@ class Endpoint(LiveChanges):
 
     def datagrams_to_send(self, *, now: int) -> list[tuple[bytes, int]]:
         """Every datagram due by `now`, as (datagram, link id), pacing respected."""
-        checks.ns("now", now)
+        if type(now) is not int:  # inline: this runs per datagram (a call costs ~50 ns)
+            checks.ns("now", now)
         out: list[tuple[bytes, int]] = []
         while self._control:
             link, ptype, body, force_echo = self._control.popleft()
@@ -253,7 +254,8 @@ class Endpoint(LiveChanges):
         and holds no reference to `data` after the call."""
         if type(link) is not int or not 0 <= link < len(self.links):
             raise UsageError(f"no link {link!r}: a link id is an int in 0..{len(self.links) - 1}")
-        checks.ns("now", now)
+        if type(now) is not int:  # inline, as in datagrams_to_send
+            checks.ns("now", now)
         ln = self.links.links[link]
         before = ln.datagrams_in
         try:
