@@ -130,7 +130,9 @@ class Endpoint(LiveChanges):
         self._control: deque[Control] = deque()
         self._feedback = FeedbackTimer(config.feedback_interval_ns, now)
         self._fec = FecSender(self.outbox, self.links, config, now)
-        self._life = Lifecycle(config, now, self.outbox, self.inbox, self._emit, self._queue_close)
+        self.closed = False
+        """True once the session ended (`SessionClosed`); see `state`."""
+        self._life = Lifecycle(config, now, self.outbox, self.inbox, self._emit, self._on_end)
         self._hello_at = now
         self._hs = Handshake(config.psk, initiator, self._rng)
         if initiator:
@@ -144,11 +146,6 @@ class Endpoint(LiveChanges):
     @property
     def established(self) -> bool:
         return self._hs.established
-
-    @property
-    def closed(self) -> bool:
-        """True once the session ended (`SessionClosed`); see `state`."""
-        return self._life.state is SessionState.CLOSED
 
     @property
     def state(self) -> SessionState:
@@ -183,9 +180,11 @@ class Endpoint(LiveChanges):
             raise SessionClosedError("the session is closed")
         if type(stream) is not int or not 0 <= stream < self.config.streams:
             raise UsageError(f"stream must be an int in 0..{self.config.streams - 1}")
-        data = checks.data(data, self.config.max_message)
-        checks.ns("now", now)
-        checks.optional_ns("deadline", deadline)
+        if type(data) is not bytes or len(data) > self.config.max_message:
+            data = checks.data(data, self.config.max_message)  # bytes, or UsageError
+        if type(now) is not int or (deadline is not None and type(deadline) is not int):
+            checks.ns("now", now)
+            checks.optional_ns("deadline", deadline)
         if duplicate not in _COPIES:
             raise UsageError('duplicate must be None, "best2" or "all"')
         due = now + self.latency_ns if deadline is None else deadline
@@ -299,9 +298,7 @@ class Endpoint(LiveChanges):
                     best = t
         if self.initiator and not self._hs.locked and not self.closed:
             best = min(best, self._hello_at + self.config.health.probe_interval_ns)
-        t = self._life.deadline()
-        if t is not None and t < best:
-            best = t
+        best = min(best, self._life.due)
         return None if best == _NEVER else best
 
     def handle_timer(self, *, now: int) -> None:
@@ -419,10 +416,12 @@ class Endpoint(LiveChanges):
         for ln in self.links.links:
             self._control.append((ln.id, PacketType.HELLO, body, not self.initiator))
 
-    def _queue_close(self, code: int) -> None:
-        if self._can_seal():
+    def _on_end(self, code: int, by_peer: bool) -> None:
+        """The session ends: CLOSE to the peer (unless it closed), nothing more after."""
+        if not by_peer and self._can_seal():
             body = encode_body(Close(code=code))
             self._control.extend((ln.id, PacketType.CLOSE, body, False) for ln in self.links.links)
+        self.closed = True
 
     def _queue_feedback(self, now: int) -> None:
         body = write_feedback(self.inbox, self.links)

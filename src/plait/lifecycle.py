@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
+from typing import Final
 
 from plait.config import Config
 from plait.errors import AuthenticationFailed, UsageError
@@ -34,6 +35,8 @@ from plait.outbox import Outbox
 from plait.wire import Buffer, Hello
 
 __all__ = ["Lifecycle", "SessionState"]
+
+_NEVER: Final = 1 << 62
 
 
 class SessionState(enum.IntEnum):
@@ -59,9 +62,10 @@ class Lifecycle:
         "_handshake_ns",
         "_idle_ns",
         "_inbox",
+        "_on_end",
         "_outbox",
-        "_send_close",
         "code",
+        "due",
         "hellos_unauthenticated",
         "role_conflicts",
         "state",
@@ -74,15 +78,18 @@ class Lifecycle:
         outbox: Outbox,
         inbox: Inbox,
         emit: Callable[[Event], None],
-        send_close: Callable[[int], None],
+        on_end: Callable[[int, bool], None],
     ) -> None:
         self._outbox, self._inbox = outbox, inbox
-        self._emit, self._send_close = emit, send_close
+        self._emit, self._on_end = emit, on_end
         self._handshake_ns = config.handshake_timeout_ns
         self._idle_ns = config.idle_timeout_ns
         self._born = now
         self._down_since = -1  # when every link went DOWN (-1: not all are)
         self.state = SessionState.CONNECTING
+        self.due = _NEVER
+        """`deadline()`, kept (`_NEVER`: none): the endpoint reads it on every query."""
+        self._refresh()
         self.code = 0
         """The code `close()` was given, sent in CLOSE when lingering ends."""
         self.hellos_unauthenticated = 0
@@ -93,6 +100,7 @@ class Lifecycle:
     def established(self) -> None:
         if self.state is SessionState.CONNECTING:
             self.state = SessionState.ESTABLISHED
+            self._refresh()
 
     def on_links(self, links: Sequence[Link], now: int) -> None:
         """Link states changed: start or stop the idle clock."""
@@ -101,6 +109,11 @@ class Lifecycle:
                 self._down_since = now
         else:
             self._down_since = -1
+        self._refresh()
+
+    def _refresh(self) -> None:
+        due = self.deadline()
+        self.due = _NEVER if due is None else due
 
     def deadline(self) -> int | None:
         """When a timeout ends the session, if nothing changes (None: never)."""
@@ -137,13 +150,15 @@ class Lifecycle:
             self.end(CloseReason.ABORTED, code, now, by_peer=False)
         else:
             self.state = SessionState.CLOSING
+            self._refresh()
             self.linger(now)
 
     def on_timer(self, now: int) -> None:
         """End the session if a timeout was reached or lingering is over."""
-        reason = self.timed_out(now)
-        if reason is not None:
-            self.end(reason, 0, now, by_peer=False)
+        if now >= self.due:
+            reason = self.timed_out(now)
+            if reason is not None:
+                self.end(reason, 0, now, by_peer=False)
         self.linger(now)
 
     def linger(self, now: int) -> None:
@@ -158,9 +173,9 @@ class Lifecycle:
             return
         self._outbox.settle_all()
         self._inbox.flush(now)
-        if not by_peer:
-            self._send_close(code)
+        self._on_end(code, by_peer)
         self.state = SessionState.CLOSED
+        self.due = _NEVER
         self._emit(SessionClosed(code=code, by_peer=by_peer, reason=reason))
 
     def open_hello(
