@@ -290,6 +290,21 @@ def test_config_times_are_ints(field: str) -> None:
         _config(**{field: True})
 
 
+def test_config_ints_are_ints() -> None:
+    """Counts and times in every config record refuse floats and bools alike."""
+    for make in (
+        lambda: plait.HealthConfig(rtt_slack_ns=2.5e7),  # type: ignore[arg-type]  # misuse on purpose
+        lambda: plait.HealthConfig(down_after_probes=True),
+        lambda: plait.FecConfig(flush_ns=1e6),  # type: ignore[arg-type]  # misuse on purpose
+        lambda: plait.FecConfig(k=8.0),  # type: ignore[arg-type]  # misuse on purpose
+        lambda: _config(mtu=1500.0),
+        lambda: _config(streams=True),
+    ):
+        with pytest.raises(plait.errors.ConfigError, match="must be an int"):
+            make()
+    assert plait.HealthConfig(loss_degrade=1).loss_degrade == 1  # a fraction may be an int
+
+
 def test_latency_budgets_below_1_ms_are_refused() -> None:
     with pytest.raises(plait.errors.ConfigError, match="1 ms"):
         _config(latency_ns=150)

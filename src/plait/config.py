@@ -36,7 +36,11 @@ def _check(cond: bool, message: str) -> None:
 
 
 def _validate_range(lo: float, hi: float) -> Any:
+    ints = type(lo) is int and type(hi) is int  # a count or a time: no float, no bool
+
     def check(inst: object, attr: attrs.Attribute[Any], value: float) -> None:
+        if type(value) is bool or (ints and type(value) is not int):
+            raise ConfigError(f"{attr.name} must be an int, got {value!r}")
         if not lo <= value <= hi:
             raise ConfigError(f"{attr.name} must be in [{lo}, {hi}], got {value}")
 
@@ -147,7 +151,7 @@ class FecConfig:
     m: int = attrs.field(default=4, validator=_validate_range(1, 16))
     """Parity per block (at most, when adaptive: `plait.protection` picks the least that
     reaches `Config.target_loss`, often none when re-sends fit the deadline)."""
-    flush_ns: int | None = None
+    flush_ns: int | None = attrs.field(default=None, validator=_validate_timeout)
     """Longest a block stays open before its parity goes out; None: a quarter of the
     latency budget."""
     adaptive: bool = True
