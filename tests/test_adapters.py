@@ -691,18 +691,36 @@ def test_trio_lets_a_users_exception_through_unwrapped() -> None:
 
 
 def test_reports_carry_the_handles_send_returned(ends: EndsFactory) -> None:
-    """Every message's report names the handle `send` gave it, also when the adapter
-    queued it and it never reached the endpoint (a deadline already past: thread-driven
-    adapters number it and report it; the async ones report -1 at once)."""
+    """Every message's report names the handle `send` gave it; a deadline already past
+    when `send` reads the clock gives -1 and a MessageExpired with handle -1."""
     links_a, _ = loopback_links(LINKS)
     with ends([(config(), links_a, True, None)]) as (a,):  # nobody answers: none is acked
-        past = a.send(b"late", deadline=time.monotonic_ns() - 1)
+        assert a.send(b"late", deadline=time.monotonic_ns() - 1) == -1
         handles = [a.send(_payload(i, 100), timeout=10.0) for i in range(5)]
-        assert handles == [past + 1 + i for i in range(5)] if past > 0 else [1, 2, 3, 4, 5]
+        assert handles == [1, 2, 3, 4, 5]
         a.close(abort=True)
         reports = [
             e
             for e in a.poll_events()
             if isinstance(e, plait.MessageExpired | plait.MessageUnconfirmed)
         ]
-    assert sorted(e.handle for e in reports) == sorted([past, *handles])
+    assert sorted(e.handle for e in reports) == [-1, 1, 2, 3, 4, 5]
+
+
+def test_queued_sends_that_never_reach_the_endpoint_keep_the_handles_straight() -> None:
+    """Thread-driven adapters number a send when it is queued; one that expires in the
+    queue is reported under its number, and the endpoint's handles of the later ones
+    are renumbered in their reports (`Session.skip_handle`)."""
+    s = Session(config(), loopback_links(LINKS)[0], initiator=True, runtime="test")
+    assert [s.number() for _ in range(4)] == [1, 2, 3, 4]
+    s.skip_handle(2)  # adapter handle 2 expired in the queue: endpoint 2 is adapter 3
+
+    def renumbered(handle: int) -> int:
+        event = s._renumbered(plait.MessageUnconfirmed(stream=0, msg=0, handle=handle))
+        assert isinstance(event, plait.MessageUnconfirmed)
+        return event.handle
+
+    assert [renumbered(h) for h in (1, 2, 3)] == [1, 3, 4]
+    s.skip_handle(6)  # adapter 5 is endpoint 4, adapter 6 expired: endpoint 5 is adapter 7
+    assert [renumbered(h) for h in (1, 2, 3, 4, 5)] == [1, 3, 4, 5, 7]
+    assert renumbered(-1) == -1

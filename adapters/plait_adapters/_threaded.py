@@ -159,6 +159,9 @@ class ThreadedSession:
         data = check_send(cfg, data, stream, deadline, duplicate)
         now = clock()
         due = now + s.endpoint.latency_ns if deadline is None else deadline
+        if due <= now:  # as in every adapter: -1, and MessageExpired (on the loop)
+            self._command(lambda: s.expired_unsent(stream))
+            return -1
         if threading.get_ident() == self._loop_ident:
             if not self._sendq:
                 handle = s.submit(data, stream, now, due, duplicate)
