@@ -306,6 +306,21 @@ class Inbox:
             if st.waiting:
                 self._drain(st, stream, now)
 
+    def flush(self, now: int) -> None:
+        """The session ended: nothing more will arrive. Deliver each complete message
+        still within its deadline, in order per stream, giving up the gaps before it;
+        report the incomplete ones expired."""
+        for (stream, msg), part in list(self._partials.items()):
+            del self._partials[(stream, msg)]
+            self._partial_bytes -= part.nbytes
+            st = self._streams[stream]
+            if msg >= st.next_msg:
+                st.waiting[msg] = (_EXPIRED, part.deadline)
+        for stream, st in self._streams.items():
+            while st.waiting:
+                self._expire_through(st, stream, min(st.waiting) - 1)
+                self._drain(st, stream, now)
+
     # --- feedback --------------------------------------------------------------------------
 
     def received_ranges(self) -> list[tuple[int, int]]:

@@ -33,6 +33,7 @@ sequence arrived (reported back for the peer's capacity estimate, `plait.capacit
 from __future__ import annotations
 
 import enum
+import warnings
 from collections import deque
 from typing import Final
 
@@ -61,6 +62,26 @@ class LinkState(enum.IntEnum):
     """Alive but lossy or slow: carries a reduced share."""
     UP = 3
     """Alive and good: carries its full share."""
+
+    def __str__(self) -> str:
+        return self.name  # as `LinkStats.state` printed when it was a str
+
+    def __format__(self, spec: str) -> str:
+        return format(self.name, spec)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to its name too (deprecated: `LinkStats.state` was a str before 0.2)."""
+        if isinstance(other, str):
+            warnings.warn(
+                "LinkStats.state is a plait.LinkState: compare with LinkState.UP, not 'UP'",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return self.name == other
+        return int(self) == other
+
+    def __hash__(self) -> int:
+        return hash(self.name)  # as its name's, so that ``state in {"UP", ...}`` works too
 
 
 class RttEstimator:

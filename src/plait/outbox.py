@@ -51,9 +51,9 @@ class _Msg:
         "handle",
         "msg",
         "queued_at",
+        "settled",
         "stream",
         "unacked",
-        "unconfirmed",
     )
 
     def __init__(
@@ -69,7 +69,7 @@ class _Msg:
         self.done = False  # fully handed over, or expired
         self.copies = copies
         self.unacked = 0  # records sent and not acknowledged yet
-        self.unconfirmed = False  # reported MessageUnconfirmed
+        self.settled = False  # delivered (acknowledged in full) or reported: said once
 
 
 class _Sent:
@@ -106,11 +106,26 @@ class Item:
 
 
 class OutboxStats:
-    __slots__ = ("acked", "expired", "lost", "messages", "records", "repairs", "unconfirmed")
+    __slots__ = (
+        "acked",
+        "delivered",
+        "expired",
+        "lost",
+        "messages",
+        "records",
+        "repairs",
+        "unconfirmed",
+    )
 
     def __init__(self) -> None:
         self.messages = self.records = self.repairs = self.lost = 0
         self.acked = self.expired = self.unconfirmed = 0
+        self.delivered = 0  # messages acknowledged in full
+
+    @property
+    def unsettled(self) -> int:
+        """Messages neither delivered nor reported yet (queued or in flight)."""
+        return self.messages - self.delivered - self.expired - self.unconfirmed
 
 
 class Outbox:
@@ -369,9 +384,13 @@ class Outbox:
         arrival, owd = self._acked_arrival, self.owd
         for seq in keys:
             sent = inflight.pop(seq)
-            sent.msg.unacked -= 1
+            m = sent.msg
+            m.unacked -= 1
             self._inflight_bytes -= len(sent.record)
             self.stats.acked += 1
+            if not m.unacked and m.done and not m.settled:
+                m.settled = True
+                self.stats.delivered += 1
             # a record sent more than once is ambiguous: which copy arrived? (RACK)
             if len(sent.links) == 1 and sent.at + owd[sent.links[0]] > arrival:
                 arrival = sent.at + owd[sent.links[0]]
@@ -466,7 +485,7 @@ class Outbox:
         """Drop what is left of message `m` unsent, and report it."""
         if m.done:
             return
-        m.done = True
+        m.done = m.settled = True
         dropped = self._streams.drop_head_while(m.stream, lambda it: it[0] is m)
         if len(dropped) < len(m.frags):  # not all at the head (some sent, or behind others)
             dropped += self._streams.drop_where(m.stream, lambda it: it[0] is m)
@@ -506,8 +525,36 @@ class Outbox:
             sent = self._inflight.pop(seq, None)
             if sent is not None:  # past its deadline, never acknowledged
                 self._inflight_bytes -= len(sent.record)
-                m = sent.msg
-                if not m.unconfirmed:
-                    m.unconfirmed = True
-                    self.stats.unconfirmed += 1
-                    self._emit(MessageUnconfirmed(stream=m.stream, msg=m.msg, handle=m.handle))
+                self._unconfirmed(sent.msg)
+
+    def _unconfirmed(self, m: _Msg) -> None:
+        if not m.settled:
+            m.settled = True
+            self.stats.unconfirmed += 1
+            self._emit(MessageUnconfirmed(stream=m.stream, msg=m.msg, handle=m.handle))
+
+    def settle_all(self) -> None:
+        """The session ends now: report every message not yet delivered, in the order
+        they were sent (what was not sent in full as `MessageExpired`, the rest as
+        `MessageUnconfirmed`), and forget what was queued and in flight."""
+        waiting = {m.handle: m for _, _, m in self._expiry if not m.settled}
+        waiting.update((s.msg.handle, s.msg) for s in self._inflight.values() if not s.msg.settled)
+        for handle in sorted(waiting):
+            m = waiting[handle]
+            if m.done:
+                self._unconfirmed(m)
+            else:
+                m.done = m.settled = True
+                self.stats.expired += 1
+                self._emit(MessageExpired(stream=m.stream, msg=m.msg, sent=True, handle=handle))
+        self._streams = DeficitRoundRobin()
+        self._expiry.clear()
+        self._inflight.clear()
+        self._inflight_expiry.clear()
+        self._held = None
+        self._deferred.clear()
+        self._repairs.clear()
+        self._parity.clear()
+        for log in self._links:
+            log.clear()
+        self._queued_bytes = self._inflight_bytes = 0
