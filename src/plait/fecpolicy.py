@@ -33,6 +33,7 @@ __all__ = ["FecSender", "codec"]
 _TUNE_EVERY: Final = 500_000_000
 _BLOCKS_TRACKED: Final = 8
 _JUDGED: Final = 100  # datagrams a link's loss estimate must span to be trusted
+_INSURED_K: Final = 4  # outage insurance (one parity per block) up to 25 % of the data
 _LOSS_PRIOR: Final = 0.01  # the loss assumed of a link until then (copy decisions)
 _DATA_OVERHEAD: Final = 14  # a new fragment's item size over its payload
 _CODEC: list[ErasureCodec] = []  # one per process: stateless but for its caches
@@ -160,12 +161,13 @@ class FecSender:
         if (
             not self.authenticated
             or any(ln.health.loss_span < _JUDGED for ln in carrying)
-            or (len(carrying) > 1 and latency_ns < outage_ns)
+            or (len(carrying) > 1 and latency_ns < outage_ns and k >= _INSURED_K)
         ):
             # a link's loss is not known yet; or (no psk) anyone on the path can forge
             # the acknowledgements re-sends rely on; or what a dying link held can only
             # be rebuilt from parity on the others (the spread keeps a block's share per
-            # link small)
+            # link small) - insurance bought only while it is cheap: with blocks of
+            # fewer records (a budget near the RTT) one parity would cost a copy
             m = max(m, 1)
         encoder.set_params(k, m, fec.flush_ns if fec.flush_ns is not None else flush)
 
