@@ -16,6 +16,7 @@ payload bytes are the messages sent.
     python3 dev.py bench protection [--seeds N] [--quick]   # writes results/protection.json
     python3 dev.py bench protection --plot docs/protection.png   # ... and draws the sweep
     python3 dev.py bench protection --replot docs/protection.png # from the last JSON
+    python3 dev.py bench protection --table     # the last JSON as a markdown table
 """
 
 from __future__ import annotations
@@ -145,16 +146,41 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     print(f"plotted {path}")
 
 
+def table(rows: list[dict[str, Any]]) -> str:
+    """The sweep as a markdown table: a row per loss and RTT, a column per budget (in
+    RTTs); each cell "delivered % / wire bytes per payload byte", bold where the
+    delivered share is under the target."""
+    sweep = [_where(r) for r in rows if r["case"].startswith("loss")]
+    factors = sorted({r["factor"] for r in sweep})
+    head = "| loss | RTT | " + " | ".join(f"{f:g} RTT" for f in factors) + " |"
+    lines = [head, "|" + " --- |" * (2 + len(factors))]
+    for loss in sorted({r["loss"] for r in sweep}):
+        for rtt in sorted({r["rtt_ms"] for r in sweep}):
+            cells = []
+            for f in factors:
+                r = next(
+                    x for x in sweep if (x["loss"], x["rtt_ms"], x["factor"]) == (loss, rtt, f)
+                )
+                text = f"{100 * r['delivered_worst']:.2f} % / {r['overhead_worst']:.2f}"
+                cells.append(text if r["delivered_worst"] >= 1 - TARGET else f"**{text}**")
+            lines.append(f"| {loss:.0%} | {rtt} ms | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=2, help="seeds per case (default 2)")
     parser.add_argument("--quick", action="store_true", help="a smaller sweep, 5 s runs")
     parser.add_argument("--plot", type=Path, help="also draw the sweep into this PNG")
     parser.add_argument("--replot", type=Path, help="only draw results/protection.json")
+    parser.add_argument("--table", action="store_true", help="only print its markdown table")
     args = parser.parse_args()
-    if args.replot:
+    if args.replot or args.table:
         saved = json.loads((RESULTS / "protection.json").read_text())
-        plot(saved["rows"], args.replot)
+        if args.table:
+            print(table(saved["rows"]))
+        if args.replot:
+            plot(saved["rows"], args.replot)
         return
     seconds = 5 if args.quick else 10
     rows: list[dict[str, Any]] = []

@@ -17,6 +17,7 @@ from plait.protection import (
     choose_fec,
     fec_left,
     needs_copy,
+    repair_loss,
     residual,
     residual_arq,
 )
@@ -77,7 +78,7 @@ def test_fec_is_the_cheapest_that_reaches_the_target_within_its_caps(
     if cap >= 1.0 and len(views) > 1 and m:
         # copies allowed: parity + the copies `needs_copy` adds for what FEC leaves short
         # of the target is the least of any parity count allowed
-        repair = min(loss for _, loss, _, _ in views)
+        repair = repair_loss(views)
 
         def cost(parity: int) -> float:
             copied = sum(

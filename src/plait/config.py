@@ -148,7 +148,7 @@ class FecConfig:
 
     k: int = attrs.field(default=16, validator=_validate_range(1, 64))
     """Records per block (at most, when adaptive)."""
-    m: int = attrs.field(default=4, validator=_validate_range(1, 16))
+    m: int = attrs.field(default=6, validator=_validate_range(1, 16))
     """Parity per block (at most, when adaptive: `plait.protection` picks the least that
     reaches `Config.target_loss`, often none when re-sends fit the deadline)."""
     flush_ns: int | None = attrs.field(default=None, validator=_validate_timeout)

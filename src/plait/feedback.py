@@ -111,9 +111,8 @@ def handle_feedback(
             rack = rtt.srtt + window if rtt.samples else timeouts[ln.id]
             outbox.on_link_report(report.link, highest, now, timeouts[ln.id], rack)
     for ln in links.links:  # what a link that fell silent holds, against the others' acks
-        rtt = ln.health.rtt
-        if rtt.samples:
-            outbox.on_overdue(ln.id, max(2_000_000, rtt.min_rtt // 4, 4_000 * ln.health.jitter.us))
+        if ln.health.rtt.samples:
+            outbox.on_overdue(ln.id, ln.overdue_window())
 
 
 def loss_timeout(config: Config, rtt: RttEstimator | None) -> int:
