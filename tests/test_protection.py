@@ -15,11 +15,13 @@ from hypothesis import strategies as st
 from plait.protection import (
     arq_rounds,
     choose_fec,
+    choose_protection,
     fec_left,
     needs_copy,
     repair_loss,
     residual,
     residual_arq,
+    residual_with_copies,
 )
 from plait.sim import Cbr, Scenario, link, run
 
@@ -55,7 +57,7 @@ def test_resends_by_example() -> None:
     cap=st.floats(0.0, 2.0),
     target=st.floats(1e-6, 1e-2),
 )
-def test_fec_is_the_cheapest_that_reaches_the_target_within_its_caps(
+def test_the_plan_is_the_cheapest_that_reaches_the_target_within_its_caps(
     views: list[tuple[float, float, int, int]],
     budget: int,
     k: int,
@@ -64,43 +66,50 @@ def test_fec_is_the_cheapest_that_reaches_the_target_within_its_caps(
     cap: float,
     target: float,
 ) -> None:
-    m = choose_fec(
+    m, copies = choose_protection(
         views, budget_ns=budget, k=k, m_max=m_max, burst=burst, target=target, max_protection=cap
     )
     assert 0 <= m <= m_max
-    assert m / k <= cap + 1e-9  # the overhead cap holds
+    assert not copies or len(views) > 1  # a copy needs a second link: never more copies
     if burst < 1.5 and residual(views, budget) <= target:
-        assert m == 0  # re-sends alone do: no parity at all
+        assert (m, copies) == (0, False)  # re-sends alone do: no parity at all
+        return
     total = sum(share for share, _, _, _ in views)
     p = min(0.5, sum(share * loss for share, loss, _, _ in views) / total)
+
+    def plan(parity: int, copy: bool) -> tuple[float, float]:
+        """(cost, residual) of a plan."""
+        left = fec_left(k, parity, p) if parity else 1.0
+        copied, res = residual_with_copies(views, budget, left, target, copies=copy)
+        return parity / k + copied / total, res
+
+    cost, res = plan(m, copies)
+    assert cost <= cap + 1e-9  # the overhead cap holds, parity and copies together
     floor = max(1, -int(-burst // 1)) if burst > 1 else 1
-    allowed = range(min(floor, m_max, int(cap * k + 1e-9)), min(m_max, int(cap * k + 1e-9)) + 1)
-    if cap >= 1.0 and len(views) > 1 and m:
-        # copies allowed: parity + the copies `needs_copy` adds for what FEC leaves short
-        # of the target is the least of any parity count allowed
+    top = min(m_max, int(cap * k + 1e-9))
+    others = [
+        plan(parity, copy)
+        for parity in range(max(1, min(floor, top)), top + 1)
+        for copy in ((True, False) if len(views) > 1 else (False,))
+    ]
+    reaching = [c for c, r in others if c <= cap + 1e-9 and r <= target]
+    if reaching:  # some plan within the cap reaches the target: the cheapest such
+        assert res <= target
+        assert cost <= min(reaching) + 1e-12
+    # and the per-message rule copies exactly where the plan counted a copy
+    if copies and m:
         repair = repair_loss(views)
-
-        def cost(parity: int) -> float:
-            copied = sum(
-                share
-                for share, loss, first, rnd in views
-                if needs_copy(
-                    loss,
-                    repair,
-                    arq_rounds(budget, first, rnd),
-                    (k, parity),
-                    target=target,
-                    max_protection=cap,
-                    block_loss=p,
-                )
-            )
-            return parity / k + copied / total
-
-        assert all(cost(m) <= cost(other) + 1e-12 for other in allowed if other)
-    elif m and residual(views, budget, fec_left(k, m, p)) <= target:
-        # nothing cheaper (at or above the burst floor) would have done
-        for smaller in range(max(1, floor), m):
-            assert residual(views, budget, fec_left(k, smaller, p)) > target
+        for _, loss, first, rnd in views:
+            lost = residual_arq(loss, repair, arq_rounds(budget, first, rnd))
+            assert needs_copy(
+                loss,
+                repair,
+                arq_rounds(budget, first, rnd),
+                (k, m),
+                target=target,
+                max_protection=max(cap, 1.0),
+                block_loss=p,
+            ) == (lost * fec_left(k, m, p) > target)
 
 
 @given(

@@ -25,7 +25,7 @@ from plait.config import Config, FecConfig
 from plait.fec import BlockEncoder
 from plait.linkset import LinkSet
 from plait.outbox import Item, Outbox
-from plait.protection import arq_rounds, choose_fec, needs_copy, repair_loss
+from plait.protection import arq_rounds, choose_protection, needs_copy, repair_loss
 from plait.rs import ErasureCodec, default_codec
 
 __all__ = ["FecSender", "codec"]
@@ -60,6 +60,7 @@ class FecSender:
 
     __slots__ = (
         "_block_loss",
+        "_copies",
         "_next_tune",
         "_records_at",
         "_repair_loss",
@@ -85,6 +86,7 @@ class FecSender:
         self._records_at, self._tuned_at = 0, now  # records sent at the last tune
         self._block_loss = _LOSS_PRIOR  # the traffic-weighted loss of the links (copies)
         self._repair_loss = 0.0  # ... as measured: what a re-send meets
+        self._copies = True  # the plan allows copies (within Config.max_protection)
         self._spread: dict[int, list[int]] = {}  # block base -> its datagrams per link
         self._next_tune = now
 
@@ -155,7 +157,7 @@ class FecSender:
             else _LOSS_PRIOR
         )
         self._repair_loss = repair_loss(views)
-        m = choose_fec(
+        m, self._copies = choose_protection(
             views,
             budget_ns=latency_ns,
             k=k,
@@ -190,7 +192,7 @@ class FecSender:
         a copy would cost a message behind it its turn."""
         links = self.links
         carrying = links.carrying()
-        if len(carrying) < 2:
+        if len(carrying) < 2 or not self._copies:
             return False
         behind = self.outbox.queued_bytes - (item.size - _DATA_OVERHEAD)  # not counting item
         if behind * 800 > usable_bps:
