@@ -394,13 +394,30 @@ class _Parser(argparse.ArgumentParser):
         raise RelayConfigError(f"{message} (see plait relay --help)")
 
 
+_EPILOG: Final = """\
+Both ends need the same links in the same order; exactly one is the --initiator.
+A RATE is a ceiling (2M, 2mbit, 2000k); without one, plait measures what the link
+carries. Addresses are HOST:PORT or [V6-HOST]:PORT.
+
+example, an encoder's host (A) and a server's host (B), two links:
+  A: plait relay --initiator --listen 127.0.0.1:5000 --psk-file key \\
+       --link 10.0.1.1:7001=10.0.1.2:7001@wwan0 --link 10.0.2.1:7002=10.0.2.2:7002@wwan1
+  B: plait relay --forward 127.0.0.1:6000 --psk-file key \\
+       --link 10.0.1.2:7001=*  --link 10.0.2.2:7002=*
+  (key: 32 random bytes, the same file on both ends: head -c 32 /dev/urandom > key)
+
+Stops on SIGINT, SIGTERM or SIGHUP (status 0); 2 for a bad configuration, 1 if the
+session failed. A TOML --config FILE takes the same settings, named as the flags
+with _ for - ([[link]] tables with local, remote, interface, rate)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``plait relay`` argument parser (every default is None: "not given")."""
     p = _Parser(
         prog="plait relay",
         description="Carry UDP datagrams between two hosts over several plait links.",
-        epilog="Both ends need the same links in the same order. A RATE is a ceiling; "
-        "without one, plait finds what the link carries. See docs/relay.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG,
     )
     p.add_argument("--config", metavar="FILE", type=Path, help="a TOML file (flags override it)")
     p.add_argument(

@@ -191,7 +191,7 @@ def _int(value: object) -> int:
 
 def plot(report: DemoReport, path: str) -> None:
     """Write a PNG: latency CDF, and each link's A->B throughput over time (outages
-    shaded). Needs matplotlib (``pip install matplotlib``) and a run with its trace."""
+    shaded). Needs matplotlib (``pip install 'plait[plot]'``) and a run with its trace."""
     import matplotlib  # noqa: PLC0415  (optional: only --plot needs it)
 
     matplotlib.use("Agg")
