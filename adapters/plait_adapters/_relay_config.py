@@ -42,6 +42,7 @@ import plait
 from plait_adapters._links import Address, LinkSpec
 
 __all__ = [
+    "LOG_LEVELS",
     "RelayConfig",
     "RelayConfigError",
     "build_parser",
@@ -73,6 +74,8 @@ _TOP_KEYS: Final = frozenset(
         "stats_interval",
         "stats_json",
         "stats_log",
+        "log_file",
+        "log_level",
         "reopen_after",
         "once",
     }
@@ -91,6 +94,7 @@ MAX_PERIOD_S: Final = 86_400.0
 MAX_SPIN_US: Final = 1_000_000
 """`busy_poll_us` and `spin_us`: up to a second of spinning."""
 _IFNAMSIZ: Final = 16
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 
 
 class RelayConfigError(ValueError):
@@ -125,6 +129,10 @@ class RelayConfig:
     stats_log: Path | None = None
     """A file that gets one JSON line of stats (usable rate, each link's capacity) at
     every stats line, for a program to follow (`plait_adapters._relay_report.StatsLog`)."""
+    log_file: Path | None = None
+    """A file that gets the ``plait.*`` log records (`plait_adapters._log`), appended."""
+    log_level: str = "info"
+    """The least severe record written to `log_file`: one of `LOG_LEVELS`."""
     reopen_after_s: float = 5.0
     """Open a new session when every link has been down this long (0: never)."""
     once: bool = False
@@ -343,13 +351,15 @@ _SCALARS: Final[dict[str, tuple[str, type]]] = {
     "stats_interval": ("stats_interval_s", float),
     "reopen_after": ("reopen_after_s", float),
     "once": ("once", bool),
+    "log_level": ("log_level", str),
 }
 """TOML key -> (`RelayConfig` field, type) for the settings taken as they are."""
 
 
 def _from_toml(path: Path) -> dict[str, Any]:
     """The file's settings, as keyword arguments of `RelayConfig` (only those it sets).
-    Relative paths in it (psk_file, stats_json, stats_log) are relative to the file."""
+    Relative paths in it (psk_file, stats_json, stats_log, log_file) are relative to
+    the file."""
     what = str(path)
     try:
         data = tomllib.loads(_read(path, MAX_TOML, "config file").decode("utf-8"))
@@ -372,7 +382,7 @@ def _from_toml(path: Path) -> dict[str, Any]:
             out[key] = parse_address(_typed(data, key, str, what, ""), f"{what}: {key}")
     if "psk_file" in data:
         out["psk"] = _read_psk(path.parent / _typed(data, "psk_file", str, what, ""))
-    for key in ("stats_json", "stats_log"):
+    for key in ("stats_json", "stats_log", "log_file"):
         if key in data:
             out[key] = path.parent / _typed(data, key, str, what, "")
     if "fec" in data:
@@ -471,6 +481,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="append a JSON line of stats (usable rate, link capacities) at every stats line",
     )
     p.add_argument(
+        "--log-file",
+        type=Path,
+        metavar="FILE",
+        help="append log records (links up and down, sessions and why they ended, drops "
+        "every 10 s at most), timestamped, to FILE",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        type=str.lower,
+        help="the least severe record --log-file gets (default: info; debug adds the "
+        "usable rate's changes)",
+    )
+    p.add_argument(
         "--reopen-after",
         type=float,
         metavar="SECONDS",
@@ -495,6 +519,8 @@ _FLAGS: Final = {
     "stats_interval": "stats_interval_s",
     "stats_json": "stats_json",
     "stats_log": "stats_log",
+    "log_file": "log_file",
+    "log_level": "log_level",
     "reopen_after": "reopen_after_s",
     "once": "once",
 }
@@ -554,8 +580,12 @@ def _checked(kw: dict[str, Any]) -> RelayConfig:
             name = key.removesuffix("_s")
             raise RelayConfigError(f"{name} must be in [0, {MAX_PERIOD_S:.0f}] s, got {kw[key]}")
     _check_cpu(kw.get("cpu"))
-    for key in ("stats_json", "stats_log"):
+    for key in ("stats_json", "stats_log", "log_file"):
         _check_stats_file(key, kw.get(key))
+    if kw.get("log_level", "info") not in LOG_LEVELS:
+        raise RelayConfigError(
+            f"log_level must be one of {', '.join(LOG_LEVELS)}, got {kw['log_level']!r}"
+        )
     cfg = RelayConfig(**kw)
     cfg.plait_config()  # plait's own checks (mtu, fec, ...) now, not after sockets open
     return cfg

@@ -30,6 +30,11 @@ so, and another when it opens. Only what can never work without the operator (a
 malformed address, a port another program owns: link ports are exclusive) stops the
 relay at start, with one line and status 2.
 
+Every notice is also a record of the ``plait.relay`` logger, and the local socket's
+drops are logged there every 10 s at most; with ``--log-file`` the relay writes those
+and the adapter's (``plait.link``, ``plait.session``, ``plait.drops``:
+`plait_adapters._log`) to a file, timestamped.
+
 The defaults do not spin a core: the loop sleeps between datagrams (``busy_poll_us``
 0) and spins only the last 50 us before a pacing deadline (``spin_us``).
 """
@@ -38,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import select
 import signal
 import socket
@@ -52,6 +58,7 @@ import attrs
 import plait
 from plait_adapters import raw
 from plait_adapters._links import SOCKET_BUFFER, Address
+from plait_adapters._log import DROP_LOG_INTERVAL_NS, CountLog
 from plait_adapters._relay_config import RelayConfig, RelayConfigError, parse
 from plait_adapters._relay_report import (
     Printer,
@@ -73,6 +80,9 @@ _WATCH_S: Final = 1.0
 _CLOSE_WAIT_S: Final = 10.0
 """How long closing a session waits for its thread (and so its sockets) to end before
 the next session binds the same ports."""
+_LOG: Final = logging.getLogger("plait.relay")
+_LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_DROPS_EVERY_S: Final = DROP_LOG_INTERVAL_NS / 1e9
 _SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 """The signals that stop the relay cleanly (CLOSE to the peer, final stats, status 0).
 SIGHUP too: a closed terminal or a ``kill -HUP`` would otherwise end it with no CLOSE."""
@@ -109,6 +119,8 @@ class Relay:
         self.notices: deque[str] = deque(maxlen=_NOTICES)
         self._carried = self._emitted = self._full = self._no_dest = self._errors = 0
         self._strangers = 0
+        self._drop_log = CountLog(_LOG, logging.WARNING, "local datagrams dropped:")
+        self._drops_due = time.monotonic() + _DROPS_EVERY_S
         self._t0, self._cpu0 = time.monotonic(), time.process_time()
         self._learnt: dict[int, str | None] = {}
         self._not_open: dict[int, str] = {}
@@ -168,12 +180,12 @@ class Relay:
         match event:
             case plait.SessionEstablished(session=sid):
                 self.established = True
-                self.notice(f"session {sid:#010x} established")
+                self.notice(f"session {sid:#010x} established", None)
             case plait.SessionClosed(by_peer=by_peer, code=code):
                 if by_peer or code:
                     self.closed_by_peer = by_peer
                     who = "the peer" if by_peer else "a protocol error"
-                    self.notice(f"session closed by {who} (code {code})")
+                    self.notice(f"session closed by {who} (code {code})", None)
                 self._ended = True
                 self._poke()  # again: `serve` may have looked at `_ended` since the notice
             case plait.LinkDown(link=link):
@@ -181,18 +193,21 @@ class Relay:
                 if len(self._down) == len(self.cfg.links):
                     self._heard_then = self._heard()
                     self._all_down_at = time.monotonic()
-                self.notice(f"link {link} down")
+                self.notice(f"link {link} down", None)
             case plait.LinkDegraded(link=link):
-                self.notice(f"link {link} degraded")
+                self.notice(f"link {link} degraded", None)
             case plait.LinkUp(link=link):
                 self._down.discard(link)
                 self._all_down_at = None
-                self.notice(f"link {link} up")
+                self.notice(f"link {link} up", None)
             case _:
                 pass  # expiries and FEC rebuilds are counted in the stats
 
-    def notice(self, text: str) -> None:
-        """Queue a line for the main thread to print (thread-safe)."""
+    def notice(self, text: str, level: int | None = logging.INFO) -> None:
+        """Queue a line for the main thread to print, and log it at `level` (None: the
+        adapter logged it already) (thread-safe)."""
+        if level is not None:
+            _LOG.log(level, "%s", text)
         self.notices.append(f"[{time.monotonic() - self._t0:8.1f} s] {text}")
         self._poke()
 
@@ -245,7 +260,20 @@ class Relay:
         failed = stats.endpoint.hellos_unauthenticated
         if failed and not self.established and not self._told_psk:
             self._told_psk = True
-            self.notice(f"{failed} HELLOs failed authentication: the peer holds another psk")
+            self.notice(
+                f"{failed} HELLOs failed authentication: the peer holds another psk",
+                logging.WARNING,
+            )
+        if time.monotonic() >= self._drops_due:
+            self._drops_due = time.monotonic() + _DROPS_EVERY_S
+            self._drop_log.update(
+                {
+                    "send buffer full": self._full,
+                    "no destination yet": self._no_dest,
+                    "not from the forward address": self._strangers,
+                    "local socket errors": self._errors,
+                }
+            )
 
     def _link_changed(self, link: int, why: str | None, before: dict[int, str]) -> None:
         """`on_link`: a notice when `link` waits (once per reason, also across
@@ -256,7 +284,7 @@ class Relay:
             self.notice(f"link {link}: open")
             return
         if why not in (self._not_open.get(link), before.get(link)):
-            self.notice(f"{why}; link {link} waits and is tried again")
+            self.notice(f"{why}; link {link} waits and is tried again", logging.WARNING)
         self._not_open[link] = why
 
     def _heard(self) -> int:
@@ -485,6 +513,19 @@ def main(argv: Sequence[str]) -> int:
             signal.signal(sig, handler)
 
 
+def _log_to(cfg: RelayConfig) -> logging.Handler | None:
+    """`cfg.log_file`'s handler on the ``plait`` logger (None: no file). Raises
+    OSError if the file cannot be opened."""
+    if cfg.log_file is None:
+        return None
+    handler = logging.FileHandler(cfg.log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    top = logging.getLogger("plait")
+    top.setLevel(cfg.log_level.upper())
+    top.addHandler(handler)
+    return handler
+
+
 def _run(cfg: RelayConfig, stopper: _Stopper) -> int:
     if stopper.requested():
         return 0
@@ -494,10 +535,20 @@ def _run(cfg: RelayConfig, stopper: _Stopper) -> int:
         print(f"plait relay: error: cannot write --stats-log: {exc}", file=sys.stderr)
         return 2
     try:
+        handler = _log_to(cfg)
+    except OSError as exc:
+        print(f"plait relay: error: cannot write --log-file: {exc}", file=sys.stderr)
+        if log is not None:
+            log.close()
+        return 2
+    try:
         return _serve(cfg, stopper, log)
     finally:
         if log is not None:
             log.close()
+        if handler is not None:
+            logging.getLogger("plait").removeHandler(handler)
+            handler.close()
 
 
 def _serve(cfg: RelayConfig, stopper: _Stopper, log: StatsLog | None) -> int:
@@ -511,9 +562,9 @@ def _serve(cfg: RelayConfig, stopper: _Stopper, log: StatsLog | None) -> int:
     if stopper.requested():  # a signal came while it was opening
         relay.stop()
     if cfg.psk is None:
-        relay.notice("no psk: datagrams are neither authenticated nor encrypted")
+        relay.notice("no psk: datagrams are neither authenticated nor encrypted", logging.WARNING)
         if any(link.remote is None for link in cfg.links):
-            relay.notice("no psk: anyone can redirect a link whose remote is '*'")
+            relay.notice("no psk: anyone can redirect a link whose remote is '*'", logging.WARNING)
     printer = Printer(relay.notices, relay.stats, sys.stderr, cfg.stats_interval_s)
 
     def tick(status: bool) -> None:
