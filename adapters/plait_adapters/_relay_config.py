@@ -28,6 +28,7 @@ one line too (`RelayConfigError`, like the rest).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import re
@@ -76,6 +77,7 @@ _TOP_KEYS: Final = frozenset(
         "stats_log",
         "log_file",
         "log_level",
+        "metrics_listen",
         "reopen_after",
         "once",
     }
@@ -133,6 +135,8 @@ class RelayConfig:
     """A file that gets the ``plait.*`` log records (`plait_adapters._log`), appended."""
     log_level: str = "info"
     """The least severe record written to `log_file`: one of `LOG_LEVELS`."""
+    metrics_listen: Address | None = None
+    """Where to serve Prometheus metrics over HTTP (`plait_adapters._relay_metrics`)."""
     reopen_after_s: float = 5.0
     """Open a new session when every link has been down this long (0: never)."""
     once: bool = False
@@ -377,9 +381,10 @@ def _from_toml(path: Path) -> dict[str, Any]:
         pairs = [_toml_link(t, f"{what}: link {i}") for i, t in enumerate(data["link"])]
         out["links"] = tuple(spec for spec, _ in pairs)
         out["rates_bps"] = tuple(rate for _, rate in pairs)
-    for key in ("listen", "forward"):
+    for key in ("listen", "forward", "metrics_listen"):
         if key in data:
-            out[key] = parse_address(_typed(data, key, str, what, ""), f"{what}: {key}")
+            text, any_port = _typed(data, key, str, what, ""), key == "metrics_listen"
+            out[key] = parse_address(text, f"{what}: {key}", port_zero=any_port)
     if "psk_file" in data:
         out["psk"] = _read_psk(path.parent / _typed(data, "psk_file", str, what, ""))
     for key in ("stats_json", "stats_log", "log_file"):
@@ -495,6 +500,13 @@ def build_parser() -> argparse.ArgumentParser:
         "usable rate's changes)",
     )
     p.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve live metrics for Prometheus at http://HOST:PORT/metrics (per link: state, "
+        "RTT, loss, capacity, bytes, datagrams; per session: delivered, expired, re-sent, FEC);"
+        " needs pip install 'plait[metrics]'",
+    )
+    p.add_argument(
         "--reopen-after",
         type=float,
         metavar="SECONDS",
@@ -540,10 +552,11 @@ def parse(argv: Sequence[str]) -> RelayConfig:
         pairs = [parse_link(text, i) for i, text in enumerate(args.link)]
         kw["links"] = tuple(spec for spec, _ in pairs)
         kw["rates_bps"] = tuple(rate for _, rate in pairs)
-    for flag in ("listen", "forward"):
+    for flag in ("listen", "forward", "metrics_listen"):
         text = getattr(args, flag)
         if text is not None:
-            kw[flag] = parse_address(text, f"--{flag}")
+            what, any_port = "--" + flag.replace("_", "-"), flag == "metrics_listen"
+            kw[flag] = parse_address(text, what, port_zero=any_port)
     if args.psk_file is not None:
         kw["psk"] = _read_psk(args.psk_file)
     if args.fec is not None:
@@ -582,13 +595,22 @@ def _checked(kw: dict[str, Any]) -> RelayConfig:
     _check_cpu(kw.get("cpu"))
     for key in ("stats_json", "stats_log", "log_file"):
         _check_stats_file(key, kw.get(key))
+    _check_observing(kw)
+    cfg = RelayConfig(**kw)
+    cfg.plait_config()  # plait's own checks (mtu, fec, ...) now, not after sockets open
+    return cfg
+
+
+def _check_observing(kw: dict[str, Any]) -> None:
+    """The log level is one we know; metrics need their extra."""
     if kw.get("log_level", "info") not in LOG_LEVELS:
         raise RelayConfigError(
             f"log_level must be one of {', '.join(LOG_LEVELS)}, got {kw['log_level']!r}"
         )
-    cfg = RelayConfig(**kw)
-    cfg.plait_config()  # plait's own checks (mtu, fec, ...) now, not after sockets open
-    return cfg
+    if kw.get("metrics_listen") and importlib.util.find_spec("prometheus_client") is None:
+        raise RelayConfigError(
+            "--metrics-listen needs prometheus-client: pip install 'plait[metrics]'"
+        )
 
 
 def _check_cpu(cpu: int | None) -> None:

@@ -51,7 +51,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
@@ -69,6 +69,9 @@ from plait_adapters._relay_report import (
     to_json,
 )
 from plait_adapters._session import SessionStats
+
+if TYPE_CHECKING:
+    from plait_adapters._relay_metrics import MetricsServer
 
 __all__ = ["Relay", "RelayStats", "final_report", "main", "status_line"]
 
@@ -526,6 +529,25 @@ def _log_to(cfg: RelayConfig) -> logging.Handler | None:
     return handler
 
 
+def _metrics(cfg: RelayConfig, relay: Relay) -> MetricsServer | None:
+    """The metrics server, if asked for (and a notice of its URL); raises OSError."""
+    if cfg.metrics_listen is None:
+        return None
+    from plait_adapters._relay_metrics import MetricsServer  # noqa: PLC0415  (an extra)
+
+    server = MetricsServer(cfg.metrics_listen, relay.stats)
+    relay.notice(f"metrics at {server.url}")
+    return server
+
+
+def _warn_open(cfg: RelayConfig, relay: Relay) -> None:
+    """Notices of what the configuration leaves open."""
+    if cfg.psk is None:
+        relay.notice("no psk: datagrams are neither authenticated nor encrypted", logging.WARNING)
+        if any(link.remote is None for link in cfg.links):
+            relay.notice("no psk: anyone can redirect a link whose remote is '*'", logging.WARNING)
+
+
 def _run(cfg: RelayConfig, stopper: _Stopper) -> int:
     if stopper.requested():
         return 0
@@ -558,13 +580,16 @@ def _serve(cfg: RelayConfig, stopper: _Stopper, log: StatsLog | None) -> int:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         print(f"plait relay: error: {why}", file=sys.stderr)
         return 2
+    try:
+        metrics = _metrics(cfg, relay)
+    except OSError as exc:
+        relay.close()
+        print(f"plait relay: error: --metrics-listen: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     stopper.relay = relay
     if stopper.requested():  # a signal came while it was opening
         relay.stop()
-    if cfg.psk is None:
-        relay.notice("no psk: datagrams are neither authenticated nor encrypted", logging.WARNING)
-        if any(link.remote is None for link in cfg.links):
-            relay.notice("no psk: anyone can redirect a link whose remote is '*'", logging.WARNING)
+    _warn_open(cfg, relay)
     printer = Printer(relay.notices, relay.stats, sys.stderr, cfg.stats_interval_s)
 
     def tick(status: bool) -> None:
@@ -581,6 +606,8 @@ def _serve(cfg: RelayConfig, stopper: _Stopper, log: StatsLog | None) -> int:
         relay.close()
     except Exception as exc:
         error = error or exc
+    if metrics is not None:
+        metrics.close()
     stats = relay.stats()
     printer.final(stats)
     if log is not None:
