@@ -2,6 +2,8 @@
 
 plait [--version]
 plait demo [--scenario NAME] [--seed N] [--duration SECONDS] [--json] [--plot FILE]
+           [--trace FILE]
+plait plot TRACE [-o PNG]
 plait selfcheck [--seed N] [--json]
 plait relay [--config FILE] [--link LOCAL=REMOTE[@IFACE]:RATE ...] [--listen ...] ...
 
@@ -21,13 +23,14 @@ import json
 import math
 import os
 import sys
+from pathlib import Path
 from typing import Final, NoReturn
 
 import attrs
 
 import plait
 from plait import demo as demo_mod
-from plait import selfcheck
+from plait import plot, selfcheck, tracelog
 from plait.sim import SCENARIOS
 
 __all__ = ["main", "version"]
@@ -74,14 +77,33 @@ def _demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         duration_s=args.duration,
         progress=progress,
-        keep_trace=args.plot is not None,
+        keep_trace=args.plot is not None or args.trace is not None,
     )
     print(demo_mod.to_json(report) if args.json else demo_mod.render(report))
+    if args.trace:
+        with open(args.trace, "w", encoding="utf-8") as out:
+            tracelog.write(out, demo_mod.trace(report))
+        if not args.json:
+            print(f"  trace      {args.trace}")
     if args.plot:
         demo_mod.plot(report, args.plot)
         if not args.json:
             print(f"  plot       {args.plot}")
     return 0 if report.result.ok else 1
+
+
+def _plot(args: argparse.Namespace) -> int:
+    if _matplotlib_missing():
+        print(f"plait plot: error: {PLOT_HINT.replace('--plot', 'plot')}", file=sys.stderr)
+        return 2
+    out = args.output or str(Path(args.trace).with_suffix(".png"))
+    try:
+        plot.plot_file(Path(args.trace), Path(out))
+    except (OSError, tracelog.TraceError) as exc:
+        print(f"plait plot: error: {exc}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
 
 
 def _selfcheck(args: argparse.Namespace) -> int:
@@ -137,7 +159,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="also draw a PNG (needs matplotlib: pip install 'plait[plot]')",
     )
+    demo.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="also write every message, datagram and link event as JSON lines (plait plot "
+        "draws it)",
+    )
     demo.set_defaults(run=_demo)
+    drawing = commands.add_parser(
+        "plot",
+        help="draw a trace (plait demo --trace, plait relay --trace) as a PNG",
+        description="Draw a trace: latency over time against the deadline with expired "
+        "messages marked, the latency CDF over every message sent, and each link's "
+        "throughput with its DOWN/DEGRADED spans and outages. Needs matplotlib: "
+        "pip install 'plait[plot]'.",
+    )
+    drawing.add_argument("trace", metavar="TRACE", help="a trace file (JSON lines)")
+    drawing.add_argument(
+        "-o", "--output", metavar="PNG", help="where to write (default: TRACE with .png)"
+    )
+    drawing.set_defaults(run=_plot)
     check = commands.add_parser(
         "selfcheck",
         help="a quick check of framing and sequence windows",
