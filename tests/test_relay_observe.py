@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from plait import cli
+from plait import cli, plot, tracelog
 from plait_adapters._relay_config import RelayConfigError, parse
 from tests.relay_ends import LINKS, PSK, Ends, all_carrying, free_ports, link_flags
 
@@ -207,3 +207,31 @@ def test_a_metrics_port_in_use_exits_2(capsys: pytest.CaptureFixture[str]) -> No
             cli.main([*argv, "--metrics-listen", f"127.0.0.1:{port}"])
     assert exit_info.value.code == 2
     assert "plait relay: error: --metrics-listen: Address already in use" in capsys.readouterr().err
+
+
+def test_a_relay_trace_draws(
+    commands: Callable[[list[str], list[str]], _Commands], tmp_path: Path
+) -> None:
+    """Relay B's --trace: each datagram from A delivered, with a latency within the
+    budget, link bytes each second, the session's events; plait plot draws it."""
+    trace = tmp_path / "b.jsonl"
+    c = commands([], ["--trace", str(trace)])
+    assert _wait(c.carrying), c.err("a") + c.err("b")
+    c.ends.exchange(c.listen, 40)
+    time.sleep(1.5)  # a look at the links or two: the bytes records
+    assert c.stop("a") == 0
+    assert c.stop("b", signal.SIGTERM) == 0
+    head, records = tracelog.read(trace)
+    assert head["source"] == "relay"
+    assert head["links"] == LINKS
+    assert head["budget_ns"] == 150_000_000
+    delivered = [r for r in records if r["ev"] == "delivered"]
+    assert len(delivered) == 40
+    assert all(-50_000_000 < r["latency"] < 150_000_000 for r in delivered)
+    assert {r["what"] for r in records if r["ev"] == "session"} >= {"established", "closed"}
+    received = sum(r["bytes"] for r in records if r["ev"] == "bytes" and r["dir"] == 0)
+    assert received > 40 * 4  # every datagram's payload at least, headers on top
+    pytest.importorskip("matplotlib", reason="plait plot needs matplotlib (the plot extra)")
+    png = tmp_path / "b.png"
+    plot.plot_file(trace, png)
+    assert png.read_bytes().startswith(b"\x89PNG")

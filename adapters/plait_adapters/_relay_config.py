@@ -78,6 +78,7 @@ _TOP_KEYS: Final = frozenset(
         "log_file",
         "log_level",
         "metrics_listen",
+        "trace",
         "reopen_after",
         "once",
     }
@@ -135,6 +136,8 @@ class RelayConfig:
     """A file that gets the ``plait.*`` log records (`plait_adapters._log`), appended."""
     log_level: str = "info"
     """The least severe record written to `log_file`: one of `LOG_LEVELS`."""
+    trace: Path | None = None
+    """A `plait.tracelog` trace of what this end saw (`plait_adapters._relay_trace`)."""
     metrics_listen: Address | None = None
     """Where to serve Prometheus metrics over HTTP (`plait_adapters._relay_metrics`)."""
     reopen_after_s: float = 5.0
@@ -387,7 +390,7 @@ def _from_toml(path: Path) -> dict[str, Any]:
             out[key] = parse_address(text, f"{what}: {key}", port_zero=any_port)
     if "psk_file" in data:
         out["psk"] = _read_psk(path.parent / _typed(data, "psk_file", str, what, ""))
-    for key in ("stats_json", "stats_log", "log_file"):
+    for key in ("stats_json", "stats_log", "log_file", "trace"):
         if key in data:
             out[key] = path.parent / _typed(data, key, str, what, "")
     if "fec" in data:
@@ -500,6 +503,13 @@ def build_parser() -> argparse.ArgumentParser:
         "usable rate's changes)",
     )
     p.add_argument(
+        "--trace",
+        type=Path,
+        metavar="FILE",
+        help="write every message delivered or expired, link event and each link's bytes "
+        "per second as JSON lines, for plait plot FILE",
+    )
+    p.add_argument(
         "--metrics-listen",
         metavar="HOST:PORT",
         help="serve live metrics for Prometheus at http://HOST:PORT/metrics (per link: state, "
@@ -533,6 +543,7 @@ _FLAGS: Final = {
     "stats_log": "stats_log",
     "log_file": "log_file",
     "log_level": "log_level",
+    "trace": "trace",
     "reopen_after": "reopen_after_s",
     "once": "once",
 }
@@ -593,7 +604,7 @@ def _checked(kw: dict[str, Any]) -> RelayConfig:
             name = key.removesuffix("_s")
             raise RelayConfigError(f"{name} must be in [0, {MAX_PERIOD_S:.0f}] s, got {kw[key]}")
     _check_cpu(kw.get("cpu"))
-    for key in ("stats_json", "stats_log", "log_file"):
+    for key in ("stats_json", "stats_log", "log_file", "trace"):
         _check_stats_file(key, kw.get(key))
     _check_observing(kw)
     cfg = RelayConfig(**kw)

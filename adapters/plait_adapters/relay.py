@@ -68,6 +68,7 @@ from plait_adapters._relay_report import (
     status_line,
     to_json,
 )
+from plait_adapters._relay_trace import RelayTrace
 from plait_adapters._session import SessionStats
 
 if TYPE_CHECKING:
@@ -131,7 +132,11 @@ class Relay:
         while a new one opens, so a link that stays down is not announced again)."""
         if local.note is not None:
             self.notice(local.note)
+        self.trace: RelayTrace | None = None
+        self._traced = 0  # the session whose byte counters the trace follows
         try:
+            if cfg.trace is not None:
+                self.trace = RelayTrace(cfg.trace, len(cfg.links), int(cfg.latency_ms * 1e6))
             self._open()
         except BaseException:
             self._close_sockets()
@@ -168,6 +173,8 @@ class Relay:
     # --- the loop thread -------------------------------------------------------------------
 
     def _emit(self, msg: plait.MessageReceived) -> None:
+        if self.trace is not None:
+            self.trace.message(msg)
         dest = self._dest or self._source
         if dest is None:
             self._no_dest += 1
@@ -180,6 +187,8 @@ class Relay:
             self._emitted += 1
 
     def _event(self, event: plait.Event) -> None:
+        if self.trace is not None:
+            self.trace.event(event)
         match event:
             case plait.SessionEstablished(session=sid):
                 self.established = True
@@ -255,6 +264,9 @@ class Relay:
         once per session if HELLOs fail authentication before it is established (a
         peer with another psk: the session itself waits on, see `Relay`)."""
         stats = self.session.stats()
+        if self.trace is not None:
+            self.trace.links(stats.endpoint, new_session=self._traced != self.sessions)
+            self._traced = self.sessions
         learnt = stats.learnt
         for link, addr in learnt.items():
             if addr is not None and addr != self._learnt.get(link):
@@ -389,6 +401,8 @@ class Relay:
     def _close_sockets(self) -> None:
         for sock in (self._local, self._wake_r, self._wake_w):
             sock.close()
+        if self.trace is not None:
+            self.trace.close()
 
 
 # --- the local socket ------------------------------------------------------------------------

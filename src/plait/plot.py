@@ -31,10 +31,10 @@ _NICE: Final = (1, 2, 5)
 _STATE_COLOURS: Final = {"DOWN": "#d62728", "DEGRADED": "#ff7f0e"}
 
 
-def bin_ns(duration_ns: int, bins: int = 300) -> int:
-    """A round bin width (1, 2 or 5 x 10^k ns, at least 10 ms) giving about `bins`
-    bins over `duration_ns`."""
-    want = max(duration_ns // bins, 10_000_000)
+def bin_ns(duration_ns: int, bins: int = 300, at_least: int = 0) -> int:
+    """A round bin width (1, 2 or 5 x 10^k ns, at least 10 ms and `at_least`) giving
+    about `bins` bins over `duration_ns`."""
+    want = max(duration_ns // bins, 10_000_000, at_least)
     scale = 1
     while True:
         for step in _NICE:
@@ -89,6 +89,7 @@ class _Run:
         self.end = max((int(r["t"]) for r in records), default=self.t0 + 1)
         self.links = max(int(head.get("links", 1)), 1)
         self.budget_ns = int(head.get("budget_ns", 0))
+        self.way = str(head.get("direction", "A->B"))
         self.delivered = [r for r in records if r.get("ev") == "delivered" and r.get("dir", 0) == 0]
         self.expired = [r for r in records if r.get("ev") == "expired" and r.get("dir") == 0]
         self.latencies_ms = [int(r["latency"]) * _MS for r in self.delivered]
@@ -137,7 +138,7 @@ def _latency(ax: Any, run: _Run) -> None:
     ax.set_ylabel("latency (ms)")
     ax.set_ylim(0, max([budget_ms * 1.1, *run.latencies_ms, 1.0]))
     ax.set_title(
-        f"{run.head.get('title', 'plait trace')}: A->B messages by send time "
+        f"{run.head.get('title', 'plait trace')}: {run.way} messages by send time "
         "(red lines: a link went DOWN)",
         fontsize=10,
     )
@@ -167,12 +168,14 @@ def _cdf(ax: Any, run: _Run) -> None:
 
 
 def _strips(strips: Sequence[Any], run: _Run) -> None:
-    width = bin_ns(run.end - run.t0)
+    spans_ns = (int(r.get("span", 0)) for r in run.records if r.get("ev") == "bytes")
+    width = bin_ns(run.end - run.t0, at_least=max(spans_ns, default=0))
     per_s = 1 / (width * _S)
     series = [[0] * ((run.end - run.t0) // width + 1) for _ in range(run.links)]
     for r in run.records:
         if r.get("ev") == "bytes" and r.get("dir") == 0 and 0 <= int(r["link"]) < run.links:
-            series[int(r["link"])][(int(r["t"]) - run.t0) // width] += int(r["bytes"])
+            mid = int(r["t"]) - int(r.get("span", 0)) // 2  # a period's bytes: its middle
+            series[int(r["link"])][max(mid - run.t0, 0) // width] += int(r["bytes"])
     centres = [(i + 0.5) * width * _S for i in range(len(series[0]))]
     spans = _spans(run.records, run.t0, run.end)
     outages = _outages(run.records, run.t0, run.end)
@@ -189,8 +192,8 @@ def _strips(strips: Sequence[Any], run: _Run) -> None:
         ax.set_ylabel(f"link {link}", rotation=0, ha="right", va="center", fontsize=8)
         ax.tick_params(labelsize=7, labelbottom=link == len(strips) - 1)
     strips[0].set_title(
-        f"A->B Mbit/s per link, {width * _MS:g} ms bins; shaded as the sender saw the link: "
-        "DOWN red, DEGRADED orange; hatched: a scripted outage",
+        f"{run.way} Mbit/s per link, {width * _MS:g} ms bins; shaded as seen from the trace: "
+        "DOWN red, DEGRADED orange" + ("; hatched: a scripted outage" if outages else ""),
         fontsize=9,
     )
     strips[-1].set_xlabel("time since the start of the trace (s)")

@@ -12,8 +12,8 @@ writer's clock: virtual in the simulator, CLOCK_MONOTONIC in the relay) and ``ev
                 at ``t - latency``
 ``expired``     ``dir``, ``sent`` (ns, or null if unknown), ``where`` (``sending``:
                 it never left in full; ``receiving``: it did not arrive in time)
-``bytes``       ``dir``, ``link``, ``bytes``: datagram bytes sent on a link (one
-                datagram, or a period's worth in the relay's trace)
+``bytes``       ``dir``, ``link``, ``bytes``: datagram bytes on a link: one datagram,
+                or (with ``span``, ns) all of the ``span`` before ``t``
 ``link``        ``side``, ``link``, ``state`` (``DOWN``, ``DEGRADED``, ``UP``):
                 what that side's endpoint reported
 ``outage``      ``link`` (-1: all), ``start`` (true/false): a scripted outage
