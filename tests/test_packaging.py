@@ -8,6 +8,7 @@ pyproject.toml names), as a release would; it takes a few seconds."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -125,3 +126,14 @@ def test_the_installed_command_works_without_the_repository(dist: Path, tmp_path
     help_text = run("relay", "--help")
     assert "LOCAL=REMOTE[@IFACE][:RATE]" in help_text
     assert "docs/" not in help_text
+    if importlib.util.find_spec("pdoc") is not None:  # the API reference, from the wheel
+        subprocess.run(
+            [sys.executable, "-m", "pdoc", "-o", "api", "plait", "plait_adapters.relay"],
+            cwd=elsewhere,
+            env=env,
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
+        assert 'id="Endpoint"' in (elsewhere / "api" / "plait.html").read_text()
+        assert (elsewhere / "api" / "plait_adapters" / "relay.html").is_file()
