@@ -549,12 +549,14 @@ class _EndpointRun:
                 self._resolve(event.stream, event.msg)
                 self._check_delivered(event)
             elif isinstance(event, MessageExpired) and not event.sent:
-                self._resolve(event.stream, event.msg)
+                self._resolve(event.stream, event.msg + event.count - 1, event.msg)
 
-    def _resolve(self, stream: int, msg: int) -> None:
-        if msg <= self.resolved.get(stream, -1):
-            raise AssertionError(f"stream {stream}: message {msg} resolved twice or out of order")
-        self.resolved[stream] = msg
+    def _resolve(self, stream: int, last: int, first: int | None = None) -> None:
+        """Messages `first` .. `last` (just `last` unless a run expired) are resolved now."""
+        first = last if first is None else first
+        if first <= self.resolved.get(stream, -1) or last < first:
+            raise AssertionError(f"stream {stream}: message {first} resolved twice or out of order")
+        self.resolved[stream] = last
 
     def _check_delivered(self, event: MessageReceived) -> None:
         if self.forged:

@@ -136,7 +136,9 @@ class Attacked(RuleBasedStateMachine):
         while (event := ep.next_event()) is not None:
             if isinstance(event, plait.MessageReceived):
                 self._check_delivery(side, peer, event)
-            elif isinstance(event, plait.MessageExpired | plait.MessageUnconfirmed):
+            elif isinstance(event, plait.MessageExpired):
+                self.expired += event.count
+            elif isinstance(event, plait.MessageUnconfirmed):
                 self.expired += 1
 
     def _check_delivery(self, side: str, sender: str, event: plait.MessageReceived) -> None:

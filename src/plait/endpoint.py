@@ -40,8 +40,7 @@ from plait.events import (
     SessionEstablished,
     UsableRateChanged,
 )
-from plait.fec import BlockDecoder
-from plait.fecpolicy import FecSender, codec, new_encoder
+from plait.fecpolicy import FecSender, new_decoder, new_encoder
 from plait.feedback import FeedbackTimer, handle_feedback, loss_timeout, write_feedback
 from plait.handshake import Handshake, HelloOutcome
 from plait.inbox import Inbox
@@ -112,7 +111,7 @@ class Endpoint:
         self._usable_reported = 0  # the rate the last UsableRateChanged said
         self._first_send = -1  # when the application first sent (-1: not yet)
         encoder = new_encoder(config.fec, self.latency_ns)
-        self._decoder = BlockDecoder(codec()) if config.fec is not None else None
+        self._decoder = new_decoder(self.latency_ns) if config.fec is not None else None
         self.outbox = Outbox(
             self._emit,
             links=len(config.links),
@@ -305,7 +304,7 @@ class Endpoint:
         self.outbox.on_timer(now)
         self.inbox.on_timer(now)
         if self._decoder is not None:
-            self._decoder.expire(self.inbox.window.floor)
+            self._decoder.expire(self.inbox.window.floor, now)
         if self._fec.due(now):
             self._fec.tune(now, self.latency_ns)
 
@@ -356,7 +355,7 @@ class Endpoint:
         self._fec.config = fec
         self.outbox.fec = new_encoder(fec, self.latency_ns)
         if fec is not None and self._decoder is None:
-            self._decoder = BlockDecoder(codec())
+            self._decoder = new_decoder(self.latency_ns)
 
     # --- sending internals ------------------------------------------------------------------
 
@@ -519,7 +518,7 @@ class Endpoint:
         self._accept(link, now, meta)
         seq, new = self._record(fields, now)
         if new and self._decoder is not None:
-            self._rebuilt(self._decoder.on_data(seq, bytes(body[offset:])), now)
+            self._rebuilt(self._decoder.on_data(seq, bytes(body[offset:]), now), now)
 
     def _record(
         self, fields: tuple[int, int, int, int, bytes, int, int], now: int
@@ -555,7 +554,7 @@ class Endpoint:
         if self._decoder is None or not isinstance(parity, Parity):
             return
         base = self.inbox.window.unwrap(parity.base, SEQ32)
-        self._rebuilt(self._decoder.on_parity(base, parity), now)
+        self._rebuilt(self._decoder.on_parity(base, parity, now), now)
 
     def _on_feedback(self, body: Buffer, offset: int, link: int, now: int, meta: Meta) -> None:
         fb = decode_body(PacketType.FEEDBACK, body, offset)

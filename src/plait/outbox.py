@@ -124,6 +124,7 @@ class Outbox:
         "_inflight_bytes",
         "_inflight_expiry",
         "_links",
+        "_lowest",
         "_next_msg",
         "_parity",
         "_queued_bytes",
@@ -162,6 +163,7 @@ class Outbox:
         self.next_seq = 0
         self._inflight: dict[int, _Sent] = {}
         self._inflight_bytes = 0
+        self._lowest = 0  # no record below this is in flight (it only rises)
         self._inflight_expiry: list[tuple[int, int]] = []  # (deadline, seq)
         self._links: list[deque[tuple[int, int, int]]] = [deque() for _ in range(links)]
         self._runs = [0] * links  # per link: consecutive records lost so far
@@ -336,8 +338,17 @@ class Outbox:
     # --- feedback --------------------------------------------------------------------------
 
     def on_acked(self, lo: int, hi: int) -> None:
-        """The peer has data sequences lo..hi (unwrapped, inclusive)."""
+        """The peer has data sequences lo..hi (unwrapped, inclusive). The range is first
+        cut to what may be in flight, so a FEEDBACK's disjoint ranges together cost
+        O(ranges + the in-flight span), however wide they claim to be."""
         inflight = self._inflight
+        low = self._lowest
+        while low < self.next_seq and low not in inflight:
+            low += 1
+        self._lowest = low
+        lo, hi = max(lo, low), min(hi, self.next_seq - 1)
+        if hi < lo:
+            return
         if hi - lo + 1 > len(inflight):
             keys = [s for s in inflight if lo <= s <= hi]
         else:
