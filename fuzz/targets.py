@@ -12,6 +12,8 @@ finds a bug; expected rejections of bad input are swallowed here.
   was sealed, and refuse every change to it.
 * ``endpoint`` / ``endpoint_psk``: `Endpoint.receive_datagram` of a live session
   (see `endpoint_target`).
+* ``psk_peer``: a peer holding the psk sends well-formed records that break the rules;
+  B's tables, events and CPU stay bounded (fuzz/psk_peer.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Final
 
 import plait
 from fuzz import corpus
+from fuzz.psk_peer import psk_peer_target
 from plait import crypto, wire
 from plait.errors import AuthenticationFailed, MalformedPacket
 from plait.events import MessageExpired, MessageReceived
@@ -720,4 +723,5 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "crypto": crypto_target,
     "endpoint": endpoint_target,
     "endpoint_psk": endpoint_psk_target,
+    "psk_peer": psk_peer_target,
 }
