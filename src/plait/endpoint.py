@@ -27,8 +27,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final
 
-from plait.clock import ClockMap
-from plait.config import MAX_RATE_BPS, MIN_RATE_BPS, Config, FecConfig, Scheduling
+from plait.clock import CallerTime, ClockMap
+from plait.config import MAX_RATE_BPS, MIN_RATE_BPS, Config, FecConfig, Scheduling, check_budget
 from plait.errors import AuthenticationFailed, MalformedPacket, SessionClosedError, UsageError
 from plait.events import (
     Event,
@@ -78,7 +78,8 @@ Control = tuple[int, PacketType, bytes, bool | tuple[int, int]]
 
 
 class Endpoint:
-    """One end of a plait session. Time is integer ns of the caller's monotonic clock."""
+    """One end of a plait session. Time is integer ns of the caller's monotonic clock,
+    from 0; a `now` earlier than one already passed is taken as that one (`CallerTime`)."""
 
     def __init__(
         self, config: Config, *, initiator: bool, now: int, rng: random.Random | None = None
@@ -87,13 +88,14 @@ class Endpoint:
         Args:
             config: the session's configuration (equal on both ends).
             initiator: True on the end that starts the session.
-            now: the caller's clock.
+            now: the caller's clock (an int >= 0, else UsageError).
             rng: entropy for the session id and nonces. Default: seeded from `now`, which
                 is reproducible; with a psk, pass ``random.Random(os.urandom(32))`` so two
                 sessions never share keys (adapters do).
         """
         if not isinstance(config, Config):
             raise UsageError("config must be a plait.Config")
+        self._time = CallerTime(now)
         self.config = config
         self.initiator = initiator
         self._rng = rng if rng is not None else random.Random(f"plait:{now}:{initiator}")
@@ -164,6 +166,7 @@ class Endpoint:
         """
         if self.closed:
             raise SessionClosedError("the session is closed")
+        now = max(now, self._time.now)  # the clock moves only once nothing can be refused
         if not 0 <= stream < self.config.streams:
             raise UsageError(f"stream must be in 0..{self.config.streams - 1}")
         if len(data) > self.config.max_message:
@@ -171,9 +174,8 @@ class Endpoint:
         if duplicate not in _COPIES:
             raise UsageError('duplicate must be None, "best2" or "all"')
         due = now + self.latency_ns if deadline is None else deadline
-        if due <= now:
-            raise UsageError("the deadline has already passed")
-        handle = self.outbox.send(bytes(data), stream, due, _COPIES[duplicate], now)
+        check_budget(due - now, "the deadline, from now,")
+        handle = self.outbox.send(bytes(data), stream, due, _COPIES[duplicate], self._time.at(now))
         # overload: nothing waits more than half its budget; but not in the first 500 ms
         # of traffic while links are still finding their rates (startup doubles them
         # every round trip: the wait is brief, and what waits still fits the fast links)
@@ -186,7 +188,7 @@ class Endpoint:
 
     def datagrams_to_send(self, *, now: int) -> list[tuple[bytes, int]]:
         """Every datagram due by `now`, as (datagram, link id), pacing respected."""
-        out: list[tuple[bytes, int]] = []
+        now, out = self._time.at(now), []
         while self._control:
             link, ptype, body, force_echo = self._control.popleft()
             out.append((self._transmit(link, ptype, body, now, force_echo), link))
@@ -234,7 +236,7 @@ class Endpoint:
         and holds no reference to `data` after the call."""
         if not 0 <= link < len(self.links):
             raise UsageError(f"no link {link}")
-        ln = self.links.links[link]
+        ln, now = self.links.links[link], self._time.at(now)
         before = ln.datagrams_in
         try:
             self._receive(data, link, now)
@@ -281,6 +283,7 @@ class Endpoint:
         """Do whatever is due by `now`. Safe to call early, late or twice."""
         if self.closed:
             return
+        now = self._time.at(now)
         hc = self.config.health
         # until the responder has shown it holds our keys (an authenticated datagram other
         # than HELLO), keep repeating HELLO: a replayed old HELLO may have displaced our
@@ -343,15 +346,14 @@ class Endpoint:
 
     def set_latency(self, latency_ns: int) -> None:
         """Change the default deadline budget for messages sent from now on."""
-        if latency_ns <= 0:
-            raise UsageError("latency_ns must be > 0")
+        check_budget(latency_ns, "latency_ns")
         self.latency_ns = latency_ns
 
     def set_fec(self, fec: FecConfig | None, *, now: int) -> None:
         """Change FEC for blocks started from now on (None: off); the open block is flushed."""
         if fec is not None and not isinstance(fec, FecConfig):
             raise UsageError("fec must be a FecConfig or None")
-        self.outbox.flush_fec(now, force=True)
+        self.outbox.flush_fec(self._time.at(now), force=True)
         self._fec.config = fec
         self.outbox.fec = new_encoder(fec, self.latency_ns)
         if fec is not None and self._decoder is None:
@@ -452,15 +454,16 @@ class Endpoint:
             self._drop("closed")
             return
         ptype, session, link_seq, ts, echo_ts, echo_delay, offset = parse_header(data)
-        if ptype is PacketType.HELLO:
-            self._receive_hello(data, link, now, session, offset)
-            return
-        if session != self.session:
+        if ptype is not PacketType.HELLO and session != self.session:
             self._drop("other session" if self.session >= 0 else "no session yet")
             return
         seq = self.links.check_seq(link, link_seq)
         if seq is None:
             self._drop("replay")
+            return
+        meta = (seq, len(data), ts, echo_ts, echo_delay)
+        if ptype is PacketType.HELLO:
+            self._receive_hello(data, offset, link, now, session, meta)
             return
         opener = self._hs.opener
         if self.config.psk:
@@ -471,8 +474,7 @@ class Endpoint:
             offset = 0
         else:
             body = data
-        handler = _HANDLERS[ptype]
-        handler(self, body, offset, link, now, (seq, len(data), ts, echo_ts, echo_delay))
+        _HANDLERS[ptype](self, body, offset, link, now, meta)
         self._hs.locked = True
 
     def _accept(self, link: int, now: int, meta: Meta) -> None:
@@ -480,20 +482,18 @@ class Endpoint:
         seq, size, ts, echo_ts, echo_delay = meta
         self.links.received(link, seq, size, ts, echo_ts, echo_delay, now)
         ln = self.links.links[link]
-        self._clock.on_timestamp(ts, now, ln.min_tx_ns(size))
+        excess = None if echo_ts is None else ln.health.rtt.latest - ln.health.rtt.min_rtt
+        self._clock.on_timestamp(ts, now, ln.min_tx_ns(size), excess)
         if echo_ts is not None:  # a new RTT sample: what depends on RTTs moves
             self._clock.min_rtt_ns = self.links.min_rtt()
             self._clock.margin_ns = self.links.clock_margin(self.latency_ns)
             self.links.set_margin(self._clock.margin_ns)
             self._timeouts[link] = loss_timeout(self.config, ln.health.rtt)
 
-    def _receive_hello(self, data: Buffer, link: int, now: int, session: int, offset: int) -> None:
-        _, _, link_seq, ts, echo_ts, echo_delay, _ = parse_header(data)
-        seq = self.links.check_seq(link, link_seq)
-        if seq is None:
-            self._drop("replay")
-            return
-        hello = self._hs.open_hello(data, offset, link, seq)
+    def _receive_hello(
+        self, data: Buffer, offset: int, link: int, now: int, session: int, meta: Meta
+    ) -> None:
+        hello = self._hs.open_hello(data, offset, link, meta[0])
         outcome = HelloOutcome.REJECT if hello is None else self._hs.on_hello(hello, session)
         if outcome is HelloOutcome.REJECT:
             self._drop("unexpected HELLO")
@@ -511,7 +511,7 @@ class Endpoint:
                     self._control.append((ln.id, PacketType.PROBE, probe, True))
             else:
                 self._queue_hellos()
-        self._accept(link, now, (seq, len(data), ts, echo_ts, echo_delay))
+        self._accept(link, now, meta)
 
     def _on_data(self, body: Buffer, offset: int, link: int, now: int, meta: Meta) -> None:
         fields = parse_data(body, offset)
