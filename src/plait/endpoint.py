@@ -128,7 +128,7 @@ class Endpoint:
         self._fec = FecSender(self.outbox, self.links, config, now)
         self.closed = False
         self._hello_at = now
-        self._hs = Handshake(config.psk, initiator, self._rng)
+        self._hs = Handshake(config.psk, initiator, self._rng, now)
         if initiator:
             self._queue_hellos()
 
@@ -229,15 +229,16 @@ class Endpoint:
     def receive_datagram(self, data: Buffer, *, link: int, now: int) -> bool:
         """Feed one datagram that arrived on `link`. Never raises on its contents.
         Returns True when it was accepted as the peer's (with a psk: authenticated and
-        fresh), False when it was dropped (counted in `Stats.drops`). An adapter may use
-        this to follow the peer's address on a link (NAT rebinding).
+        fresh) and is the newest seen on its link; False when it was dropped (counted in
+        `Stats.drops`) or filled a gap. An adapter may use this to follow the peer's
+        address on a link (NAT rebinding): only the newest authenticated datagram moves it.
 
         `data` may be a view of a buffer the caller reuses: plait copies what it keeps
         and holds no reference to `data` after the call."""
         if not 0 <= link < len(self.links):
             raise UsageError(f"no link {link}")
         ln, now = self.links.links[link], self._time.at(now)
-        before = ln.datagrams_in
+        before, highest = ln.datagrams_in, ln.health.inbound.highest
         try:
             self._receive(data, link, now)
         except MalformedPacket as exc:
@@ -245,7 +246,7 @@ class Endpoint:
         except AuthenticationFailed:
             self._drop("authentication")
         self._sync_states()
-        return ln.datagrams_in != before
+        return ln.datagrams_in != before and ln.health.inbound.highest != highest
 
     def next_event(self) -> Event | None:
         """The oldest undelivered event, or None."""
@@ -494,7 +495,7 @@ class Endpoint:
         self, data: Buffer, offset: int, link: int, now: int, session: int, meta: Meta
     ) -> None:
         hello = self._hs.open_hello(data, offset, link, meta[0])
-        outcome = HelloOutcome.REJECT if hello is None else self._hs.on_hello(hello, session)
+        outcome = self._hs.on_hello(hello, session, now, link)
         if outcome is HelloOutcome.REJECT:
             self._drop("unexpected HELLO")
             return
