@@ -192,33 +192,132 @@ def test_fec_tables_are_bounded_in_bytes_and_released_by_the_timer() -> None:
     assert (decoder.record_bytes, decoder.parity_bytes) == (0, 0)
 
 
+def _loaded(f: Forger) -> int:
+    """B sends for 300 ms and hears nothing back: records pile up in flight."""
+    sess, b = f.session, f.b
+    for _ in range(300):
+        for _ in range(10):
+            b.send(bytes(200), now=sess.now, stream=0, deadline=sess.now + 10 * S)
+        b.datagrams_to_send(now=sess.now)
+        sess.now += MS
+    return len(b.outbox._inflight)
+
+
+def _feedback_255(f: Forger) -> int:
+    """A FEEDBACK of 255 ranges, each wider than what is in flight."""
+    inflight = _loaded(f)
+    assert inflight >= 1000, inflight
+    top = f.b.outbox.next_seq + 20_000_000  # above what was sent: acknowledges nothing
+    fb = Feedback(largest=top & 0xFFFF_FFFF, first_run=0xFFFF, ranges=((1, 0xFFFF),) * 254)
+    return f.feed(PacketType.FEEDBACK, encode_body(fb))
+
+
+def _feedback_ordinary(f: Forger) -> int:
+    """A FEEDBACK acknowledging the last record sent, with as much in flight."""
+    _loaded(f)
+    fb = Feedback(largest=(f.b.outbox.next_seq - 1) & 0xFFFF_FFFF, first_run=1, ranges=())
+    return f.feed(PacketType.FEEDBACK, encode_body(fb))
+
+
 def test_a_feedback_with_255_ranges_costs_about_an_ordinary_one() -> None:
     """255 ranges each wider than what is in flight used to walk the whole in-flight
     table per range (0.3-4.3 ms per datagram)."""
-
-    def loaded(f: Forger) -> int:
-        """B sends for 300 ms and hears nothing back: records pile up in flight."""
-        sess, b = f.session, f.b
-        for _ in range(300):
-            for _ in range(10):
-                b.send(bytes(200), now=sess.now, stream=0, deadline=sess.now + 10 * S)
-            b.datagrams_to_send(now=sess.now)
-            sess.now += MS
-        return len(b.outbox._inflight)
-
-    def ranges(f: Forger) -> int:
-        inflight = loaded(f)
-        assert inflight >= 1000, inflight
-        top = f.b.outbox.next_seq + 20_000_000  # above what was sent: acknowledges nothing
-        fb = Feedback(largest=top & 0xFFFF_FFFF, first_run=0xFFFF, ranges=((1, 0xFFFF),) * 254)
-        return f.feed(PacketType.FEEDBACK, encode_body(fb))
-
-    def ordinary(f: Forger) -> int:
-        loaded(f)
-        top = f.b.outbox.next_seq - 1
-        fb = Feedback(largest=top & 0xFFFF_FFFF, first_run=1, ranges=())
-        return f.feed(PacketType.FEEDBACK, encode_body(fb))
-
-    spent = min(ranges(Forger()) for _ in range(3))
-    usual = min(ordinary(Forger()) for _ in range(3))
+    spent = min(_feedback_255(Forger()) for _ in range(3))
+    usual = min(_feedback_ordinary(Forger()) for _ in range(3))
     assert spent <= 10 * usual, (spent, usual)
+
+
+# --- the figures in docs/robustness.md: python3 -m tests.test_psk_peer -----------------
+
+
+def _measure(name: str, attack: Callable[[Forger], int], runs: int = 7) -> None:
+    """One line: the attack's smallest CPU per datagram against an ordinary one's."""
+    spent, ordinary = _best_of(attack, runs)
+    print(f"{name:<58} {spent / 1000:8.1f} us  {spent / ordinary:6.1f} x ordinary", flush=True)
+
+
+def _fill_fec(f: Forger) -> None:
+    big = bytes(60_000)
+    for i in range(400):
+        f.feed(PacketType.DATA, f.data(i + 5000, f.us(10 * S), payload=big))
+        shard = Parity(base=(f.seq + 1000 + 64 * i) & 0xFFFF_FFFF, count=64, parity_count=16,
+                       index=i % 16, shard=big)  # fmt: skip
+        f.feed(PacketType.PARITY, encode_body(shard))
+        while f.b.next_event() is not None:  # as an application does after every call
+            pass
+
+
+def main() -> None:
+    """Per datagram of a psk-holding peer: CPU against an ordinary one-record DATA's (the
+    smallest of several fresh sessions), events, and the FEC tables' peak bytes."""
+    import tracemalloc  # noqa: PLC0415  (only for this report)
+
+    _measure("ordinary DATA (one record, in order)", lambda f: _ordinary_ns(f, 5))
+    _measure(
+        "DATA 32,767 messages ahead, deadline passed",
+        lambda f: f.feed(PacketType.DATA, f.data(32_767, f.us(-S), stream=2)),
+    )
+
+    def partial(f: Forger) -> int:
+        for msg in range(f.b.inbox.max_partials):
+            f.feed(PacketType.DATA, f.fragment(msg + 1, 0, 2, f.us(S + msg * MS)))
+        return f.feed(PacketType.DATA, f.fragment(5000, 0, 2, f.us(S)))
+
+    _measure("a fragment, 1,024 partial messages open (one evicted)", partial, 3)
+    _measure(
+        "DATA with a 60 kB record",
+        lambda f: f.feed(PacketType.DATA, f.data(0, f.us(S), payload=bytes(60_000))),
+    )
+
+    def parity(f: Forger) -> int:
+        shard = Parity(base=(f.seq + 5000) & 0xFFFF_FFFF, count=64, parity_count=16, index=0,
+                       shard=bytes(60_000))  # fmt: skip
+        return f.feed(PacketType.PARITY, encode_body(shard))
+
+    _measure("PARITY 60 kB for a block that never existed", parity)
+
+    def fec_full(f: Forger) -> int:
+        _fill_fec(f)
+        shard = Parity(base=(f.seq + 900_000) & 0xFFFF_FFFF, count=64, parity_count=16,
+                       index=0, shard=bytes(60_000))  # fmt: skip
+        return f.feed(PacketType.PARITY, encode_body(shard))
+
+    _measure("the same with the FEC tables at their byte caps", fec_full, 3)
+    spent = min(_feedback_255(Forger()) for _ in range(5))
+    usual = min(_feedback_ordinary(Forger()) for _ in range(5))
+    print(
+        f"{'FEEDBACK of 255 ranges, ~2,000 records in flight':<58} {spent / 1000:8.1f} us  "
+        f"{spent / usual:6.1f} x an ordinary FEEDBACK",
+        flush=True,
+    )
+    forger = Forger()
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    _fill_fec(forger)
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    decoder = forger.b._decoder
+    assert decoder is not None
+    print(
+        f"400 x (60 kB record + 60 kB parity): peak {peak / 1e6:.1f} MB traced, records "
+        f"{decoder.record_bytes / 1e6:.2f} MB, parity {decoder.parity_bytes / 1e6:.2f} MB; "
+        f"after hold_ns: ",
+        end="",
+    )
+    forger.session.run(decoder.hold_ns + 100 * MS)
+    print(f"{decoder.record_bytes + decoder.parity_bytes} bytes", flush=True)
+
+    forger = Forger()
+    for msg in range(forger.b.inbox.max_partials):
+        forger.feed(PacketType.DATA, forger.fragment(msg + 1, 0, 2, forger.us(S + msg * MS)))
+    best = 1 << 62
+    for _ in range(50):
+        t0 = time.perf_counter_ns()
+        forger.b.next_deadline()
+        best = min(best, time.perf_counter_ns() - t0)
+    print(f"next_deadline with 1,024 partial messages open: {best / 1000:.1f} us", flush=True)
+
+
+if __name__ == "__main__":
+    main()
