@@ -198,8 +198,8 @@ def psk_peer_target(data: bytes) -> None:
         op, stream, a, b, c, d = r.byte() % 6, r.byte() % 10, r.u16(), r.u16(), r.byte(), r.byte()
         if op == 0:  # a record `a` messages ahead, `b` bytes, deadline `c`, seq skip `d`**2
             peer.data(stream, a, peer.deadline(c), b, d * d)
-        elif op == 1:  # fragment c of d+1 of a message `a` % 2048 ahead, `b` % 20,000 bytes
-            count = d + 1
+        elif op == 1:  # fragment c of 1 + d % 255 of a message `a` % 2048 ahead, `b` % 20,000 bytes
+            count = 1 + d % 255
             peer.fragment(stream, a % 2048, c % count, count, peer.deadline(c >> 4), b % 20_000)
         elif op == 2:  # parity of a block `a` sequences ahead, width `b`, k, m from c, d
             peer.parity(a, 1 + c % 80, 1 + d % 20, c >> 3, 2 + b % 30_000)
