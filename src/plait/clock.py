@@ -111,10 +111,11 @@ class ClockMap:
         floor = self._min_transit or 0
         if self._previous is not None and self._previous < floor:
             floor = self._previous
-        if transit <= floor + step_us:
-            self._step = []  # the old minimum still holds
-            return False
         run = self._step
+        if transit <= floor + step_us:
+            if run:
+                run.clear()  # the old minimum still holds
+            return False
         if not run:
             run += [transit, now, 0, 0]
         run[0] = min(run[0], transit)
@@ -125,7 +126,7 @@ class ClockMap:
         if run[2] < _STEP_SAMPLES or run[3] < 2 or now - run[1] < span:
             return False
         self._min_transit, self._previous, self._min_at = run[0], None, now
-        self._step = []
+        run.clear()
         self.steps += 1
         return True
 
