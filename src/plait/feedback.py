@@ -85,11 +85,12 @@ def handle_feedback(
     if fb.first_run:
         hi = SEQ32.unwrap(fb.largest, outbox.next_seq)
         lo = hi - fb.first_run + 1
-        outbox.on_acked(lo, hi)
-        for gap, run in fb.ranges:
+        ranges = [(lo, hi)]
+        for gap, run in fb.ranges:  # each below the last: disjoint
             hi = lo - gap - 1
             lo = hi - run + 1
-            outbox.on_acked(lo, hi)
+            ranges.append((lo, hi))
+        outbox.on_acked(ranges)
     for report in fb.links:
         if report.link >= len(links):
             continue

@@ -23,6 +23,7 @@ Rules:
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections import deque
 from collections.abc import Callable
@@ -337,22 +338,28 @@ class Outbox:
 
     # --- feedback --------------------------------------------------------------------------
 
-    def on_acked(self, lo: int, hi: int) -> None:
-        """The peer has data sequences lo..hi (unwrapped, inclusive). The range is first
-        cut to what may be in flight, so a FEEDBACK's disjoint ranges together cost
-        O(ranges + the in-flight span), however wide they claim to be."""
+    def on_acked(self, ranges: list[tuple[int, int]]) -> None:
+        """The peer has the data sequences of `ranges` ((lo, hi), unwrapped, inclusive,
+        disjoint). Each is first cut to what may be in flight; then either the ranges are
+        walked or the in-flight records are (whichever is shorter), so a FEEDBACK costs
+        O(ranges + min(their length, records in flight)) however wide its ranges claim."""
         inflight = self._inflight
         low = self._lowest
         while low < self.next_seq and low not in inflight:
             low += 1
         self._lowest = low
-        lo, hi = max(lo, low), min(hi, self.next_seq - 1)
-        if hi < lo:
-            return
-        if hi - lo + 1 > len(inflight):
-            keys = [s for s in inflight if lo <= s <= hi]
+        top = self.next_seq - 1
+        cut = [(max(lo, low), min(hi, top)) for lo, hi in ranges if hi >= low and lo <= top]
+        if sum(hi - lo + 1 for lo, hi in cut) <= len(inflight):
+            keys = [s for lo, hi in cut for s in range(lo, hi + 1) if s in inflight]
         else:
-            keys = [s for s in range(lo, hi + 1) if s in inflight]
+            cut.sort()
+            starts = [lo for lo, _ in cut]
+            keys = []
+            for seq in inflight:
+                i = bisect.bisect_right(starts, seq) - 1
+                if i >= 0 and seq <= cut[i][1]:
+                    keys.append(seq)
         for seq in keys:
             sent = inflight.pop(seq)
             sent.msg.unacked -= 1
