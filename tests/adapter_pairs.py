@@ -1,19 +1,20 @@
 """Both ends of a session on loopback, under any adapter, seen through one blocking API.
 
 The conformance suite (`tests/test_adapters.py`) is written once against `End`; each
-runtime gets a pair factory here that opens the responder, then the initiator, and
-yields them as two `End`s:
+runtime gets an `EndsFactory` here (`ENDS`) that opens any number of ends, each with
+its own config and role, and yields them as `End`s; `ADAPTERS` gives the usual pair
+(the responder B, then the initiator A, one config) made from it (`pair_of`):
 
 * thread-driven adapters (`plait_adapters.raw`, `plait_adapters.uring`) already have
-  `End`'s blocking API: `sync_pair` opens them as they are;
-* async adapters run both ends on one event loop in a background thread; `AsyncEnd`
-  forwards each call to that loop and waits for it (`aio_pair`, `trio_pair`).
+  `End`'s blocking API: `sync_ends` opens them as they are;
+* async adapters run their ends on one event loop in a background thread; `AsyncEnd`
+  forwards each call to that loop and waits for it (`aio_ends`, `trio_ends`).
 
-To add an adapter, add an entry to `ADAPTERS`: a function that returns a `PairFactory`,
+To add an adapter, add an entry to `ENDS`: a function that returns an `EndsFactory`,
 or a string saying why it is skipped here (missing module, kernel without io_uring);
 pytest shows that string as the skip reason. A blocking adapter whose
 `open_session(config, links, initiator=..., on_message=...)` returns an object with
-`End`'s methods needs only ``functools.partial(sync_pair, module.open_session)``.
+`End`'s methods needs only ``functools.partial(sync_ends, module.open_session)``.
 
 `Nat` stands between the two ends for the cases where the responder learns the
 initiator's addresses (``remote=None``): one mapping per link, whose public port can be
@@ -55,14 +56,20 @@ class End(Protocol):
         stream: int = 0,
         *,
         deadline: int | None = None,
+        duplicate: str | None = None,
         timeout: float | None = None,
-    ) -> None: ...
+    ) -> int: ...
     def receive(self, timeout: float | None = None) -> plait.MessageReceived: ...
     def wait_established(self, timeout: float | None = None) -> bool: ...
+    @property
+    def ended(self) -> plait.SessionClosed | None: ...
     def poll_events(self) -> list[plait.Event]: ...
     def close_link(self, link: int) -> None: ...
     def stats(self) -> SessionStats: ...
-    def close(self) -> None: ...
+    def set_link_rate(self, link: int, rate_bps: int | None) -> None: ...
+    def set_latency(self, latency_ns: int) -> None: ...
+    def set_fec(self, fec: plait.FecConfig | None) -> None: ...
+    def close(self, timeout: float | None = None, *, abort: bool = False) -> None: ...
 
 
 PairFactory = Callable[
@@ -246,6 +253,32 @@ class Nat:
                 out.sendto(data, to)
 
 
+# --- any number of ends, and pairs of them -----------------------------------------------------
+
+
+EndSpec = tuple[plait.Config, Sequence[LinkSpec], bool, OnMessage]
+"""One end to open: its config, its links, whether it is the initiator, on_message."""
+
+
+class EndsFactory(Protocol):
+    """Opens ends (in order) under one runtime; closes them in reverse order."""
+
+    def __call__(self, specs: Sequence[EndSpec]) -> AbstractContextManager[list[End]]: ...
+
+
+@contextmanager
+def pair_of(
+    ends: EndsFactory,
+    config: plait.Config,
+    links_a: Sequence[LinkSpec],
+    links_b: Sequence[LinkSpec],
+    on_message_b: OnMessage,
+) -> Iterator[tuple[End, End]]:
+    """The responder B, then the initiator A, both with `config`: yields (A, B)."""
+    with ends([(config, links_b, False, on_message_b), (config, links_a, True, None)]) as (b, a):
+        yield a, b
+
+
 # --- thread-driven adapters -------------------------------------------------------------------
 
 
@@ -261,22 +294,14 @@ class _Opener(Protocol):
 
 
 @contextmanager
-def sync_pair(
-    open_session: _Opener,
-    config: plait.Config,
-    links_a: Sequence[LinkSpec],
-    links_b: Sequence[LinkSpec],
-    on_message_b: OnMessage,
-) -> Iterator[tuple[End, End]]:
-    b = open_session(config, links_b, initiator=False, on_message=on_message_b)
-    try:
-        a = open_session(config, links_a, initiator=True)
-        try:
-            yield a, b
-        finally:
-            a.close()
-    finally:
-        b.close()
+def sync_ends(open_session: _Opener, specs: Sequence[EndSpec]) -> Iterator[list[End]]:
+    with contextlib.ExitStack() as stack:
+        opened: list[End] = []
+        for config, links, initiator, on_message in specs:
+            end = open_session(config, links, initiator=initiator, on_message=on_message)
+            stack.callback(end.close)
+            opened.append(end)
+        yield opened
 
 
 # --- async adapters ---------------------------------------------------------------------------
@@ -287,13 +312,26 @@ class _Runner(Protocol):
 
 
 class _AsyncSession(Protocol):
-    async def send(self, data: bytes, stream: int = 0, *, deadline: int | None = None) -> int: ...
-    async def receive(self) -> plait.MessageReceived: ...
-    async def wait_established(self) -> None: ...
+    async def send(
+        self,
+        data: bytes,
+        stream: int = 0,
+        *,
+        deadline: int | None = None,
+        duplicate: str | None = None,
+        timeout: float | None = None,
+    ) -> int: ...
+    async def receive(self, timeout: float | None = None) -> plait.MessageReceived: ...
+    async def wait_established(self, timeout: float | None = None) -> bool: ...
+    @property
+    def ended(self) -> plait.SessionClosed | None: ...
     def poll_events(self) -> list[plait.Event]: ...
     def close_link(self, link: int) -> None: ...
     def stats(self) -> SessionStats: ...
-    async def aclose(self) -> None: ...
+    def set_link_rate(self, link: int, rate_bps: int | None) -> None: ...
+    def set_latency(self, latency_ns: int) -> None: ...
+    def set_fec(self, fec: plait.FecConfig | None) -> None: ...
+    async def aclose(self, timeout: float | None = None, *, abort: bool = False) -> None: ...
 
 
 class AsyncEnd:
@@ -309,19 +347,36 @@ class AsyncEnd:
         stream: int = 0,
         *,
         deadline: int | None = None,
+        duplicate: str | None = None,
         timeout: float | None = None,
-    ) -> None:
-        self._run(lambda: self._s.send(data, stream, deadline=deadline), timeout or 10.0)
+    ) -> int:
+        return self._run(
+            lambda: self._s.send(
+                data, stream, deadline=deadline, duplicate=duplicate, timeout=timeout
+            ),
+            (timeout or 10.0) + 5.0,
+        )
 
     def receive(self, timeout: float | None = None) -> plait.MessageReceived:
-        return self._run(self._s.receive, 10.0 if timeout is None else timeout)
+        wait = 10.0 if timeout is None else timeout
+        return self._run(lambda: self._s.receive(wait), wait + 5.0)
 
     def wait_established(self, timeout: float | None = None) -> bool:
-        try:
-            self._run(self._s.wait_established, 10.0 if timeout is None else timeout)
-        except TimeoutError:
-            return False
-        return True
+        wait = 10.0 if timeout is None else timeout
+        return self._run(lambda: self._s.wait_established(wait), wait + 5.0)
+
+    @property
+    def ended(self) -> plait.SessionClosed | None:
+        return self._s.ended
+
+    def set_link_rate(self, link: int, rate_bps: int | None) -> None:
+        self._sync(lambda: self._s.set_link_rate(link, rate_bps))
+
+    def set_latency(self, latency_ns: int) -> None:
+        self._sync(lambda: self._s.set_latency(latency_ns))
+
+    def set_fec(self, fec: plait.FecConfig | None) -> None:
+        self._sync(lambda: self._s.set_fec(fec))
 
     def _sync(self, fn: Callable[[], T]) -> T:
         async def call() -> T:
@@ -338,8 +393,9 @@ class AsyncEnd:
     def stats(self) -> SessionStats:
         return self._sync(self._s.stats)
 
-    def close(self) -> None:
-        self._run(self._s.aclose, 10.0)
+    def close(self, timeout: float | None = None, *, abort: bool = False) -> None:
+        wait = 10.0 if timeout is None else timeout
+        self._run(lambda: self._s.aclose(timeout, abort=abort), wait + 5.0)
 
 
 OpenAsync = Callable[..., AbstractAsyncContextManager[Any]]
@@ -347,29 +403,23 @@ OpenAsync = Callable[..., AbstractAsyncContextManager[Any]]
 
 async def _serve(
     open_session: OpenAsync,
-    config: plait.Config,
-    links_a: Sequence[LinkSpec],
-    links_b: Sequence[LinkSpec],
-    on_message_b: OnMessage,
-    ready: Callable[[Any, Any], None],
+    specs: Sequence[EndSpec],
+    ready: Callable[[list[Any]], None],
     stopped: Callable[[], Awaitable[None]],
 ) -> None:
-    async with (
-        open_session(config, links_b, initiator=False, on_message=on_message_b) as b,
-        open_session(config, links_a, initiator=True) as a,
-    ):
-        ready(a, b)
+    async with contextlib.AsyncExitStack() as stack:
+        opened = []
+        for config, links, initiator, on_message in specs:
+            session = open_session(config, links, initiator=initiator, on_message=on_message)
+            opened.append(await stack.enter_async_context(session))
+        ready(opened)
         await stopped()
 
 
 @contextmanager
-def aio_pair(
-    loop_factory: Callable[[], asyncio.AbstractEventLoop],
-    config: plait.Config,
-    links_a: Sequence[LinkSpec],
-    links_b: Sequence[LinkSpec],
-    on_message_b: OnMessage,
-) -> Iterator[tuple[End, End]]:
+def aio_ends(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop], specs: Sequence[EndSpec]
+) -> Iterator[list[End]]:
     from plait_adapters import aio  # noqa: PLC0415  (imported only for this runtime)
 
     loop = loop_factory()
@@ -388,22 +438,13 @@ def aio_pair(
         await stop.wait()
 
     served = asyncio.run_coroutine_threadsafe(
-        _serve(
-            aio.open_session,
-            config,
-            links_a,
-            links_b,
-            on_message_b,
-            lambda a, b: ends.extend((a, b)),
-            stopped,
-        ),
-        loop,
+        _serve(aio.open_session, specs, ends.extend, stopped), loop
     )
     try:
         run(lambda: _until(lambda: bool(ends) or served.done()), 10.0)
         if served.done():
             served.result()  # raises what opening raised
-        yield AsyncEnd(ends[0], run), AsyncEnd(ends[1], run)
+        yield [AsyncEnd(end, run) for end in ends]
     finally:
         loop.call_soon_threadsafe(stop.set)
         try:
@@ -420,12 +461,7 @@ async def _until(done: Callable[[], bool]) -> None:
 
 
 @contextmanager
-def trio_pair(
-    config: plait.Config,
-    links_a: Sequence[LinkSpec],
-    links_b: Sequence[LinkSpec],
-    on_message_b: OnMessage,
-) -> Iterator[tuple[End, End]]:
+def trio_ends(specs: Sequence[EndSpec]) -> Iterator[list[End]]:
     import trio  # noqa: PLC0415  (imported only for this runtime)
 
     from plait_adapters import trio_  # noqa: PLC0415
@@ -440,13 +476,11 @@ def trio_pair(
         token.append(trio.lowlevel.current_trio_token())
         stop.append(trio.Event())
 
-        def ready(a: Any, b: Any) -> None:
-            ends.extend((a, b))
+        def ready(sessions: list[Any]) -> None:
+            ends.extend(sessions)
             opened.set()
 
-        await _serve(
-            trio_.open_session, config, links_a, links_b, on_message_b, ready, stop[0].wait
-        )
+        await _serve(trio_.open_session, specs, ready, stop[0].wait)
 
     def thread_main() -> None:
         try:
@@ -471,7 +505,7 @@ def trio_pair(
     try:
         if failed:
             raise failed[0]
-        yield AsyncEnd(ends[0], run), AsyncEnd(ends[1], run)
+        yield [AsyncEnd(end, run) for end in ends]
     finally:
         if token and not failed:
             trio.from_thread.run_sync(stop[0].set, trio_token=token[0])
@@ -483,44 +517,55 @@ def trio_pair(
 # --- the registry -----------------------------------------------------------------------------
 
 
-def _raw() -> PairFactory | str:
+def _raw() -> EndsFactory | str:
     from plait_adapters import raw  # noqa: PLC0415
 
-    return functools.partial(sync_pair, raw.open_session)
+    return functools.partial(sync_ends, raw.open_session)
 
 
-def _asyncio() -> PairFactory | str:
-    return functools.partial(aio_pair, asyncio.new_event_loop)
+def _asyncio() -> EndsFactory | str:
+    return functools.partial(aio_ends, asyncio.new_event_loop)
 
 
-def _uvloop() -> PairFactory | str:
+def _uvloop() -> EndsFactory | str:
     if importlib.util.find_spec("uvloop") is None:
         return "uvloop is not installed (pip install uvloop)"
     import uvloop  # noqa: PLC0415
 
-    return functools.partial(aio_pair, uvloop.new_event_loop)
+    return functools.partial(aio_ends, uvloop.new_event_loop)
 
 
-def _trio() -> PairFactory | str:
+def _trio() -> EndsFactory | str:
     if importlib.util.find_spec("trio") is None:
         return "trio is not installed (pip install plait[trio])"
-    return trio_pair
+    return trio_ends
 
 
-def _io_uring() -> PairFactory | str:
+def _io_uring() -> EndsFactory | str:
     from plait_adapters import uring  # noqa: PLC0415
 
     reason = uring.availability()
     if reason is not None:
         return f"io_uring unavailable: {reason}"
-    return functools.partial(sync_pair, uring.open_session)
+    return functools.partial(sync_ends, uring.open_session)
 
 
-ADAPTERS: dict[str, Callable[[], PairFactory | str]] = {
+ENDS: dict[str, Callable[[], EndsFactory | str]] = {
     "raw": _raw,
     "asyncio": _asyncio,
     "uvloop": _uvloop,
     "trio": _trio,
     "io_uring": _io_uring,
+}
+"""Adapter name -> a function giving what opens its ends, or why it is skipped."""
+
+
+def _pairs(name: str) -> PairFactory | str:
+    made = ENDS[name]()
+    return made if isinstance(made, str) else functools.partial(pair_of, made)
+
+
+ADAPTERS: dict[str, Callable[[], PairFactory | str]] = {
+    name: functools.partial(_pairs, name) for name in ENDS
 }
 """Adapter name -> a function giving its pair factory, or why it is skipped."""

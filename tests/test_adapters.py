@@ -19,9 +19,12 @@ import contextlib
 import os
 import random
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -31,7 +34,9 @@ from plait_adapters._links import open_socket
 from plait_adapters._session import NO_PEER, Session
 from tests.adapter_pairs import (
     ADAPTERS,
+    ENDS,
     End,
+    EndsFactory,
     Nat,
     OnMessage,
     PairFactory,
@@ -41,17 +46,37 @@ from tests.adapter_pairs import (
 
 LINKS = 3
 PSK = bytes(range(32))
+S = 1_000_000_000
 
 
-def config(*, psk: bytes | None = None, latency_ns: int = 2_000_000_000) -> plait.Config:
+def config(
+    *,
+    psk: bytes | None = None,
+    latency_ns: int = 2_000_000_000,
+    handshake_timeout_ns: int | None = 5 * S,
+    idle_timeout_ns: int | None = 5 * S,
+) -> plait.Config:
     return plait.Config(
-        links=[plait.LinkConfig(rate_bps=50_000_000)] * LINKS, psk=psk, latency_ns=latency_ns
+        links=[plait.LinkConfig(rate_bps=50_000_000)] * LINKS,
+        psk=psk,
+        latency_ns=latency_ns,
+        handshake_timeout_ns=handshake_timeout_ns,
+        idle_timeout_ns=idle_timeout_ns,
     )
 
 
 @pytest.fixture(params=sorted(ADAPTERS), ids=str)
 def factory(request: pytest.FixtureRequest) -> PairFactory:
     made = ADAPTERS[request.param]()
+    if isinstance(made, str):
+        pytest.skip(made)
+    return made
+
+
+@pytest.fixture(params=sorted(ENDS), ids=str)
+def ends(request: pytest.FixtureRequest) -> EndsFactory:
+    """Opens any number of ends (each with its own config and role) under one adapter."""
+    made = ENDS[request.param]()
     if isinstance(made, str):
         pytest.skip(made)
     return made
@@ -192,8 +217,8 @@ def test_link_down(open_pair: Callable[..., Opened]) -> None:
     got = [b.receive(5.0).data for _ in range(sent)]
     assert got == [_payload(i, 1000) for i in range(sent)]
     states = [ln.state for ln in a.stats().endpoint.links]
-    assert states[1] == "DOWN"
-    assert states[0] == states[2] == "UP"
+    assert states[1] is plait.LinkState.DOWN
+    assert states[0] is states[2] is plait.LinkState.UP
 
 
 def _spoofer() -> Spoofer:
@@ -334,7 +359,7 @@ def test_the_responder_learns_every_link(
     # every link UP at both ends, in time: a responder that waited for its peer may keep
     # its links on probation for 2 s first (issue 14), so this waits rather than looks
     deadline = time.monotonic() + 10.0
-    while not all(ln.state == "UP" for ln in ep_a.links + ep_b.links):
+    while not all(ln.state is plait.LinkState.UP for ln in ep_a.links + ep_b.links):
         assert time.monotonic() < deadline, (ep_a.links, ep_b.links)
         time.sleep(0.05)
         ep_a, ep_b = a.stats().endpoint, b.stats().endpoint
@@ -438,7 +463,11 @@ def _wait_carrying(*ends: End) -> None:
     every link is down)."""
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline:
-        if all(ln.state != "DOWN" for end in ends for ln in end.stats().endpoint.links):
+        if all(
+            ln.state is not plait.LinkState.DOWN
+            for end in ends
+            for ln in end.stats().endpoint.links
+        ):
             return
         time.sleep(0.01)
     raise AssertionError([end.stats().endpoint.links for end in ends])
@@ -479,3 +508,219 @@ def test_a_learning_link_drops_and_counts_until_it_has_a_peer() -> None:
     s.transmit([(b"later", 0)], [peer])
     assert sent == [(b"later", ("127.0.0.1", 9))]
     assert s.stats().errors == {NO_PEER: 1}
+
+
+# --- the lifecycle (issue 15): every session ends, with a reason ------------------------------
+
+
+def test_close_lingers_until_every_message_is_delivered(ends: EndsFactory) -> None:
+    """50 messages up to 16 KiB, then close() at once: the peer gets all 50 (the issue
+    saw 0 to 16 of 50), close returns once they are acknowledged, and the peer sees
+    SessionClosed by the peer; its reads then end with SessionClosedError."""
+    cfg = config()
+    links_a, links_b = loopback_links(LINKS)
+    rng = random.Random(15)
+    sizes = [rng.choice((rng.randrange(1, 1200), rng.randrange(1200, 16_384))) for _ in range(50)]
+    with ends([(cfg, links_b, False, None), (cfg, links_a, True, None)]) as (b, a):
+        assert a.wait_established(10.0)
+        handles = [a.send(_payload(i, size), timeout=10.0) for i, size in enumerate(sizes)]
+        assert handles == list(range(1, 51))
+        start = time.monotonic()
+        a.close()
+        linger = time.monotonic() - start
+        assert a.ended == plait.SessionClosed(0, False, plait.CloseReason.APPLICATION)
+        stats = a.stats().endpoint
+        assert stats.messages_acked == 50
+        assert stats.state is plait.SessionState.CLOSED
+        assert [b.receive(10.0).data for _ in sizes] == [
+            _payload(i, size) for i, size in enumerate(sizes)
+        ]
+        with pytest.raises(plait.errors.SessionClosedError) as info:
+            b.receive(10.0)
+        assert info.value.reason is plait.CloseReason.APPLICATION
+        assert b.ended == plait.SessionClosed(0, True, plait.CloseReason.APPLICATION)
+        with pytest.raises(plait.errors.SessionClosedError):
+            a.send(b"after")
+    assert linger < 5.0  # bounded by the 2 s budget; about 10 ms on loopback
+
+
+def test_abort_reports_what_was_not_delivered(ends: EndsFactory) -> None:
+    cfg = config()
+    links_a, links_b = loopback_links(LINKS)
+    with ends([(cfg, links_b, False, None), (cfg, links_a, True, None)]) as (_, a):
+        assert a.wait_established(10.0)
+        for i in range(50):
+            a.send(_payload(i, 8000), timeout=10.0)
+        a.close(abort=True)
+        stats = a.stats().endpoint
+        settled = stats.messages_acked + stats.messages_expired_sending
+        assert settled + stats.messages_unconfirmed == stats.messages_sent == 50
+        assert a.ended is not None
+        assert a.ended.reason is plait.CloseReason.ABORTED
+
+
+def test_with_no_peer_the_handshake_times_out(ends: EndsFactory) -> None:
+    """An initiator alone (nobody at its remotes): wait_established, receive and send
+    raise HandshakeFailed (HANDSHAKE_TIMEOUT) once the 1 s handshake timeout passes."""
+    cfg = config(handshake_timeout_ns=S)
+    links_a, _ = loopback_links(LINKS)
+    with ends([(cfg, links_a, True, None)]) as (a,):
+        start = time.monotonic()
+        with pytest.raises(plait.errors.HandshakeFailed) as info:
+            a.wait_established(10.0)
+        elapsed = time.monotonic() - start
+        assert info.value.reason is plait.CloseReason.HANDSHAKE_TIMEOUT
+        with pytest.raises(plait.errors.HandshakeFailed):
+            a.receive(1.0)
+        with pytest.raises(plait.errors.HandshakeFailed):
+            a.send(b"x")
+    assert 0.5 < elapsed < 6.0  # 1 s, with room for a loaded machine
+
+
+def test_a_psk_mismatch_is_named(ends: EndsFactory) -> None:
+    """Two ends with different psks: the responder says WRONG_PSK (and counts the HELLOs
+    that failed), the initiator, which hears nothing back, HANDSHAKE_TIMEOUT."""
+    cfg_a = config(psk=PSK, handshake_timeout_ns=S)
+    cfg_b = config(psk=bytes(range(1, 33)), handshake_timeout_ns=S)
+    links_a, links_b = loopback_links(LINKS)
+    with ends([(cfg_b, links_b, False, None), (cfg_a, links_a, True, None)]) as (b, a):
+        start = time.monotonic()
+        with pytest.raises(plait.errors.HandshakeFailed) as got_a:
+            a.wait_established(10.0)
+        with pytest.raises(plait.errors.HandshakeFailed) as got_b:
+            b.wait_established(10.0)
+        elapsed = time.monotonic() - start
+        assert got_a.value.reason is plait.CloseReason.HANDSHAKE_TIMEOUT
+        assert got_b.value.reason is plait.CloseReason.WRONG_PSK
+        assert b.stats().endpoint.hellos_unauthenticated > 0
+    assert elapsed < 6.0
+
+
+def test_a_killed_peer_ends_the_session(ends: EndsFactory) -> None:
+    """The peer runs in another process (a raw responder that echoes); after kill -9,
+    every link goes DOWN (~0.3 s) and 1 s later (idle_timeout_ns) receive raises
+    PeerLost, and the iteration over messages ends."""
+    cfg = config(idle_timeout_ns=S)
+    links_a, links_b = loopback_links(LINKS)
+    ports = [",".join(str(ln.local[1]) for ln in side) for side in (links_b, links_a)]
+    peer = subprocess.Popen(  # noqa: S603  (this interpreter, a module of the tests)
+        [sys.executable, "-m", "tests.peer_process", *ports],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        assert peer.stdout is not None
+        assert peer.stdout.readline().strip() == "ready"
+        with ends([(cfg, links_a, True, None)]) as (a,):
+            assert a.wait_established(10.0)
+            a.send(b"ping", timeout=10.0)
+            assert a.receive(10.0).data == b"ping"
+            peer.kill()
+            peer.wait(10.0)
+            start = time.monotonic()
+            with pytest.raises(plait.errors.PeerLost) as info:
+                a.receive(15.0)
+            elapsed = time.monotonic() - start
+            assert info.value.reason is plait.CloseReason.IDLE_TIMEOUT
+            assert a.ended == plait.SessionClosed(0, False, plait.CloseReason.IDLE_TIMEOUT)
+    finally:
+        peer.kill()
+        peer.wait(10.0)
+        if peer.stdout is not None:
+            peer.stdout.close()
+    assert 1.0 < elapsed < 8.0  # 0.3 s + 1 s, with room for a loaded machine
+
+
+def test_live_changes_and_duplicates_are_reachable(open_pair: Callable[..., Opened]) -> None:
+    a, b, _, _ = open_pair(config())
+    a.set_link_rate(0, 10_000_000)
+    a.set_latency(500_000_000)
+    a.set_fec(plait.FecConfig(k=4, m=2))
+    with pytest.raises(plait.errors.UsageError, match="int"):
+        a.set_link_rate(0, 1e7)  # type: ignore[arg-type]  # misuse on purpose
+    with pytest.raises(plait.errors.UsageError, match="bytes-like"):
+        a.send("text")  # type: ignore[arg-type]  # misuse on purpose
+    with pytest.raises(plait.errors.UsageError, match="int of ns"):
+        a.send(b"x", deadline=1.5)  # type: ignore[arg-type]  # misuse on purpose
+    a.send(b"twice", duplicate="all")
+    assert b.receive(10.0).data == b"twice"
+    assert a.stats().endpoint.messages_acked <= 1
+
+
+def test_one_api_on_every_adapter() -> None:
+    """The same public methods on all four (close is aclose in the async ones, which
+    add send_nowait; the thread-driven ones add start and run)."""
+    trio_ = pytest.importorskip("plait_adapters.trio_")
+    from plait_adapters import uring  # noqa: PLC0415
+
+    def api(cls: type, extra: set[str]) -> set[str]:
+        return {n for n in dir(cls) if not n.startswith("_")} - extra
+
+    threaded = {"start", "run", "close"}
+    asynced = {"aclose", "send_nowait"}
+    apis = [
+        api(raw.RawSession, threaded),
+        api(uring.UringSession, threaded),
+        api(aio.AioSession, asynced),
+        api(trio_.TrioSession, asynced),
+    ]
+    assert all(one == apis[0] for one in apis), apis
+    assert {"send", "receive", "wait_established", "ended", "set_link_rate", "set_fec"} <= apis[0]
+
+
+def test_trio_lets_a_users_exception_through_unwrapped() -> None:
+    """A KeyError raised inside ``async with trio_.open_session(...)`` (with a live
+    session) reaches the caller as itself, not in an ExceptionGroup."""
+    trio = pytest.importorskip("trio")
+    from plait_adapters import trio_  # noqa: PLC0415
+
+    links_a, links_b = loopback_links(LINKS)
+
+    async def main() -> None:
+        async with (
+            trio_.open_session(config(), links_b, initiator=False),
+            trio_.open_session(config(), links_a, initiator=True) as a,
+        ):
+            assert await a.wait_established(10.0)
+            await a.send(b"x")
+            raise KeyError("mine")
+
+    with pytest.raises(KeyError, match="mine"):
+        trio.run(main)
+
+
+def test_reports_carry_the_handles_send_returned(ends: EndsFactory) -> None:
+    """Every message's report names the handle `send` gave it; a deadline already past
+    when `send` reads the clock gives -1 and a MessageExpired with handle -1."""
+    links_a, _ = loopback_links(LINKS)
+    with ends([(config(), links_a, True, None)]) as (a,):  # nobody answers: none is acked
+        assert a.send(b"late", deadline=time.monotonic_ns() - 1) == -1
+        handles = [a.send(_payload(i, 100), timeout=10.0) for i in range(5)]
+        assert handles == [1, 2, 3, 4, 5]
+        a.close(abort=True)
+        reports = [
+            e
+            for e in a.poll_events()
+            if isinstance(e, plait.MessageExpired | plait.MessageUnconfirmed)
+        ]
+    assert sorted(e.handle for e in reports) == [-1, 1, 2, 3, 4, 5]
+
+
+def test_queued_sends_that_never_reach_the_endpoint_keep_the_handles_straight() -> None:
+    """Thread-driven adapters number a send when it is queued; one that expires in the
+    queue is reported under its number, and the endpoint's handles of the later ones
+    are renumbered in their reports (`Session.skip_handle`)."""
+    s = Session(config(), loopback_links(LINKS)[0], initiator=True, runtime="test")
+    assert [s.number() for _ in range(4)] == [1, 2, 3, 4]
+    s.skip_handle(2)  # adapter handle 2 expired in the queue: endpoint 2 is adapter 3
+
+    def renumbered(handle: int) -> int:
+        event = s._renumbered(plait.MessageUnconfirmed(stream=0, msg=0, handle=handle))
+        assert isinstance(event, plait.MessageUnconfirmed)
+        return event.handle
+
+    assert [renumbered(h) for h in (1, 2, 3)] == [1, 3, 4]
+    s.skip_handle(6)  # adapter 5 is endpoint 4, adapter 6 expired: endpoint 5 is adapter 7
+    assert [renumbered(h) for h in (1, 2, 3, 4, 5)] == [1, 3, 4, 5, 7]
+    assert renumbered(-1) == -1

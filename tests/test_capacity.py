@@ -63,11 +63,12 @@ def drive(
     demand_bps: int | None = None,
     report_ns: int = 10 * MS,
     seen: list[tuple[int, int]] | None = None,
+    hungry: bool = False,
 ) -> list[tuple[int, int, int]]:
     """Send at the estimate (or `demand_bps`, whichever is lower; None: always the
     estimate), report every `report_ns`; returns (now, rate, bottleneck queue) per
     report, and appends (reported queue, rate) to `seen`. Honours `drain_until` like
-    the pacer does."""
+    the pacer does. `hungry`: tell the estimator the sender has a backlog."""
     now, next_send, next_report = start, start, start + report_ns
     trace = []
     while now < until:
@@ -79,7 +80,7 @@ def drive(
         if now >= next_report:
             got = link.report(now)
             if got is not None:
-                cap.on_report(got[0], got[1], got[2], 500, 2 * link.delay_ns, now)
+                cap.on_report(got[0], got[1], got[2], 500, 2 * link.delay_ns, now, hungry=hungry)
             trace.append((now, cap.rate_bps, link.queue_ns(now)))
             if seen is not None:
                 seen.append((cap.queue_ns, cap.rate_bps))
@@ -181,3 +182,45 @@ def test_reports_out_of_order_or_about_unsent_datagrams_are_ignored() -> None:
     cap.on_report(5, 5, 30_000, 0, 20 * MS, 31 * MS)
     assert not cap.on_report(4, 4, 29_000, 0, 20 * MS, 32 * MS)  # older than the last
     assert cap.queue_ns == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(rate=st.integers(4_000_000, 12_000_000), delay_ms=st.integers(5, 60))
+def test_a_collapse_is_cut_as_soon_as_the_queue_shoots_up(rate: int, delay_ms: int) -> None:
+    """Capacity falling several-fold fills the queue several ms per ms: the estimator
+    cuts once a report shows a queue above 3x the threshold (10 ms here) after one
+    above it, where a slow rise needs three in a row; each report waited for lets the
+    queue grow by tens of ms more, and a cellular modem's buffer holds seconds."""
+    cap, link = Capacity(rate * 9 // 10, 0), Bottleneck(rate, delay_ms * MS)  # told, under it
+    drive(cap, link, start=0, until=2_000 * MS)
+    before = cap.rate_bps
+    link.rate_bps = rate // 6
+    seen: list[tuple[int, int]] = []  # (reported queue, estimate) after each report
+    drive(cap, link, start=2_000 * MS, until=2_600 * MS, seen=seen)
+    # the first new sample above 3x the threshold after one above it: cut by then
+    steep = next(
+        i for i in range(1, len(seen)) if seen[i][0] > 30 * MS and seen[i - 1][0] > 10 * MS
+    )
+    assert seen[steep][1] < before
+    assert seen[-1][1] <= 1.3 * (rate // 6)
+
+
+def test_a_backlog_regains_a_risen_capacity_fast() -> None:
+    """A link just cut from 4 to 1 Mbit/s whose capacity then rises to 8 (a cellular
+    link's moves within seconds): with a backlog at the sender (`hungry`) it grows as in
+    STARTUP (2x per RTT) once its last cut is four RTTs old, and is back near 8 Mbit/s
+    within a few hundred ms; without one it grows carefully near the rate it was cut to
+    (GCC's near-convergence increase)."""
+    times = {}
+    for hungry in (False, True):
+        cap, link = Capacity(None, 0), Bottleneck(4_000_000, 20 * MS)
+        drive(cap, link, start=0, until=2_000 * MS)
+        link.rate_bps = 1_000_000
+        drive(cap, link, start=2_000 * MS, until=2_400 * MS)
+        assert cap.rate_bps < 1_300_000
+        link.rate_bps = 8_000_000
+        trace = drive(cap, link, start=2_400 * MS, until=6_000 * MS, hungry=hungry)
+        times[hungry] = next(now for now, rate, _ in trace if rate >= 6_000_000) - 2_400 * MS
+        assert max(q for now, _, q in trace) < 80 * MS  # measured: 31 (careful), 67 (hungry)
+    assert times[True] < 500 * MS  # measured: 320 ms (hungry), 740 ms (careful)
+    assert times[True] * 2 < times[False]

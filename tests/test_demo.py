@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import plait
 from plait import cli, demo
 
 
@@ -48,7 +49,7 @@ def test_a_link_back_from_an_outage_carries_data_again() -> None:
     sender = report.sender
     assert sender is not None
     link3 = sender.links[3]
-    assert link3.state == "UP"
+    assert link3.state is plait.LinkState.UP
     assert link3.transitions >= 2  # down, and back
 
 

@@ -121,7 +121,7 @@ def test_messages_sent_while_every_link_is_down_wait_for_a_link_within_their_dea
     for path in paths:
         path.dead_from = 1 * S
     net.run_until(1 * S + BOUND + 200 * MS)  # every link is DOWN by now
-    assert all(ln.state == "DOWN" for ln in net.a.stats().links)
+    assert all(ln.state is plait.LinkState.DOWN for ln in net.a.stats().links)
     net.send("a", payload(0, 0, 500))  # 2 s budget: outlives the outage
     late = net.send("a", payload(0, 1, 500), deadline=net.now + 300 * MS)  # does not
     net.run_until(net.now + 500 * MS)
@@ -146,7 +146,7 @@ def test_a_queue_waiting_for_a_link_does_not_keep_the_timer_due() -> None:
         for link in range(len(RATES)):
             net.paths[(direction, link)].dead_from = 1 * S
     net.run_until(1500 * MS)
-    assert all(ln.state == "DOWN" for ln in net.a.stats().links)
+    assert all(ln.state is plait.LinkState.DOWN for ln in net.a.stats().links)
     assert net.a.outbox.pending()
     due = net.a.next_deadline()
     assert due is not None

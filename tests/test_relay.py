@@ -390,6 +390,34 @@ def test_a_lost_peer_is_found_again(ends: Ends, pair: Callable[..., _Pair]) -> N
     assert p.a.stats().carried == 10
 
 
+def test_a_psk_mismatch_is_announced(ends: Ends, tmp_path: Path) -> None:
+    """Relays with different keys never connect; the responder says why, once, rather
+    than only counting drops (issue 15)."""
+    keys = []
+    for name, key in (("a.key", PSK), ("b.key", bytes(32))):
+        keys.append(tmp_path / name)
+        keys[-1].write_bytes(key)
+    a_ports, b_ports = free_ports(LINKS), free_ports(LINKS)
+    argv_a = ["--initiator", "--psk-file", str(keys[0]), *link_flags(a_ports, b_ports)]
+    argv_b = ["--forward", f"127.0.0.1:{ends.sink_port}", "--psk-file", str(keys[1])]
+    a = Relay(parse([*argv_a, "--listen", f"127.0.0.1:{free_ports(1)[0]}"]))
+    b = Relay(parse([*argv_b, *link_flags(b_ports, a_ports)]))
+    threads = [threading.Thread(target=r.serve, daemon=True) for r in (a, b)]
+    for t in threads:
+        t.start()
+    try:
+        said = "HELLOs failed authentication: the peer holds another psk"
+        assert _Pair.wait(lambda: any(said in n for n in b.notices), 10.0)
+        assert not a.established
+        assert not b.established
+    finally:
+        for relay, thread in zip((a, b), threads, strict=True):
+            relay.stop()
+            thread.join(5.0)
+            relay.close()
+    assert sum(said in n for n in b.notices) == 1
+
+
 def test_once_ends_serve_when_the_peer_closes(ends: Ends, pair: Callable[..., _Pair]) -> None:
     p = pair(once_b=True)
     ends.exchange(p.listen, 3)

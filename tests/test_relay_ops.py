@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+import plait
 from plait import cli
 from plait_adapters import LinkError, LinkSpec
 from plait_adapters import _links as links_mod
@@ -254,7 +255,9 @@ def test_links_back_on_probation_keep_the_session(
         assert wait(lambda: "link 2 down" in _notices(a) and "link 2 down" in _notices(b))
         time.sleep(0.8 - 0.3)
         nat.paused = False
-        assert wait(lambda: all(ln.state == "UP" for ln in a.stats().session.endpoint.links))
+        assert wait(
+            lambda: all(ln.state is plait.LinkState.UP for ln in a.stats().session.endpoint.links)
+        )
         assert a.sessions == b.sessions == 1
         ends.exchange(listen, 3)
     finally:

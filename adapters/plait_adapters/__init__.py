@@ -18,7 +18,10 @@ of ``config.links``; `initiator=True` on one end. On the responder, ``remote=Non
 learns the peer's address (a peer behind NAT; not under `uring`). Then
 ``send(data, stream=0)`` (awaited in the async ones), `poll_events()` or an `on_event`
 callback for link and session events, `stats()` (a `SessionStats`), `close_link(i)`,
-and close by leaving the block.
+live changes (`set_link_rate`, ...), and close by leaving the block, which lingers
+until what was sent is acknowledged or reported. A session that ends (closed, a
+handshake or idle timeout) raises `plait.errors.SessionClosedError` or a subclass from
+`send`, `receive`, `wait_established`; docs/adapters.md has the whole API.
 The runtimes are imported on demand: ``import plait_adapters.trio_`` needs trio;
 `uring` (io_uring, opt-in: ``pip install plait[uring]``, Linux >= 6.0) raises
 `uring.UringUnavailable` from `open_session` where it cannot run.

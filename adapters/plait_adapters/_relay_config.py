@@ -139,6 +139,10 @@ class RelayConfig:
                 psk=self.psk,
                 latency_ns=round(self.latency_ms * 1_000_000),
                 mtu=self.mtu,
+                # the relay waits for its peer for ever and replaces a lost session
+                # itself (`reopen_after`): the endpoint's own timeouts stay off
+                handshake_timeout_ns=None,
+                idle_timeout_ns=None,
             )
         except plait.errors.ConfigError as exc:
             raise RelayConfigError(str(exc)) from exc

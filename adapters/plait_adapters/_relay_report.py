@@ -158,7 +158,7 @@ def log_record(r: RelayStats, monotonic_s: float, wall_s: float) -> dict[str, An
         "links": [
             {
                 "link": ln.link,
-                "state": ln.state,
+                "state": ln.state.name,
                 "capacity_bps": ln.capacity_bps,
                 "delivery_rate_bps": ln.delivery_rate_bps,
                 "queue_delay_ns": ln.queue_delay_ns,

@@ -25,6 +25,7 @@ none of this: `recv_into` and `send` as before.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import os
 import random
@@ -47,6 +48,7 @@ __all__ = [
     "Peer",
     "Session",
     "SessionStats",
+    "check_send",
 ]
 
 MessageCallback = Callable[[plait.MessageReceived], None]
@@ -219,7 +221,13 @@ class Session:
         self._events: deque[plait.Event] = deque(maxlen=_MAX_EVENTS)
         self.established = False
         self.closed = False
-        """True once the session ended (closed here or by the peer)."""
+        """True once the session ended (closed here or by the peer, or timed out)."""
+        self.ended: plait.SessionClosed | None = None
+        """How it ended (the endpoint's `SessionClosed`), once it has."""
+        self._shifts: list[tuple[int, int]] = []
+        """(first endpoint handle, offset) from each send the adapter numbered but the
+        endpoint never took (`skip_handle`): adapter handle = endpoint handle + offset."""
+        self._numbered = 0  # adapter handles given out by `number`
         self.error: BaseException | None = None
         """An exception that stopped the runtime (e.g. raised by a callback)."""
         self.datagrams_in = 0
@@ -290,6 +298,9 @@ class Session:
                 self.established = True
             elif type(event) is plait.SessionClosed:
                 self.closed = True
+                self.ended = event
+            elif self._shifts:
+                event = self._renumbered(event)
             if self.on_event is None:
                 self._events.append(event)
             else:
@@ -323,18 +334,71 @@ class Session:
 
     # --- what every runtime's API shares ----------------------------------------------------
 
-    def submit(self, data: bytes, stream: int, now: int, deadline: int | None = None) -> int:
+    def submit(
+        self,
+        data: bytes,
+        stream: int,
+        now: int,
+        deadline: int | None = None,
+        duplicate: str | None = None,
+    ) -> int:
         """`Endpoint.send`; raises what it raises (UsageError, BackpressureError), but a
         deadline already past is reported as `MessageExpired` (returns -1): the adapter
         read the clock, so the caller could not have known."""
-        if deadline is not None and deadline <= now and 0 <= stream < self.streams:
+        if (
+            type(deadline) is int
+            and deadline <= now
+            and type(stream) is int
+            and 0 <= stream < self.streams
+        ):
             self.expired_unsent(stream)
             return -1
-        return self.endpoint.send(data, now=now, stream=stream, deadline=deadline)
+        return self.endpoint.send(
+            data, now=now, stream=stream, deadline=deadline, duplicate=duplicate
+        )
 
-    def expired_unsent(self, stream: int) -> None:
+    def expired_unsent(self, stream: int, handle: int = -1) -> None:
         """Report a message whose deadline passed while it waited in the adapter."""
-        self.emit(plait.MessageExpired(stream=stream, msg=-1, sent=True, handle=-1))
+        self.emit(plait.MessageExpired(stream=stream, msg=-1, sent=True, handle=handle))
+
+    # --- handles numbered by the adapter (thread-driven: `send` returns before the loop
+    # --- hands the message to the endpoint) -------------------------------------------------
+
+    def number(self) -> int:
+        """The handle of the next message `send` queues (in the order they are queued)."""
+        self._numbered += 1
+        return self._numbered
+
+    def skip_handle(self, handle: int) -> None:
+        """The queued message `handle` never reached the endpoint (reported here): the
+        endpoint's handles now lag the adapter's by one more."""
+        offset = self._shifts[-1][1] + 1 if self._shifts else 1
+        self._shifts.append((handle - offset + 1, offset))
+
+    def _renumbered(self, event: plait.Event) -> plait.Event:
+        """A report with the adapter's handle for the endpoint's."""
+        if isinstance(event, plait.MessageExpired | plait.MessageUnconfirmed) and event.handle > 0:
+            at = bisect.bisect_right(self._shifts, (event.handle, 1 << 62)) - 1
+            if at >= 0:
+                return attrs.evolve(event, handle=event.handle + self._shifts[at][1])
+        return event
+
+    def end_error(self) -> plait.errors.SessionClosedError:
+        """The typed exception for a session that ended (`ended`): `HandshakeFailed`,
+        `PeerLost`, or `SessionClosedError` (closed here or by the peer)."""
+        end = self.ended
+        if end is None:
+            return plait.errors.SessionClosedError("the session is closed")
+        reason, code = end.reason, end.code
+        if reason in _HANDSHAKE:
+            what = _HANDSHAKE[reason]
+            return plait.errors.HandshakeFailed(what, reason=reason, code=code)
+        if reason is plait.CloseReason.IDLE_TIMEOUT:
+            text = "the peer was lost: every link was down for the idle timeout"
+            return plait.errors.PeerLost(text, reason=reason, code=code)
+        who = "the peer" if end.by_peer else "this end"
+        text = f"the session was closed by {who} (code {code}, {reason.name})"
+        return plait.errors.SessionClosedError(text, reason=reason, code=code)
 
     def emit(self, event: plait.Event) -> None:
         """An event of the adapter's own, handed on like the endpoint's."""
@@ -370,11 +434,11 @@ class Session:
         self.count(NOT_OPEN)
         return None
 
-    def close(self, now: int) -> list[tuple[bytes, int]]:
-        """Close the endpoint (CLOSE to the peer on every link); returns the last
-        datagrams to send."""
-        self.endpoint.close(now=now)
-        self.closed = True
+    def close(self, now: int, abort: bool = False) -> list[tuple[bytes, int]]:
+        """Close the endpoint: it lingers until what was sent is settled, then sends
+        CLOSE (with `abort`, at once); returns the datagrams to send now. The session
+        has ended when `closed` (after `events()`)."""
+        self.endpoint.close(now=now, abort=abort)
         return self.endpoint.datagrams_to_send(now=now)
 
     def stats(self) -> SessionStats:
@@ -398,6 +462,44 @@ class Session:
             },
             not_open=dict(self.not_open),
         )
+
+
+_HANDSHAKE: Final = {
+    plait.CloseReason.HANDSHAKE_TIMEOUT: "no session within the handshake timeout: no peer "
+    "answered (none there, not reachable, a responder too, or it holds another psk)",
+    plait.CloseReason.WRONG_PSK: "no session: the peer's HELLOs fail authentication "
+    "(it holds another psk)",
+    plait.CloseReason.ROLE_CONFLICT: "no session: the peer is an initiator too "
+    "(initiator=True on both ends)",
+}
+
+
+def check_send(
+    config: plait.Config, data: object, stream: object, deadline: object, duplicate: object
+) -> bytes:
+    """`send`'s arguments checked where the caller can be told (before a thread-driven
+    adapter queues them): data bytes-like, `stream` an int in range, `deadline` int ns
+    or None, `duplicate` None, "best2" or "all". Returns the data as bytes.
+
+    Raises:
+        plait.errors.UsageError: naming what is wrong, and its unit.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise plait.errors.UsageError(
+            f"data must be bytes-like (bytes, bytearray, memoryview), got {type(data).__name__}"
+        )
+    if type(stream) is not int or not 0 <= stream < config.streams:
+        raise plait.errors.UsageError(f"stream must be an int in 0..{config.streams - 1}")
+    if deadline is not None and type(deadline) is not int:
+        raise plait.errors.UsageError(
+            f"deadline must be an int of ns (time.monotonic_ns()) or None, got {deadline!r}"
+        )
+    if duplicate not in (None, "best2", "all"):
+        raise plait.errors.UsageError('duplicate must be None, "best2" or "all"')
+    out = bytes(data)
+    if len(out) > config.max_message:
+        raise plait.errors.UsageError(f"a message is at most {config.max_message} bytes")
+    return out
 
 
 def _host_port(addr: Any) -> str:

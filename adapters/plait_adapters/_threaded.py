@@ -21,17 +21,27 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Literal, Self, TypedDict
+from typing import Final, Literal, Self, TypedDict, TypeVar, cast
 
 import plait
 from plait_adapters import _gc
 from plait_adapters._links import clock
 from plait_adapters._poller import Poller, Ready, setup_thread
-from plait_adapters._session import EventCallback, MessageCallback, Send, Session, SessionStats
+from plait_adapters._session import (
+    EventCallback,
+    MessageCallback,
+    Send,
+    Session,
+    SessionStats,
+    check_send,
+)
 
 __all__ = ["GcMode", "PolledOptions", "PolledSession", "ThreadedSession"]
 
 GcMode = Literal["idle", "freeze", "off"]
+T = TypeVar("T")
+_JOIN_S: Final = 10.0
+"""How long `close` waits for the loop thread to end once told to stop."""
 
 
 class ThreadedSession:
@@ -51,14 +61,14 @@ class ThreadedSession:
         self._session, self._config = session, config
         self._cpu, self._timer_slack_ns, self._gc_mode = cpu, timer_slack_ns, gc_mode
         self._gc_acquired = False
-        self._sendq: deque[tuple[bytes, int, int]] = deque()
+        self._sendq: deque[tuple[bytes, int, int, str | None, int]] = deque()
         self._cmds: deque[Callable[[], None]] = deque()
         self._appended = self._seen = 0  # sends queued by other threads / taken by the loop
         self._bytes_in = self._bytes_out = 0
         self._send_lock = threading.Lock()
         self._cond = threading.Condition()
         self._waiters = 0
-        self._stop = self._done = False
+        self._stop = self._done = self._closing = False
         self._last_active = 0
         """When the loop last received or sent (busy-poll after activity)."""
         self._loop_ident: int | None = None
@@ -117,58 +127,80 @@ class ThreadedSession:
 
     def send(
         self,
-        data: bytes,
+        data: bytes | bytearray | memoryview,
         stream: int = 0,
         *,
         deadline: int | None = None,
+        duplicate: str | None = None,
         timeout: float | None = None,
-    ) -> None:
-        """Queue a message; thread-safe. From another thread it is handed to the loop
+    ) -> int:
+        """Queue a message; thread-safe; returns its handle (`plait.MessageExpired.handle`,
+        `MessageUnconfirmed.handle`). From another thread it is handed to the loop
         (blocking up to `timeout` s while `send_buffer_bytes` are already queued there);
         from a callback it goes straight into the endpoint.
 
+        Args:
+            deadline: absolute, in ns of `time.monotonic_ns()`; None: now + latency.
+            duplicate: None, "best2" or "all" (`plait.Endpoint.send`).
+            timeout: seconds to wait for room (None: as long as it takes).
         Raises:
-            plait.errors.UsageError: a bad stream or size, or the session is closed.
+            plait.errors.UsageError: a bad argument (data bytes-like, times int ns).
+            plait.errors.SessionClosedError: the session is closing or ended (its
+                subclasses `HandshakeFailed`, `PeerLost` say why).
             plait.errors.BackpressureError: still no room after `timeout`.
         """
         s, cfg = self._session, self._config
         if s.error is not None:
             raise s.error
-        if self._stop or s.closed:
-            raise plait.errors.SessionClosedError("the session is closed")
-        if not 0 <= stream < cfg.streams or len(data) > cfg.max_message:
-            raise plait.errors.UsageError("bad stream or message size")
+        if s.closed:
+            raise s.end_error()
+        if self._stop or self._closing:
+            raise plait.errors.SessionClosedError("the session is closing")
+        data = check_send(cfg, data, stream, deadline, duplicate)
         now = clock()
         due = now + s.endpoint.latency_ns if deadline is None else deadline
+        if due <= now:  # as in every adapter: -1, and MessageExpired (on the loop)
+            self._command(lambda: s.expired_unsent(stream))
+            return -1
         if threading.get_ident() == self._loop_ident:
-            s.submit(data, stream, now, due)
-            return
+            if not self._sendq:
+                handle = s.submit(data, stream, now, due, duplicate)
+                return s.number() if handle > 0 else handle
+            with self._send_lock:
+                handle = s.number()
+                self._sendq.append((data, stream, due, duplicate, handle))
+            self._commands(now)
+            return handle
         with self._send_lock:
             if self._bytes_in - self._bytes_out >= cfg.send_buffer_bytes and not self._wait_for(
                 lambda: self._bytes_in - self._bytes_out < cfg.send_buffer_bytes, timeout
             ):
                 raise plait.errors.BackpressureError("the send queue is full")
-            self._sendq.append((bytes(data), stream, due))
+            handle = s.number()
+            self._sendq.append((data, stream, due, duplicate, handle))
             self._bytes_in += len(data)
             self._appended += 1
         if self._sleeping():
             self._wake()
+        return handle
 
     def receive(self, timeout: float | None = None) -> plait.MessageReceived:
-        """The next message (blocking).
+        """The next message (blocking up to `timeout` s; None: until one comes).
 
         Raises:
             TimeoutError: none within `timeout` s.
-            plait.errors.SessionClosedError: the session ended and every message was read.
+            plait.errors.SessionClosedError: the session ended and every message was read
+                (`HandshakeFailed`, `PeerLost`: it ended by a timeout).
         """
         messages = self._session.messages
         if not self._wait_for(lambda: bool(messages) or self._finished(), timeout):
             raise TimeoutError("no message")
         if messages:
             return messages.popleft()
-        raise plait.errors.SessionClosedError("the session is closed")
+        raise self._session.end_error()
 
     def __iter__(self) -> Iterator[plait.MessageReceived]:
+        """The messages until the session ends (then the iteration stops; `ended`)."""
         while True:
             try:
                 yield self.receive()
@@ -176,7 +208,23 @@ class ThreadedSession:
                 return
 
     def wait_established(self, timeout: float | None = None) -> bool:
-        return self._wait_for(lambda: self._session.established or self._finished(), timeout)
+        """Wait for the HELLO exchange: True once established, False after `timeout` s.
+
+        Raises:
+            plait.errors.HandshakeFailed: the handshake timed out (no peer, another psk,
+                both initiators: `reason`); or SessionClosedError if closed meanwhile.
+        """
+        s = self._session
+        if self._wait_for(lambda: s.established, timeout):
+            return True
+        if s.closed:
+            raise s.end_error()
+        return False
+
+    @property
+    def ended(self) -> plait.SessionClosed | None:
+        """How the session ended (`plait.SessionClosed`: `reason`, `by_peer`), or None."""
+        return self._session.ended
 
     def poll_events(self) -> list[plait.Event]:
         """Events (not messages) since the last call, unless `on_event` takes them."""
@@ -188,21 +236,43 @@ class ThreadedSession:
 
     def stats(self) -> SessionStats:
         """A snapshot, taken on the loop thread while it runs (thread-safe)."""
-        if self._done or threading.get_ident() == self._loop_ident or self._thread is None:
-            return self._session.stats()
-        taken: list[SessionStats] = []
-        self._command(lambda: taken.append(self._session.stats()))
-        if not self._wait_for(lambda: bool(taken), 5.0):
-            return self._session.stats()  # the loop has stopped meanwhile
-        return taken[0]
+        return self._call(self._session.stats, fallback=True)
 
-    def close(self, timeout: float = 2.0) -> None:
-        """Send CLOSE on every link, stop the loop, close the sockets. Idempotent;
-        re-raises an exception that stopped the loop."""
-        self._stop = True
-        self._wake()
-        if self._thread is not None and threading.get_ident() != self._loop_ident:
-            self._thread.join(timeout)
+    # --- live changes (`plait.live`), run on the loop thread -------------------------------
+
+    def set_link_rate(self, link: int, rate_bps: int | None) -> None:
+        """`plait.Endpoint.set_link_rate`: a link's ceiling in int bit/s (None: none)."""
+        self._call(lambda: self._session.endpoint.set_link_rate(link, rate_bps))
+
+    def set_latency(self, latency_ns: int) -> None:
+        """`plait.Endpoint.set_latency`: the default budget, int ns (>= 1 ms)."""
+        self._call(lambda: self._session.endpoint.set_latency(latency_ns))
+
+    def set_fec(self, fec: plait.FecConfig | None) -> None:
+        """`plait.Endpoint.set_fec`: FEC for blocks started from now on (None: off)."""
+        self._call(lambda: self._session.endpoint.set_fec(fec, now=clock()))
+
+    def set_scheduling(self, scheduling: plait.Scheduling) -> None:
+        """`plait.Endpoint.set_scheduling`."""
+        self._call(lambda: self._session.endpoint.set_scheduling(scheduling))
+
+    def close(self, timeout: float | None = None, *, abort: bool = False) -> None:
+        """End the session and stop: by default it lingers until every message sent is
+        acknowledged or reported (bounded by their deadlines; `timeout` s bounds it
+        more, then it aborts), then CLOSE goes out; with `abort`, at once. Stops the
+        loop and closes the sockets. Idempotent; re-raises an exception that stopped
+        the loop. From a callback it starts the close and returns; the loop ends when
+        the session has."""
+        self._closing = True
+        on_loop = threading.get_ident() == self._loop_ident
+        if on_loop or (self._thread is not None and not self._done):
+            self._command(lambda: self._begin_close(abort))
+        if self._thread is not None and not on_loop:
+            if not self._wait_for(lambda: self._session.closed, timeout):
+                self._command(lambda: self._begin_close(True))
+            self._stop = True
+            self._wake()
+            self._thread.join(_JOIN_S)
         elif self._thread is None and self._loop_ident is None:
             self._teardown()
         error = self._session.error
@@ -215,13 +285,14 @@ class ThreadedSession:
     def __exit__(
         self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close()
+        """Lingers (`close`), unless leaving on an exception: then aborts."""
+        self.close(abort=t is not None)
 
     # --- the loop ------------------------------------------------------------------------------
 
     def _loop(self) -> None:
         s, idle_gc = self._session, self._gc_mode == "idle"
-        while not self._stop:
+        while not self._stop and not (self._closing and s.closed):
             if idle_gc:
                 _gc.collect_if_due(idle=False)
             if s.events():
@@ -243,29 +314,63 @@ class ThreadedSession:
         return self._stop or bool(self._cmds) or self._appended != self._seen
 
     def _commands(self, now: int) -> None:
-        while self._cmds:
-            self._cmds.popleft()()
+        """Queued sends into the endpoint (in order, as far as there is room), then the
+        commands: a close sees every message sent before it."""
         self._seen = self._appended
         s, q = self._session, self._sendq
         while q:
-            data, stream, due = q[0]
+            data, stream, due, duplicate, handle = q[0]
             try:
                 if due <= now:
                     raise plait.errors.UsageError("expired while queued")
-                s.submit(data, stream, now, due)
+                s.submit(data, stream, now, due, duplicate)
             except plait.errors.BackpressureError:
                 break  # retried on the next pass, in order
             except plait.errors.UsageError:  # expired here, or the session has closed
-                s.expired_unsent(stream)
+                s.skip_handle(handle)
+                s.expired_unsent(stream, handle)
             q.popleft()
             self._bytes_out += len(data)
             self._last_active = now
+        while self._cmds:
+            self._cmds.popleft()()
         self._notify()
 
     def _command(self, fn: Callable[[], None]) -> None:
         self._cmds.append(fn)
         if self._sleeping():
             self._wake()
+
+    def _call(self, fn: Callable[[], T], fallback: bool = False) -> T:
+        """`fn()` on the loop thread (here if this is it, or no loop runs); its result,
+        or what it raised. With `fallback`, if the loop has stopped meanwhile, here."""
+        if self._done or threading.get_ident() == self._loop_ident or self._thread is None:
+            return fn()
+        done: list[tuple[T | None, BaseException | None]] = []
+
+        def run() -> None:
+            try:
+                done.append((fn(), None))
+            except Exception as exc:  # raised in the caller's thread
+                done.append((None, exc))
+
+        self._command(run)
+        if not self._wait_for(lambda: bool(done), _JOIN_S):
+            if fallback:
+                return fn()
+            raise plait.errors.SessionClosedError("the session's loop has stopped")
+        result, error = done[0]
+        if error is not None:
+            raise error
+        return cast(T, result)
+
+    def _begin_close(self, abort: bool) -> None:
+        """On the loop: close the endpoint (linger, or abort) and send what it says."""
+        s = self._session
+        if not s.endpoint.closed:
+            self._transmit(s.close(clock(), abort))
+        if s.events():
+            self._notify()
 
     # --- threads ---------------------------------------------------------------------------------
 
@@ -301,8 +406,8 @@ class ThreadedSession:
             return
         s = self._session
         try:
-            if not s.closed:
-                self._transmit(s.close(clock()))
+            if not s.endpoint.closed:
+                self._transmit(s.close(clock(), abort=True))
             s.events()
         finally:
             self._done = self._stop = True

@@ -138,21 +138,17 @@ class AioSession(AsyncFacade):
         self._transports[link].close()
         self._sends[link] = Session.closed_send()
 
-    async def aclose(self) -> None:
-        """Send CLOSE on every link and close the sockets. Idempotent."""
-        s = self._session
+    def _opened(self) -> bool:
+        return len(self._transports) == len(self._specs)  # else opening failed half-way
+
+    def _close_io(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not s.endpoint.closed:
-            out = s.close(clock())
-            if len(self._transports) == len(self._specs):  # else opening failed half-way
-                s.transmit(out, self._sends)
-            s.events()
-        s.closed = True
-        self._wake_all()
         for transport in self._transports:
             transport.close()
+
+    async def _settle(self) -> None:
         await asyncio.sleep(0)  # let the transports finish closing
 
     # --- the loop ------------------------------------------------------------------------------
@@ -189,10 +185,17 @@ class AioSession(AsyncFacade):
             return
         self._step(now)
 
-    async def _wait_progress(self) -> None:
+    async def _wait_progress(self, timeout: float | None = None) -> bool:
         if self._readable is None:
             self._readable = self._loop.create_future()
-        await self._readable
+        if timeout is None:
+            await self._readable
+            return True
+        try:  # shielded: other readers wait on the same future
+            await asyncio.wait_for(asyncio.shield(self._readable), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     async def _wait_room(self) -> None:
         if self._room is None:
@@ -239,5 +242,7 @@ async def open_session(
     try:
         await session._start()
         yield session
-    finally:
-        await session.aclose()
+    except BaseException:  # leaving on an error (or a cancel): no lingering
+        await session.aclose(abort=True)
+        raise
+    await session.aclose()

@@ -123,7 +123,7 @@ class Relay:
             raise
 
     def _open(self) -> None:
-        self.established = self._ended = False
+        self.established = self._ended = self._told_psk = False
         self._down: set[int] = set()
         self._all_down_at: float | None = None
         self._heard_then = 0
@@ -233,12 +233,19 @@ class Relay:
                 next_tick = max(next_tick + interval_s, now)
 
     def _watch(self) -> None:
-        """A notice for each learning link whose peer address is new or moved (NAT)."""
-        learnt = self.session.stats().learnt
+        """A notice for each learning link whose peer address is new or moved (NAT), and
+        once per session if HELLOs fail authentication before it is established (a
+        peer with another psk: the session itself waits on, see `Relay`)."""
+        stats = self.session.stats()
+        learnt = stats.learnt
         for link, addr in learnt.items():
             if addr is not None and addr != self._learnt.get(link):
                 self.notice(f"link {link}: the peer is at {addr}")
         self._learnt = dict(learnt)
+        failed = stats.endpoint.hellos_unauthenticated
+        if failed and not self.established and not self._told_psk:
+            self._told_psk = True
+            self.notice(f"{failed} HELLOs failed authentication: the peer holds another psk")
 
     def _link_changed(self, link: int, why: str | None, before: dict[int, str]) -> None:
         """`on_link`: a notice when `link` waits (once per reason, also across

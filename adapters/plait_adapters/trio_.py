@@ -90,31 +90,28 @@ class TrioSession(AsyncFacade):
         self._tsocks[link].close()  # wakes its reader task, which then ends
         self._sends[link] = Session.closed_send()
 
-    async def aclose(self) -> None:
-        """Send CLOSE on every link, stop the tasks, close the sockets. Idempotent."""
-        s = self._session
-        if not s.endpoint.closed:
-            s.transmit(s.close(clock()), self._sends)
-            s.events()
-        s.closed = True
-        self._wake_all()
-        self._tasks_scope.cancel()
-        for tsock in self._tsocks:
-            tsock.close()
+    def _close_io(self) -> None:
+        self._tasks_scope.cancel()  # `_run` closes the sockets once its tasks have ended
+
+    async def _settle(self) -> None:
         with trio.CancelScope(shield=True):  # a checkpoint, even when exiting on a cancel
             await trio.lowlevel.checkpoint()
 
     # --- the tasks -----------------------------------------------------------------------------
 
     async def _run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        with self._tasks_scope:
-            async with trio.open_nursery() as nursery:
-                for link in range(len(self._socks)):
-                    nursery.start_soon(self._reader, link)
-                nursery.start_soon(self._timer)
-                self._session.notes["trio"] = trio.__version__
-                self._step(clock())
-                task_status.started()
+        try:
+            with self._tasks_scope:
+                async with trio.open_nursery() as nursery:
+                    for link in range(len(self._socks)):
+                        nursery.start_soon(self._reader, link)
+                    nursery.start_soon(self._timer)
+                    self._session.notes["trio"] = trio.__version__
+                    self._step(clock())
+                    task_status.started()
+        finally:  # no reader waits on a socket any more: close them
+            for tsock in self._tsocks:
+                tsock.close()
 
     async def _reader(self, link: int) -> None:
         sock, s, pool = self._socks[link], self._session, self._pool
@@ -158,8 +155,11 @@ class TrioSession(AsyncFacade):
         if self._timer_scope is not None:
             self._timer_scope.deadline = self._trio_time(due, self._spin_ns)
 
-    async def _wait_progress(self) -> None:
-        await self._readable.wait()
+    async def _wait_progress(self, timeout: float | None = None) -> bool:
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            await self._readable.wait()
+            return True
+        return False
 
     async def _wait_room(self) -> None:
         if self._room is None:
@@ -205,9 +205,19 @@ async def open_session(
         options: on_message, on_event, spin_ns, batch (see the module docstring).
     """
     session = TrioSession(config, links, initiator=initiator, **options)
+    raised: BaseException | None = None
     async with trio.open_nursery() as nursery:
         try:
             await nursery.start(session._run)
-            yield session
+            try:
+                yield session
+            except BaseException as exc:  # the user's: raised below, outside the nursery
+                raised = exc
         finally:
-            await session.aclose()
+            if raised is None:
+                await session.aclose()
+            else:  # leaving on an error (or a cancel): no lingering
+                with trio.CancelScope(shield=True):
+                    await session.aclose(abort=True)
+    if raised is not None:
+        raise raised  # unwrapped: not in an ExceptionGroup with the adapter's tasks

@@ -15,6 +15,7 @@ from plait import errors, seq, wire
 from plait.config import Config, FecConfig, HealthConfig, LinkConfig, Scheduling
 from plait.endpoint import Endpoint
 from plait.events import (
+    CloseReason,
     Event,
     FecRecovered,
     LinkDegraded,
@@ -27,10 +28,12 @@ from plait.events import (
     SessionEstablished,
     UsableRateChanged,
 )
+from plait.lifecycle import SessionState
 from plait.links import LinkState
 from plait.stats import FecStatsSnapshot, LinkStats, Stats
 
 __all__ = [
+    "CloseReason",
     "Config",
     "Endpoint",
     "Event",
@@ -50,6 +53,7 @@ __all__ = [
     "Scheduling",
     "SessionClosed",
     "SessionEstablished",
+    "SessionState",
     "Stats",
     "UsableRateChanged",
     "__version__",

@@ -21,19 +21,26 @@ The signals, as in WebRTC's GCC, SCReAM (RFC 8298) and BBR:
 The law, once per report:
 
 * queue above ``high`` (twice the link's jitter, 10-40 ms) in each of the last three
-  reports (one late datagram, reordered or held by a radio, is not a queue), and at
-  least an RTT since the last cut: **cut** to 0.9 x the delivery rate (GCC's 0.85 x
-  receive rate, a little gentler because we also drain), and say how long the
-  bottleneck needs to drain down to ``low``: the link's pacer holds new data until
-  then, so the queue goes at once instead of over seconds, and data already queued
-  that would now arrive after its deadline can be re-sent elsewhere
-  (`Capacity.arrival`);
+  reports (one late datagram, reordered or held by a radio, is not a queue), or above
+  3 x ``high`` after a report above ``high`` (a capacity that fell several-fold fills
+  the queue that fast), and at least an RTT since the last cut: **cut** to 0.9 x the
+  delivery rate (GCC's 0.85 x receive rate, a little gentler because we also drain),
+  and say how long the bottleneck needs to drain down to ``low``: the link's pacer
+  holds new data until then, so the queue goes at once instead of over seconds, and
+  data already queued that would now arrive after its deadline can be re-sent
+  elsewhere (`Capacity.arrival`);
 * queue under ``low`` and the link used at its rate: **grow** (never past twice the
   largest delivery rate of the last second or two), by up to 2x per RTT while
-  no queue was ever seen (STARTUP), by up to 1.25x per RTT far above the last cut, and
-  by 8 % per RTT within a quarter of it for a second after it (GCC's near-convergence
-  increase), capped by the configured bound;
-* otherwise hold.
+  no queue was ever seen (STARTUP) or while the sender has a backlog and the last cut
+  is four RTTs old (demand the links do not meet: the other links' capacity may have
+  risen while they were app-limited, as a cellular link's does within seconds), by up
+  to 1.25x per RTT far above the last cut, and by 8 % per RTT within a quarter of it
+  for a second after it (GCC's near-convergence increase), capped by the configured
+  bound;
+* otherwise hold. A link left app-limited keeps its estimate: it is tested again when
+  demand returns (no padding probes: they would cost the wire what FEC and re-sends
+  are there to save; measured, probing by moving traffic onto app-limited links
+  raised p99 by ~20 ms and cost the moving-capacity case, see docs/design.md).
 
 Everything is integer ns and bits per second; the state is a fixed set of numbers and
 two rings of `RING` entries: no input grows it.
@@ -63,6 +70,7 @@ _MIN_SAMPLE_DATAGRAMS: Final = 4
 _HIGH_MIN_NS: Final = 10 * NS_PER_MS
 _HIGH_MAX_NS: Final = 40 * NS_PER_MS
 _CONVERGED_FOR_NS: Final = NS_PER_S
+_HUNGRY_AFTER_RTTS: Final = 4
 _NO_BASE: Final = 1 << 62  # no transit minimum (yet)
 
 
@@ -167,30 +175,42 @@ class Capacity:
     # --- the peer's reports ----------------------------------------------------------
 
     def on_report(
-        self, top: int, got: int, rx_us: int, jitter_us: int, rtt_ns: int, now: int
+        self,
+        top: int,
+        got: int,
+        rx_us: int,
+        jitter_us: int,
+        rtt_ns: int,
+        now: int,
+        *,
+        hungry: bool = False,
     ) -> bool:
         """Fold in one link report: `top` the highest link sequence received (unwrapped),
         `got` the datagrams received so far (unwrapped), `rx_us` when `top` arrived
         (the peer's µs clock, mod 2^32), `jitter_us` its jitter, `rtt_ns` the link's
-        smoothed RTT. Returns True when the link is congested now (the rate was cut
-        and `drain_until` moved)."""
+        smoothed RTT; `hungry`: the sender has a backlog (more to send than the links
+        take), so a link that shows no queue is worth trying faster. Returns True when
+        the link is congested now (the rate was cut and `drain_until` moved)."""
         if top <= self._top or top >= self.sent or self.sent - top > RING:
             return False  # old, about datagrams never sent, or out of the ring
         self._top = top
         sent_at = self._sent_at[top % RING]
         qd = self._queue(rx_us, sent_at, now)
+        high = self._high(jitter_us)
+        # a queue three times the threshold, in two reports in a row, is a capacity that
+        # fell: waiting for the third report would let it grow by another report's worth
+        steep = qd > 3 * high and self.queue_ns > high
         self.queue_ns = qd
         recent = self._recent
         recent[top % 3] = qd
         send_bps = self._sample(top, got, rx_us, sent_at, now)
-        high = self._high(jitter_us)
-        if min(recent) > high:
+        if min(recent) > high or steep:
             if now - self._cut_at < max(rtt_ns, 2 * NS_PER_MS) or not self.delivery_bps:
                 return False  # one cut per round trip: the last one has not shown yet
             self._cut(qd, jitter_us, top, now)
             return True
         if send_bps * 8 >= self.rate_bps * 7 and max(recent) < high // 2:  # used at its rate
-            self._grow(rtt_ns, now)
+            self._grow(rtt_ns, now, hungry)
         return False
 
     def _sample(self, top: int, got: int, rx_us: int, sent_at: int, now: int) -> int:
@@ -267,11 +287,12 @@ class Capacity:
         drained = self._sent_at[top % RING] + qd + behind * 8 * NS_PER_S // rate - low
         self.drain_until = max(self.drain_until, drained)
 
-    def _grow(self, rtt_ns: int, now: int) -> None:
+    def _grow(self, rtt_ns: int, now: int, hungry: bool) -> None:
         rate = self.rate_bps
-        if self.phase is Phase.STARTUP:
+        since_cut = now - self._cut_at
+        if self.phase is Phase.STARTUP or (hungry and since_cut > _HUNGRY_AFTER_RTTS * rtt_ns):
             gain_per_rtt = 1.0
-        elif rate > self._cut_rate * 5 // 4 or now - self._cut_at > _CONVERGED_FOR_NS:
+        elif rate > self._cut_rate * 5 // 4 or since_cut > _CONVERGED_FOR_NS:
             gain_per_rtt = 0.25
         else:
             gain_per_rtt = 0.08

@@ -49,7 +49,11 @@ def _check(cond: bool, message: str) -> None:
 
 
 def _validate_range(lo: float, hi: float) -> Any:
+    ints = type(lo) is int and type(hi) is int  # a count or a time: no float, no bool
+
     def check(inst: object, attr: attrs.Attribute[Any], value: float) -> None:
+        if type(value) is bool or (ints and type(value) is not int):
+            raise ConfigError(f"{attr.name} must be an int, got {value!r}")
         if not lo <= value <= hi:
             raise ConfigError(f"{attr.name} must be in [{lo}, {hi}], got {value}")
 
@@ -66,7 +70,22 @@ def _validate_rate(inst: object, attr: attrs.Attribute[Any], value: int | None) 
 
 
 def _validate_positive(inst: object, attr: attrs.Attribute[Any], value: int) -> None:
+    if type(value) is not int:  # a float or bool here would wedge the clock arithmetic
+        raise ConfigError(f"{attr.name} must be an int, got {value!r}")
     _positive(attr.name, value)
+
+
+def _validate_latency(inst: object, attr: attrs.Attribute[Any], value: int) -> None:
+    _validate_positive(inst, attr, value)
+    if value < NS_PER_MS:  # a budget shorter than any round trip: every message expires
+        raise ConfigError(f"{attr.name} is in ns and must be >= 1 ms (1_000_000), got {value}")
+    if value > MAX_LATENCY_NS:  # the wire carries deadlines as u32 µs (±35.8 minutes)
+        raise ConfigError(f"{attr.name} must be <= 30 minutes ({MAX_LATENCY_NS}), got {value}")
+
+
+def _validate_timeout(inst: object, attr: attrs.Attribute[Any], value: int | None) -> None:
+    if value is not None:
+        _validate_positive(inst, attr, value)
 
 
 class Scheduling(enum.Enum):
@@ -142,12 +161,12 @@ class HealthConfig:
 class FecConfig:
     """Reed-Solomon FEC: blocks of up to `k` data packets protected by `m` parity packets."""
 
-    k: int = attrs.field(default=8, validator=_validate_range(1, 64))
+    k: int = attrs.field(default=16, validator=_validate_range(1, 64))
     """Records per block (at most, when adaptive)."""
     m: int = attrs.field(default=4, validator=_validate_range(1, 16))
     """Parity per block (at most, when adaptive: `plait.protection` picks the least that
     reaches `Config.target_loss`, often none when re-sends fit the deadline)."""
-    flush_ns: int | None = None
+    flush_ns: int | None = attrs.field(default=None, validator=_validate_timeout)
     """Longest a block stays open before its parity goes out; None: a quarter of the
     latency budget."""
     adaptive: bool = True
@@ -177,11 +196,10 @@ class Config:
     links: tuple[LinkConfig, ...] = attrs.field(converter=_links, validator=_validate_links)
     fec: FecConfig | None = FecConfig()
     psk: bytes | None = attrs.field(default=None, validator=_validate_psk)
-    latency_ns: int = attrs.field(
-        default=150 * NS_PER_MS, validator=_validate_range(1, MAX_LATENCY_NS)
-    )
-    """Default deadline budget per message: ``send(..., deadline=None)`` means now + this.
-    At most `MAX_LATENCY_NS` (30 minutes), what the wire's deadline field can carry."""
+    latency_ns: int = attrs.field(default=150 * NS_PER_MS, validator=_validate_latency)
+    """Default deadline budget per message: ``send(..., deadline=None)`` means now + this
+    (at least 1 ms, at most `MAX_LATENCY_NS`: 30 minutes, what the wire's deadline field
+    can carry)."""
     mtu: int = attrs.field(default=1500, validator=_validate_range(576, 65_535))
     """Largest IP packet (bytes, IP and UDP headers included) plait may send on any link:
     an upper bound, not a promise. Each link's path MTU is found by probing (DPLPMTUD,
@@ -212,3 +230,14 @@ class Config:
     """Send a second copy on the next best link when a message's remaining budget is too
     short for a lost packet to be detected and re-sent in time, and neither FEC nor
     anything else can bring its loss under `target_loss`."""
+    handshake_timeout_ns: int | None = attrs.field(
+        default=5 * NS_PER_S, validator=_validate_timeout
+    )
+    """An endpoint not established this long after it was made ends (`SessionClosed`
+    with `CloseReason.HANDSHAKE_TIMEOUT`, `WRONG_PSK` or `ROLE_CONFLICT`); None: it waits
+    for its peer for ever (a relay's responder). Like SRT's SRTO_CONNTIMEO (3 s)."""
+    idle_timeout_ns: int | None = attrs.field(default=5 * NS_PER_S, validator=_validate_timeout)
+    """An established session whose links have all been DOWN this long ends
+    (`CloseReason.IDLE_TIMEOUT`): the peer vanished. None: it waits for ever. The peer
+    is declared gone after about ``health.down_after_ns`` + this (0.3 + 5 s); like
+    SRT's SRTO_PEERIDLETIMEO (5 s) and QUIC's idle timeout."""

@@ -27,16 +27,17 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final
 
+from plait import checks
 from plait.clock import CallerTime, ClockMap
-from plait.config import MAX_RATE_BPS, MIN_RATE_BPS, Config, FecConfig, Scheduling, check_budget
+from plait.config import Config, check_budget
 from plait.errors import AuthenticationFailed, MalformedPacket, SessionClosedError, UsageError
 from plait.events import (
+    CloseReason,
     Event,
     FecRecovered,
     LinkDegraded,
     LinkDown,
     LinkUp,
-    SessionClosed,
     SessionEstablished,
     UsableRateChanged,
 )
@@ -44,8 +45,10 @@ from plait.fecpolicy import FecSender, new_decoder, new_encoder
 from plait.feedback import FeedbackTimer, handle_feedback, loss_timeout, write_feedback
 from plait.handshake import Handshake, HelloOutcome
 from plait.inbox import Inbox
+from plait.lifecycle import Lifecycle, SessionState
 from plait.links import LinkState
 from plait.linkset import LinkSet
+from plait.live import LiveChanges
 from plait.outbox import Item, Outbox
 from plait.pmtu import PathMtu
 from plait.seq import SEQ32
@@ -71,15 +74,17 @@ _MAX_EVENTS: Final = 65_536
 _NEVER: Final = 1 << 62
 _STARTUP_NS: Final = 500_000_000
 _COPIES: Final = {None: 0, "best2": 1, "all": 15}
+_MAX_DEFERRED: Final = 8  # repairs per call that may wait for a busy link while data goes on
 Meta = tuple[int, int, int, int | None, int]  # link seq (unwrapped), size, ts, echo ts, delay
 #: A datagram to send at the next `datagrams_to_send`: link, type, body, and its echo
 #: (True: echo the latest timestamp received, False: if fresh, (ts, at): this one)
 Control = tuple[int, PacketType, bytes, bool | tuple[int, int]]
 
 
-class Endpoint:
-    """One end of a plait session. Time is integer ns of the caller's monotonic clock,
-    from 0; a `now` earlier than one already passed is taken as that one (`CallerTime`)."""
+class Endpoint(LiveChanges):
+    """One end of a plait session. Time is int ns of the caller's monotonic clock, from 0;
+    a `now` earlier than one already seen is taken as that one (`plait.clock.CallerTime`).
+    Live changes (`set_link_rate`, `set_fec`, ...) come from `plait.live.LiveChanges`."""
 
     def __init__(
         self, config: Config, *, initiator: bool, now: int, rng: random.Random | None = None
@@ -95,7 +100,7 @@ class Endpoint:
         """
         if not isinstance(config, Config):
             raise UsageError("config must be a plait.Config")
-        self._time = CallerTime(now)
+        self._time = CallerTime(now)  # an int >= 0, or UsageError
         self.config = config
         self.initiator = initiator
         self._rng = rng if rng is not None else random.Random(f"plait:{now}:{initiator}")
@@ -127,6 +132,8 @@ class Endpoint:
         self._feedback = FeedbackTimer(config.feedback_interval_ns, now)
         self._fec = FecSender(self.outbox, self.links, config, now)
         self.closed = False
+        """True once the session ended (`SessionClosed`); see `state`."""
+        self._life = Lifecycle(config, now, self.outbox, self.inbox, self._emit, self._on_end)
         self._hello_at = now
         self._hs = Handshake(config.psk, initiator, self._rng, now)
         if initiator:
@@ -140,6 +147,11 @@ class Endpoint:
     @property
     def established(self) -> bool:
         return self._hs.established
+
+    @property
+    def state(self) -> SessionState:
+        """CONNECTING, ESTABLISHED, CLOSING (lingering) or CLOSED (`plait.lifecycle`)."""
+        return self._life.state
 
     # --- the public API --------------------------------------------------------------------
 
@@ -161,21 +173,25 @@ class Endpoint:
             duplicate: None, "best2" (also on the next best link) or "all" (every link):
                 for small critical messages.
         Raises:
-            UsageError: a bad argument, or the session is closed. Nothing changes.
+            UsageError: a bad argument (times are int ns, data bytes-like), or the
+                session is closed or closing. Nothing changes.
             BackpressureError: the send buffer is full. Nothing changes.
         """
-        if self.closed:
+        if self._life.state >= SessionState.CLOSING:
             raise SessionClosedError("the session is closed")
-        now = max(now, self._time.now)  # the clock moves only once nothing can be refused
-        if not 0 <= stream < self.config.streams:
-            raise UsageError(f"stream must be in 0..{self.config.streams - 1}")
-        if len(data) > self.config.max_message:
-            raise UsageError(f"a message is at most {self.config.max_message} bytes")
+        if type(stream) is not int or not 0 <= stream < self.config.streams:
+            raise UsageError(f"stream must be an int in 0..{self.config.streams - 1}")
+        if type(data) is not bytes or len(data) > self.config.max_message:
+            data = checks.data(data, self.config.max_message)  # bytes, or UsageError
+        if type(now) is not int or (deadline is not None and type(deadline) is not int):
+            checks.ns("now", now)
+            checks.optional_ns("deadline", deadline)
         if duplicate not in _COPIES:
             raise UsageError('duplicate must be None, "best2" or "all"')
+        now = max(now, self._time.now)  # the clock moves only once nothing can be refused
         due = now + self.latency_ns if deadline is None else deadline
         check_budget(due - now, "the deadline, from now,")
-        handle = self.outbox.send(bytes(data), stream, due, _COPIES[duplicate], self._time.at(now))
+        handle = self.outbox.send(data, stream, due, _COPIES[duplicate], self._time.at(now))
         # overload: nothing waits more than half its budget; but not in the first 500 ms
         # of traffic while links are still finding their rates (startup doubles them
         # every round trip: the wait is brief, and what waits still fits the fast links)
@@ -188,6 +204,8 @@ class Endpoint:
 
     def datagrams_to_send(self, *, now: int) -> list[tuple[bytes, int]]:
         """Every datagram due by `now`, as (datagram, link id), pacing respected."""
+        if type(now) is not int:  # inline: this runs per datagram (a call costs ~50 ns)
+            checks.ns("now", now)
         now, out = self._time.at(now), []
         while self._control:
             link, ptype, body, force_echo = self._control.popleft()
@@ -198,6 +216,7 @@ class Endpoint:
         if not self._can_seal() or not links.carrying():
             return out  # no link carries data now: what is queued waits, to its deadline
         can_arrive = self._can_arrive_fn(now)
+        deferred: list[Item] = []  # repairs waiting for a busy link: new data goes on
         while True:
             item = self.outbox.take(now, can_arrive)
             if item is None:
@@ -219,24 +238,29 @@ class Endpoint:
                 ):
                     item.copies = 1  # nothing else saves it in time: send two now
                 self._send_item(item, chosen, now, out)
-            elif links.wake_at is not None:
+            elif links.wake_at is None:
+                self.outbox.abandon(item)  # it cannot arrive in time on any link
+            elif item.kind != 0 and len(deferred) < _MAX_DEFERRED:
+                deferred.append(item)
+            else:
                 self.outbox.hold(item)
                 break
-            else:
-                self.outbox.abandon(item)  # it cannot arrive in time on any link
+        if deferred:
+            self.outbox.defer(deferred)
         return out
 
     def receive_datagram(self, data: Buffer, *, link: int, now: int) -> bool:
         """Feed one datagram that arrived on `link`. Never raises on its contents.
         Returns True when it was accepted as the peer's (with a psk: authenticated and
-        fresh) and is the newest seen on its link; False when it was dropped (counted in
-        `Stats.drops`) or filled a gap. An adapter may use this to follow the peer's
-        address on a link (NAT rebinding): only the newest authenticated datagram moves it.
+        fresh) and the newest on its link, False if dropped (counted in `Stats.drops`) or
+        late: an adapter may follow the peer's address on a link by it (NAT rebinding).
 
         `data` may be a view of a buffer the caller reuses: plait copies what it keeps
         and holds no reference to `data` after the call."""
-        if not 0 <= link < len(self.links):
-            raise UsageError(f"no link {link}")
+        if type(link) is not int or not 0 <= link < len(self.links):
+            raise UsageError(f"no link {link!r}: a link id is an int in 0..{len(self.links) - 1}")
+        if type(now) is not int:  # inline, as in datagrams_to_send
+            checks.ns("now", now)
         ln, now = self.links.links[link], self._time.at(now)
         before, highest = ln.datagrams_in, ln.health.inbound.highest
         try:
@@ -245,7 +269,7 @@ class Endpoint:
             self._drop("malformed: " + str(exc))
         except AuthenticationFailed:
             self._drop("authentication")
-        self._sync_states()
+        self._sync_states(now)
         return ln.datagrams_in != before and ln.health.inbound.highest != highest
 
     def next_event(self) -> Event | None:
@@ -254,7 +278,9 @@ class Endpoint:
 
     def next_deadline(self) -> int | None:
         """When `handle_timer` should next be called (absolute ns), or None. A pure query
-        (it may discard bookkeeping of what is already finished)."""
+        (it may discard bookkeeping of what is already finished). None once closed."""
+        if self.closed:
+            return None
         best = _NEVER
         for t in (self.outbox.deadline(), self.inbox.deadline(), self._feedback.due):
             if t is not None and t < best:
@@ -278,13 +304,14 @@ class Endpoint:
                     best = t
         if self.initiator and not self._hs.locked and not self.closed:
             best = min(best, self._hello_at + self.config.health.probe_interval_ns)
+        best = min(best, self._life.due)
         return None if best == _NEVER else best
 
     def handle_timer(self, *, now: int) -> None:
         """Do whatever is due by `now`. Safe to call early, late or twice."""
+        now = self._time.at(checks.ns("now", now))
         if self.closed:
             return
-        now = self._time.at(now)
         hc = self.config.health
         # until the responder has shown it holds our keys (an authenticated datagram other
         # than HELLO), keep repeating HELLO: a replayed old HELLO may have displaced our
@@ -298,7 +325,7 @@ class Endpoint:
                     self._control.append((ln.id, PacketType.PROBE, encode_body(Probe()), False))
                     ln.health.on_probe_sent(now)
                 ln.health.update(now)
-            self._sync_states()
+            self._sync_states(now)
             if self._pmtu.on_timer(now, self.links):
                 self._fit_payload()
         if self._feedback.due is not None and now >= self._feedback.due:
@@ -311,54 +338,16 @@ class Endpoint:
             self._decoder.expire(self.inbox.window.floor, now)
         if self._fec.due(now):
             self._fec.tune(now, self.latency_ns)
+        self._life.on_timer(now)
 
-    def close(self, *, now: int, code: int = 0) -> None:
-        """Tell the peer (CLOSE on every link) and stop. Idempotent."""
-        if self.closed:
-            return
-        if self.session >= 0:
-            for ln in self.links.links:
-                self._control.append(
-                    (ln.id, PacketType.CLOSE, encode_body(Close(code=code)), False)
-                )
-        self.closed = True
-        self._emit(SessionClosed(code=code, by_peer=False))
-
-    # --- live changes ------------------------------------------------------------------------
-
-    def set_link_rate(self, link: int, rate_bps: int | None) -> None:
-        """Set a link's ceiling (bit/s; None: none) without reconnecting. A number is
-        also taken as its rate until measurement says otherwise (`plait.capacity`)."""
-        if type(link) is not int or not 0 <= link < len(self.links):
-            raise UsageError(f"no link {link!r}")
-        if rate_bps is not None and (
-            type(rate_bps) is not int or not MIN_RATE_BPS <= rate_bps <= MAX_RATE_BPS
-        ):
-            raise UsageError(f"rate_bps must be None or an int in {MIN_RATE_BPS}..{MAX_RATE_BPS}")
-        self.links.set_rate(link, rate_bps)
-
-    def set_adaptive_weights(self, adaptive: bool) -> None:
-        """Switch between configured and measured link weights, at once."""
-        self.links.adaptive = adaptive
-        self.links.update_weights()
-
-    def set_scheduling(self, scheduling: Scheduling) -> None:
-        self.links.scheduling = Scheduling(scheduling)
-
-    def set_latency(self, latency_ns: int) -> None:
-        """Change the default deadline budget for messages sent from now on."""
-        check_budget(latency_ns, "latency_ns")
-        self.latency_ns = latency_ns
-
-    def set_fec(self, fec: FecConfig | None, *, now: int) -> None:
-        """Change FEC for blocks started from now on (None: off); the open block is flushed."""
-        if fec is not None and not isinstance(fec, FecConfig):
-            raise UsageError("fec must be a FecConfig or None")
-        self.outbox.flush_fec(self._time.at(now), force=True)
-        self._fec.config = fec
-        self.outbox.fec = new_encoder(fec, self.latency_ns)
-        if fec is not None and self._decoder is None:
-            self._decoder = new_decoder(self.latency_ns)
+    def close(self, *, now: int, code: int = 0, abort: bool = False) -> None:
+        """End the session. By default it lingers (`state` CLOSING): `send` refuses, and
+        what was handed over keeps going until each message is acknowledged or reaches
+        its deadline (then `MessageExpired`/`MessageUnconfirmed`); then CLOSE (with
+        `code`, 0..65535) goes out and `SessionClosed` follows. With `abort`, at once:
+        every message not yet acknowledged is reported. Idempotent (abort may follow)."""
+        checks.ns("now", now)
+        self._life.close(code, abort, self._time.at(now))
 
     # --- sending internals ------------------------------------------------------------------
 
@@ -433,6 +422,13 @@ class Endpoint:
         for ln in self.links.links:
             self._control.append((ln.id, PacketType.HELLO, body, not self.initiator))
 
+    def _on_end(self, code: int, by_peer: bool) -> None:
+        """The session ends: CLOSE to the peer (unless it closed), nothing more after."""
+        if not by_peer and self._can_seal():
+            body = encode_body(Close(code=code))
+            self._control.extend((ln.id, PacketType.CLOSE, body, False) for ln in self.links.links)
+        self.closed = True
+
     def _queue_feedback(self, now: int) -> None:
         body = write_feedback(self.inbox, self.links)
         link = self.links.best_link(now)
@@ -494,7 +490,7 @@ class Endpoint:
     def _receive_hello(
         self, data: Buffer, offset: int, link: int, now: int, session: int, meta: Meta
     ) -> None:
-        hello = self._hs.open_hello(data, offset, link, meta[0])
+        hello = self._life.open_hello(self._hs, data, offset, link, meta[0])
         outcome = self._hs.on_hello(hello, session, now, link)
         if outcome is HelloOutcome.REJECT:
             self._drop("unexpected HELLO")
@@ -504,6 +500,7 @@ class Endpoint:
         if outcome is HelloOutcome.ANSWER_AGAIN:
             self._control.append((link, PacketType.HELLO, self._hs.hello_body(), True))
         elif outcome is not HelloOutcome.REPEAT:
+            self._life.established()
             self.links.on_established(now)
             self._emit(SessionEstablished(session=self.session))
             if self.initiator:
@@ -563,6 +560,7 @@ class Endpoint:
         if isinstance(fb, Feedback):
             handle_feedback(fb, self.outbox, self.links, self._timeouts, now)
             self._check_usable()
+            self._life.linger(now)
 
     def _on_probe(self, body: Buffer, offset: int, link: int, now: int, meta: Meta) -> None:
         decode_body(PacketType.PROBE, body, offset)
@@ -580,18 +578,18 @@ class Endpoint:
         close = decode_body(PacketType.CLOSE, body, offset)
         self._accept(link, now, meta)
         if isinstance(close, Close) and not self.closed:
-            self.closed = True
-            self._emit(SessionClosed(code=close.code, by_peer=True))
+            self._life.end(CloseReason.APPLICATION, close.code, now, by_peer=True)
 
     # --- timers internals ------------------------------------------------------------------
 
-    def _sync_states(self) -> None:
+    def _sync_states(self, now: int) -> None:
         """Report every link whose health state changed since it was last reported."""
         for ln in self.links.links:
             before, after = self._states[ln.id], ln.health.state
             if after is not before:
                 self._states[ln.id] = after
                 self._link_changed(ln.id, before, after)
+                self._life.on_links(self.links.links, now)
 
     def usable_rate_bps(self) -> int:
         """What the links carry now for messages: their capacity after loss, less
@@ -639,6 +637,7 @@ class Endpoint:
             events_dropped=self._events_dropped,
             usable_rate_bps=self.usable_rate_bps(),
             pmtu=self._pmtu,
+            life=self._life,
         )
 
 

@@ -10,12 +10,16 @@
 
 from __future__ import annotations
 
+from plait.events import CloseReason
+
 __all__ = [
     "AuthenticationFailed",
     "BackpressureError",
     "ConfigError",
     "EncodeError",
+    "HandshakeFailed",
     "MalformedPacket",
+    "PeerLost",
     "PlaitError",
     "ProtocolError",
     "SessionClosedError",
@@ -58,4 +62,22 @@ class BackpressureError(PlaitError):
 
 
 class SessionClosedError(UsageError):
-    """The session is closed; it takes no more messages."""
+    """The session is closed; it takes no more messages. Adapters raise it (or one of
+    its subclasses below) from `send`, `receive` and `wait_established` once the session
+    ended; `reason` is its `plait.CloseReason` when known, else None."""
+
+    def __init__(self, message: str, *, reason: CloseReason | None = None, code: int = 0) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.code = code
+        """The CLOSE code (the application's, 0 by default)."""
+
+
+class HandshakeFailed(SessionClosedError):  # noqa: N818  (names the event, like MalformedPacket)
+    """The session was never established: handshake timeout, a peer with another psk, or
+    both ends initiators (`reason`: HANDSHAKE_TIMEOUT, WRONG_PSK, ROLE_CONFLICT)."""
+
+
+class PeerLost(SessionClosedError):  # noqa: N818  (names the event)
+    """Every link was down for `Config.idle_timeout_ns`: the peer vanished or the
+    network is out (`reason` IDLE_TIMEOUT)."""

@@ -6,9 +6,12 @@ Small frozen records, one per thing that happened, in the order it happened. Use
 
 from __future__ import annotations
 
+import enum
+
 import attrs
 
 __all__ = [
+    "CloseReason",
     "Event",
     "FecRecovered",
     "LinkDegraded",
@@ -101,12 +104,37 @@ class SessionEstablished:
     session: int
 
 
+class CloseReason(enum.IntEnum):
+    """Why a session ended (`SessionClosed.reason`); docs/adapters.md has the lifecycle."""
+
+    APPLICATION = 0
+    """`Endpoint.close` here, or the peer's (`SessionClosed.by_peer`)."""
+    ABORTED = 1
+    """``close(abort=True)`` here: what was queued or in flight was reported, not sent."""
+    HANDSHAKE_TIMEOUT = 2
+    """Not established within `Config.handshake_timeout_ns`, nothing acceptable heard:
+    no peer, a responder whose answers do not arrive, both ends responders, or (seen from
+    the initiator) a peer with another psk, which stays silent."""
+    WRONG_PSK = 3
+    """Handshake timeout, and HELLOs arrived that failed authentication: the peer holds
+    another psk (`Stats.hellos_unauthenticated` counts them)."""
+    ROLE_CONFLICT = 4
+    """Handshake timeout, and HELLO requests arrived at this initiator: both ends are
+    initiators (`Stats.role_conflicts` counts them)."""
+    IDLE_TIMEOUT = 5
+    """Every link was DOWN for `Config.idle_timeout_ns`: the peer vanished, or the
+    network is out."""
+
+
 @attrs.frozen
 class SessionClosed:
-    """The session ended: closed by us, by the peer (`by_peer`), or for a protocol error."""
+    """The session ended, once and for good: by us, by the peer (`by_peer`), or by a
+    timeout; `reason` says which. Every message handed to `send` before it has been
+    reported (`MessageExpired`, `MessageUnconfirmed`) unless it was delivered."""
 
     code: int
     by_peer: bool
+    reason: CloseReason = CloseReason.APPLICATION
 
 
 @attrs.frozen

@@ -33,6 +33,7 @@ __all__ = ["FecSender", "codec", "new_decoder", "new_encoder"]
 _TUNE_EVERY: Final = 500_000_000
 _BLOCKS_TRACKED: Final = 8
 _JUDGED: Final = 100  # datagrams a link's loss estimate must span to be trusted
+_INSURED_K: Final = 4  # outage insurance (one parity per block) up to 25 % of the data
 _LOSS_PRIOR: Final = 0.01  # the loss assumed of a link until then (copy decisions)
 _DATA_OVERHEAD: Final = 14  # a new fragment's item size over its payload
 _CODEC: list[ErasureCodec] = []  # one per process: stateless but for its caches
@@ -63,6 +64,7 @@ class FecSender:
     """Spread and sizing of the blocks an `Outbox` sends."""
 
     __slots__ = (
+        "_block_loss",
         "_next_tune",
         "_records_at",
         "_spread",
@@ -85,6 +87,7 @@ class FecSender:
         self.down_after_ns = config.health.down_after_ns
         self.authenticated = config.psk is not None
         self._records_at, self._tuned_at = 0, now  # records sent at the last tune
+        self._block_loss = _LOSS_PRIOR  # the traffic-weighted loss of the links (copies)
         self._spread: dict[int, list[int]] = {}  # block base -> its datagrams per link
         self._next_tune = now
 
@@ -139,8 +142,15 @@ class FecSender:
         sent = records - self._records_at
         self._records_at, self._tuned_at = records, now
         k = max(1, min(fec.k, sent * flush // elapsed)) if sent else fec.k  # idle: as set
+        views = self.links.protection_views(self.feedback_ns, self.outbox.burst)
+        total = sum(share for share, _, _, _ in views)
+        self._block_loss = (
+            sum(share * max(loss, _LOSS_PRIOR) for share, loss, _, _ in views) / total
+            if total > 0
+            else _LOSS_PRIOR
+        )
         m = choose_fec(
-            self.links.protection_views(self.feedback_ns, self.outbox.burst),
+            views,
             budget_ns=latency_ns,
             k=k,
             m_max=fec.m,
@@ -148,16 +158,22 @@ class FecSender:
             target=self.target_loss,
             max_protection=self.max_protection,
         )
-        outage_ns = self.down_after_ns + min((ln.rtt.srtt for ln in carrying), default=0)
+        # a link that dies is found out about an RTT after what it held was sent, by the
+        # acknowledgements of what went later on the others (`Outbox.on_overdue`); its
+        # records can be re-sent in time only where that RTT + the way back fits
+        outage_ns = max(
+            (self.links.arq_times(ln.id, self.feedback_ns)[0] for ln in carrying), default=0
+        )
         if (
             not self.authenticated
             or any(ln.health.loss_span < _JUDGED for ln in carrying)
-            or (len(carrying) > 1 and latency_ns < outage_ns)
+            or (len(carrying) > 1 and latency_ns < outage_ns and k >= _INSURED_K)
         ):
             # a link's loss is not known yet; or (no psk) anyone on the path can forge
-            # the acknowledgements re-sends rely on; or a link that dies is found only
-            # after the budget (300 ms + RTT), so what it held can only be rebuilt from
-            # parity on the others (the spread keeps a block's share per link small)
+            # the acknowledgements re-sends rely on; or what a dying link held can only
+            # be rebuilt from parity on the others (the spread keeps a block's share per
+            # link small) - insurance bought only while it is cheap: with blocks of
+            # fewer records (a budget near the RTT) one parity would cost a copy
             m = max(m, 1)
         encoder.set_params(k, m, fec.flush_ns if fec.flush_ns is not None else flush)
 
@@ -187,6 +203,7 @@ class FecSender:
             self.code(),
             target=self.target_loss,
             max_protection=self.max_protection,
+            block_loss=self._block_loss,
         )
 
     def code(self) -> tuple[int, int]:

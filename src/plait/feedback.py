@@ -82,6 +82,9 @@ def handle_feedback(
     link's capacity estimate and find the losses it reveals. A link found congested has
     what it holds re-sent elsewhere where it would now arrive too late. `timeouts`
     holds each link's `loss_timeout`."""
+    owd, queue = outbox.owd, outbox.queue
+    for ln in links.links:
+        owd[ln.id], queue[ln.id] = ln.rtt.min_rtt // 2, ln.capacity.queue_ns
     if fb.first_run:
         hi = SEQ32.unwrap(fb.largest, outbox.next_seq)
         lo = hi - fb.first_run + 1
@@ -90,7 +93,9 @@ def handle_feedback(
             hi = lo - gap - 1
             lo = hi - run + 1
             ranges.append((lo, hi))
-        outbox.on_acked(ranges)
+        outbox.on_acked_ranges(ranges)
+    # a backlog of more than ~10 ms at what the links carry now: demand exceeds them
+    hungry = bool(fb.links) and outbox.queued_bytes * 800 > links.usable_bps()
     for report in fb.links:
         if report.link >= len(links):
             continue
@@ -98,7 +103,7 @@ def handle_feedback(
         fresh = ln.health.on_report(report.link_seq, report.received, now)
         if fresh is not None:
             top, got = fresh
-            if links.on_report(report.link, top, got, report.rx_ts, report.jitter, now):
+            if links.on_report(report.link, top, got, report.rx_ts, report.jitter, now, hungry):
                 outbox.repair_late(report.link, top, links.late)
         if ln.health.sent:
             highest = SEQ16.unwrap(report.link_seq, ln.health.sent - 1)
@@ -106,6 +111,10 @@ def handle_feedback(
             window = max(1_000_000, rtt.min_rtt // 8, 2_000 * report.jitter)
             rack = rtt.srtt + window if rtt.samples else timeouts[ln.id]
             outbox.on_link_report(report.link, highest, now, timeouts[ln.id], rack)
+    for ln in links.links:  # what a link that fell silent holds, against the others' acks
+        rtt = ln.health.rtt
+        if rtt.samples:
+            outbox.on_overdue(ln.id, max(2_000_000, rtt.min_rtt // 4, 4_000 * ln.health.jitter.us))
 
 
 def loss_timeout(config: Config, rtt: RttEstimator | None) -> int:

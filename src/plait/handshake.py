@@ -23,6 +23,7 @@ import random
 from typing import Final
 
 from plait import crypto
+from plait.errors import AuthenticationFailed
 from plait.wire import Buffer, Hello, PacketType, decode_body, encode_body
 
 __all__ = ["Handshake", "HelloOutcome"]
@@ -114,6 +115,17 @@ class Handshake:
         else:
             hello = decode_body(PacketType.HELLO, data, offset)
         return hello if isinstance(hello, Hello) else None
+
+    def opens_as_request(self, data: Buffer, offset: int, link: int, packet_number: int) -> bool:
+        """Initiator: whether a HELLO that failed authentication is another initiator's
+        request under our psk (both ends initiators). One more AEAD, while connecting."""
+        if not self._psk or not self.initiator:
+            return False
+        try:
+            crypto.open_hello(self._hello_key, data, offset, link, packet_number, b"")
+        except AuthenticationFailed:
+            return False
+        return True
 
     def on_hello(self, hello: Hello | None, session: int, now: int, link: int) -> HelloOutcome:
         """Advance the exchange with a HELLO from the peer's `session` on `link` (None:

@@ -385,6 +385,21 @@ class Inbox:
                 self._drain(st, stream, now)
         self._flush_run()
 
+    def flush(self, now: int) -> None:
+        """The session ended: nothing more will arrive. Deliver each complete message
+        still within its deadline, in order per stream, giving up the gaps before it;
+        report the incomplete ones expired."""
+        for key in list(self._partials):
+            part = self._drop_partial(key)
+            st = self._streams[key[0]]
+            if part is not None and key[1] >= st.next_msg and key[1] not in st.waiting:
+                st.put(key[1], (_EXPIRED, part.deadline))
+        for stream, st in self._streams.items():
+            while st.waiting:
+                self._expire_through(st, stream, st.order[0] - 1)
+                self._drain(st, stream, now)
+        self._flush_run()
+
     # --- feedback --------------------------------------------------------------------------
 
     def received_ranges(self) -> list[tuple[int, int]]:

@@ -170,14 +170,15 @@ class LinkSet:
         self._update(self.links[link])
 
     def on_report(
-        self, link: int, top: int, got: int, rx_us: int, jitter_us: int, now: int
+        self, link: int, top: int, got: int, rx_us: int, jitter_us: int, now: int, hungry: bool
     ) -> bool:
         """The peer's report on `link` (its highest link sequence and count, unwrapped,
-        and when it arrived): the capacity estimate, pacer and weight follow. Returns
-        True when the link is congested now (its pacer then holds until it drains)."""
+        and when it arrived; `hungry`: see `Capacity.on_report`): the capacity estimate,
+        pacer and weight follow. Returns True when the link is congested now (its pacer
+        then holds until it drains)."""
         ln = self.links[link]
         capacity = ln.capacity
-        congested = capacity.on_report(top, got, rx_us, jitter_us, ln.rtt.srtt, now)
+        congested = capacity.on_report(top, got, rx_us, jitter_us, ln.rtt.srtt, now, hungry=hungry)
         ln.health.on_queue(capacity.queue_ns, now)
         if congested:
             ln.pacer.hold_until(capacity.drain_until)

@@ -52,9 +52,9 @@ class _Msg:
         "handle",
         "msg",
         "queued_at",
+        "settled",
         "stream",
         "unacked",
-        "unconfirmed",
     )
 
     def __init__(
@@ -70,17 +70,18 @@ class _Msg:
         self.done = False  # fully handed over, or expired
         self.copies = copies
         self.unacked = 0  # records sent and not acknowledged yet
-        self.unconfirmed = False  # reported MessageUnconfirmed
+        self.settled = False  # delivered (acknowledged in full) or reported: said once
 
 
 class _Sent:
-    __slots__ = ("deadline", "links", "msg", "record", "rescued")
+    __slots__ = ("at", "deadline", "links", "msg", "record", "rescued")
 
     def __init__(self, record: bytes, msg: _Msg) -> None:
         self.record = record
         self.msg = msg
         self.deadline = msg.deadline
         self.links: list[int] = []
+        self.at = 0  # when it last went out
         self.rescued = False  # re-sent because its link's queue made it late
 
 
@@ -106,17 +107,34 @@ class Item:
 
 
 class OutboxStats:
-    __slots__ = ("acked", "expired", "lost", "messages", "records", "repairs", "unconfirmed")
+    __slots__ = (
+        "acked",
+        "delivered",
+        "expired",
+        "lost",
+        "messages",
+        "records",
+        "repairs",
+        "unconfirmed",
+    )
 
     def __init__(self) -> None:
         self.messages = self.records = self.repairs = self.lost = 0
         self.acked = self.expired = self.unconfirmed = 0
+        self.delivered = 0  # messages acknowledged in full
+
+    @property
+    def unsettled(self) -> int:
+        """Messages neither delivered nor reported yet (queued or in flight)."""
+        return self.messages - self.delivered - self.expired - self.unconfirmed
 
 
 class Outbox:
     """Queues messages, numbers and tracks records, and finds what to repair."""
 
     __slots__ = (
+        "_acked_arrival",
+        "_deferred",
         "_emit",
         "_expiry",
         "_handles",
@@ -136,6 +154,8 @@ class Outbox:
         "fec",
         "max_payload",
         "next_seq",
+        "owd",
+        "queue",
         "send_buffer_bytes",
         "stats",
     )
@@ -159,6 +179,7 @@ class Outbox:
         self._expiry: list[tuple[int, int, _Msg]] = []  # (deadline, handle, message) queued
         self._queued_bytes = 0
         self._held: Item | None = None
+        self._deferred: deque[Item] = deque()  # repairs and parity waiting for their link
         self._repairs: deque[int] = deque()
         self._parity: deque[Item] = deque()
         self.next_seq = 0
@@ -168,6 +189,11 @@ class Outbox:
         self._inflight_expiry: list[tuple[int, int]] = []  # (deadline, seq)
         self._links: list[deque[tuple[int, int, int]]] = [deque() for _ in range(links)]
         self._runs = [0] * links  # per link: consecutive records lost so far
+        self._acked_arrival = -1  # when the last acknowledged record reached the peer
+        self.owd = [0] * links
+        """Each link's least one-way delay (ns), and the queue it holds now, as
+        estimated: set before feedback is applied, for `on_overdue`."""
+        self.queue = [0] * links
         self.burst = 1.0  # mean length of loss bursts (EWMA, gain 1/8): sizes FEC
         self.stats = OutboxStats()
 
@@ -209,11 +235,18 @@ class Outbox:
     # --- choosing what goes next -----------------------------------------------------------
 
     def pending(self) -> bool:
-        return bool(self._held or self._repairs or self._parity or len(self._streams))
+        return bool(
+            self._held or self._deferred or self._repairs or self._parity or len(self._streams)
+        )
 
     def take(self, now: int, can_arrive: Callable[[int, int], bool]) -> Item | None:
-        """The next item to transmit: held, repairs, parity, then new fragments. Items
-        that can no longer arrive in time (`can_arrive(size, deadline)`) are dropped."""
+        """The next item to transmit: deferred, held, repairs, parity, then new fragments.
+        Items that can no longer arrive in time (`can_arrive(size, deadline)`) are dropped."""
+        deferred = self._deferred
+        while deferred:
+            item = deferred.popleft()
+            if item.kind != _REPAIR or item.seq in self._inflight:  # else acked meanwhile
+                return item
         if self._held is not None:
             item, self._held = self._held, None
             if item.msg is None or not item.msg.done:
@@ -269,6 +302,11 @@ class Outbox:
     def hold(self, item: Item) -> None:
         """Put back the item just taken: its link is not free yet."""
         self._held = item
+
+    def defer(self, items: list[Item]) -> None:
+        """Put back repairs and parity taken this round whose best link was busy: they
+        go first next time, while what followed them used the links that were free."""
+        self._deferred.extendleft(reversed(items))
 
     def commit(self, item: Item, now: int) -> bytes:
         """`item` is going out now: for a new fragment, number it and build its record.
@@ -332,13 +370,18 @@ class Outbox:
         if sent is None:
             return
         sent.links.append(link)
+        sent.at = now
         self._links[link].append((link_seq, item.seq, now))
         if item.kind == _REPAIR:
             self.stats.repairs += 1
 
     # --- feedback --------------------------------------------------------------------------
 
-    def on_acked(self, ranges: list[tuple[int, int]]) -> None:
+    def on_acked(self, lo: int, hi: int) -> None:
+        """The peer has data sequences lo..hi (unwrapped, inclusive)."""
+        self.on_acked_ranges([(lo, hi)])
+
+    def on_acked_ranges(self, ranges: list[tuple[int, int]]) -> None:
         """The peer has the data sequences of `ranges` ((lo, hi), unwrapped, inclusive,
         disjoint). Each is first cut to what may be in flight; then either the ranges are
         walked or the in-flight records are (whichever is shorter), so a FEEDBACK costs
@@ -360,11 +403,20 @@ class Outbox:
                 i = bisect.bisect_right(starts, seq) - 1
                 if i >= 0 and seq <= cut[i][1]:
                     keys.append(seq)
+        arrival, owd = self._acked_arrival, self.owd
         for seq in keys:
             sent = inflight.pop(seq)
-            sent.msg.unacked -= 1
+            m = sent.msg
+            m.unacked -= 1
             self._inflight_bytes -= len(sent.record)
             self.stats.acked += 1
+            if not m.unacked and m.done and not m.settled:
+                m.settled = True
+                self.stats.delivered += 1
+            # a record sent more than once is ambiguous: which copy arrived? (RACK)
+            if len(sent.links) == 1 and sent.at + owd[sent.links[0]] > arrival:
+                arrival = sent.at + owd[sent.links[0]]
+        self._acked_arrival = arrival
 
     def on_link_report(
         self, link: int, highest: int, now: int, timeout_ns: int, rack_ns: int
@@ -385,6 +437,28 @@ class Outbox:
                 self._repairs.append(seq)
                 self._runs[link] += 1
             elif self._runs[link]:  # a burst on this link just ended
+                self.burst += (self._runs[link] - self.burst) / 8
+                self._runs[link] = 0
+
+    def on_overdue(self, link: int, window_ns: int) -> None:
+        """After acknowledgements: records on `link` that should have reached the peer
+        (send time + the link's least one-way delay + its queue + `window_ns`) before
+        one it has acknowledged did (on any link: its send time + that link's least
+        one-way delay, `owd`; records sent twice are left out, which copy arrived is
+        not known) are lost, whether or not anything later arrived on `link`
+        (RACK, RFC 8985, across links). A link that died is found out this way about a
+        one-way delay after its last record, long before it is declared DOWN: what it
+        held is re-sent in time."""
+        log = self._links[link]
+        horizon = self._acked_arrival - self.owd[link] - self.queue[link] - window_ns
+        inflight = self._inflight
+        while log and log[0][2] < horizon:
+            _, seq, _ = log.popleft()
+            if seq in inflight:
+                self.stats.lost += 1
+                self._repairs.append(seq)
+                self._runs[link] += 1
+            elif self._runs[link]:
                 self.burst += (self._runs[link] - self.burst) / 8
                 self._runs[link] = 0
 
@@ -433,7 +507,7 @@ class Outbox:
         """Drop what is left of message `m` unsent, and report it."""
         if m.done:
             return
-        m.done = True
+        m.done = m.settled = True
         dropped = self._streams.drop_head_while(m.stream, lambda it: it[0] is m)
         if len(dropped) < len(m.frags):  # not all at the head (some sent, or behind others)
             dropped += self._streams.drop_where(m.stream, lambda it: it[0] is m)
@@ -473,8 +547,36 @@ class Outbox:
             sent = self._inflight.pop(seq, None)
             if sent is not None:  # past its deadline, never acknowledged
                 self._inflight_bytes -= len(sent.record)
-                m = sent.msg
-                if not m.unconfirmed:
-                    m.unconfirmed = True
-                    self.stats.unconfirmed += 1
-                    self._emit(MessageUnconfirmed(stream=m.stream, msg=m.msg, handle=m.handle))
+                self._unconfirmed(sent.msg)
+
+    def _unconfirmed(self, m: _Msg) -> None:
+        if not m.settled:
+            m.settled = True
+            self.stats.unconfirmed += 1
+            self._emit(MessageUnconfirmed(stream=m.stream, msg=m.msg, handle=m.handle))
+
+    def settle_all(self) -> None:
+        """The session ends now: report every message not yet delivered, in the order
+        they were sent (what was not sent in full as `MessageExpired`, the rest as
+        `MessageUnconfirmed`), and forget what was queued and in flight."""
+        waiting = {m.handle: m for _, _, m in self._expiry if not m.settled}
+        waiting.update((s.msg.handle, s.msg) for s in self._inflight.values() if not s.msg.settled)
+        for handle in sorted(waiting):
+            m = waiting[handle]
+            if m.done:
+                self._unconfirmed(m)
+            else:
+                m.done = m.settled = True
+                self.stats.expired += 1
+                self._emit(MessageExpired(stream=m.stream, msg=m.msg, sent=True, handle=handle))
+        self._streams = DeficitRoundRobin()
+        self._expiry.clear()
+        self._inflight.clear()
+        self._inflight_expiry.clear()
+        self._held = None
+        self._deferred.clear()
+        self._repairs.clear()
+        self._parity.clear()
+        for log in self._links:
+            log.clear()
+        self._queued_bytes = self._inflight_bytes = 0

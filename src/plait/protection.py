@@ -109,7 +109,9 @@ def choose_fec(
     """The parity count per block of `k` records (0: no FEC) that, with the re-sends
     that fit `budget_ns`, brings the residual loss under `target` at the least cost
     (at most `m_max`, and ``m / k <= max_protection``; at least the mean loss burst).
-    When nothing allowed does, the most parity allowed."""
+    Where copies are possible (`max_protection` >= 1, two links), the cost counts the copies
+    `needs_copy` will add for the links FEC leaves short: a little more parity is
+    often cheaper. When nothing allowed does, the most parity allowed."""
     if not links:
         return 0
     if residual(links, budget_ns) <= target and (burst < _BURSTY or not _lossy(links)):
@@ -118,10 +120,31 @@ def choose_fec(
     p = min(_MAX_LOSS, sum(share * loss for share, loss, _, _ in links) / total)
     cap = min(m_max, int(max_protection * k + 1e-9))
     floor = max(1, math.ceil(burst)) if burst > 1 else 1
+    copies = max_protection >= 1.0 and len(links) > 1  # a copy needs a second link
+    best, best_cost = cap, math.inf
     for m in range(min(floor, cap), cap + 1):
-        if m and residual(links, budget_ns, fec_left(k, m, p)) <= target:
-            return m
-    return cap
+        if not m:
+            continue
+        left = fec_left(k, m, p)
+        if copies:  # what the messages FEC leaves short of the target cost as copies
+            cost = m / k + _copied(links, budget_ns, left, target) / total
+        elif residual(links, budget_ns, left) <= target:
+            cost = m / k
+        else:
+            continue
+        if cost < best_cost:
+            best, best_cost = m, cost
+    return best
+
+
+def _copied(links: Sequence[LinkView], budget_ns: int, left: float, target: float) -> float:
+    """The traffic share `needs_copy` will send twice when FEC leaves `left`."""
+    repair = min(loss for _, loss, _, _ in links)
+    return sum(
+        share
+        for share, loss, first_ns, round_ns in links
+        if residual_arq(loss, repair, arq_rounds(budget_ns, first_ns, round_ns)) * left > target
+    )
 
 
 def needs_copy(
@@ -132,13 +155,18 @@ def needs_copy(
     *,
     target: float,
     max_protection: float,
+    block_loss: float | None = None,
 ) -> bool:
     """Whether one message should also go on a second link: what ARQ (`rounds` re-sends
     fit its deadline) and FEC (``(k, m)`` of its block; m = 0: none) leave of a loss
-    is above `target`, and copies are allowed (`max_protection` >= 1). Copies are for
-    the few messages nothing else saves (a slow link, a deadline shorter than a round
-    trip); the common case is sized by `choose_fec`, so they cost little on average."""
+    is above `target`, and copies are allowed (`max_protection` >= 1). `loss` is its
+    own link's; the rest of its block is spread over all links, so the chance FEC
+    rebuilds it is taken at `block_loss` (the traffic-weighted loss; None: `loss`).
+    Copies are for the few messages nothing else saves (a slow link, a deadline
+    shorter than a round trip); the common case is sized by `choose_fec`, so they
+    cost little on average."""
     k, m = fec
     if max_protection < 1.0:
         return False
-    return residual_arq(loss, repair_loss, rounds) * fec_left(k, m, loss) > target
+    others = loss if block_loss is None else block_loss
+    return residual_arq(loss, repair_loss, rounds) * fec_left(k, m, others) > target

@@ -12,9 +12,13 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from plait.lifecycle import SessionState
+from plait.links import LinkState
+
 if TYPE_CHECKING:  # only for annotations: these modules build on this one's records
     from plait.fec import BlockDecoder
     from plait.inbox import Inbox
+    from plait.lifecycle import Lifecycle
     from plait.linkset import LinkSet
     from plait.outbox import Outbox
     from plait.pmtu import PathMtu
@@ -27,8 +31,9 @@ class LinkStats:
     """One link, both directions."""
 
     link: int
-    state: str
-    """UP, DEGRADED, PROBATION or DOWN (see `plait.links.LinkState`)."""
+    state: LinkState
+    """UP, DEGRADED, PROBATION or DOWN: a `plait.LinkState` (an IntEnum; before 0.2 the
+    name, a str: ``state.name`` gives it, and str() and format() print it)."""
     weight: int
     """Current striping weight (kbps-like units)."""
     srtt_ns: int
@@ -36,8 +41,10 @@ class LinkStats:
     min_rtt_ns: int
     loss: float
     """Outbound loss fraction, from the peer's reports."""
+    jitter_ns: int
+    """Inbound RFC 3550 jitter (kept in whole µs: a multiple of 1000)."""
     jitter_us: int
-    """Inbound RFC 3550 jitter."""
+    """Deprecated: `jitter_ns` // 1000 (every other time here is in ns)."""
     delivery_rate_bps: int
     """The last delivery-rate sample from the peer's reports (bit/s, IP headers in)."""
     capacity_bps: int
@@ -86,6 +93,7 @@ class Stats:
     session: int
     established: bool
     closed: bool
+    """True once the session ended (`state` CLOSED)."""
     links: tuple[LinkStats, ...]
     messages_sent: int
     """Messages accepted by `send`."""
@@ -121,6 +129,20 @@ class Stats:
     """The longest message that goes out whole, in one DATA datagram, now (bytes); a
     longer one is cut into fragments of 2 bytes less. It fits the smallest path MTU
     among the links that carry data (`LinkStats.pmtu`), FEC parity included."""
+    state: SessionState
+    """CONNECTING, ESTABLISHED, CLOSING or CLOSED (`plait.lifecycle`)."""
+    messages_acked: int
+    """Sent messages the peer acknowledged in full (delivered). Once a session is
+    closed, ``messages_sent == messages_acked + messages_expired_sending +
+    messages_unconfirmed`` exactly."""
+    messages_unconfirmed: int
+    """Sent messages reported `MessageUnconfirmed`."""
+    hellos_unauthenticated: int
+    """HELLOs that failed authentication: a peer with another psk (or forgeries). With
+    `drops` ``authentication``, what tells "wrong psk" from "no peer"."""
+    role_conflicts: int
+    """HELLO requests that reached this initiator while connecting: both ends are
+    initiators."""
 
 
 def snapshot(
@@ -136,17 +158,19 @@ def snapshot(
     events_dropped: int,
     usable_rate_bps: int,
     pmtu: PathMtu,
+    life: Lifecycle,
 ) -> Stats:
     """Build a `Stats` from an endpoint's parts (copies everything: it never changes)."""
     link_stats = tuple(
         LinkStats(
             link=ln.id,
-            state=ln.health.state.name,
+            state=ln.health.state,
             weight=links.striper.weight(ln.id),
             srtt_ns=ln.health.rtt.srtt,
             rttvar_ns=ln.health.rtt.rttvar,
             min_rtt_ns=ln.health.rtt.min_rtt,
             loss=ln.health.loss,
+            jitter_ns=ln.health.jitter.us * 1000,
             jitter_us=ln.health.jitter.us,
             delivery_rate_bps=ln.capacity.delivery_bps,
             capacity_bps=ln.capacity.rate_bps,
@@ -205,4 +229,9 @@ def snapshot(
         drops=dict(drops),
         events_dropped=events_dropped,
         payload_size=outbox.max_payload + 2,
+        state=life.state,
+        messages_acked=o.delivered,
+        messages_unconfirmed=o.unconfirmed,
+        hellos_unauthenticated=life.hellos_unauthenticated,
+        role_conflicts=life.role_conflicts,
     )
