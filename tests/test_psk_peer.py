@@ -213,9 +213,12 @@ def _feedback_255(f: Forger) -> int:
 
 
 def _feedback_ordinary(f: Forger) -> int:
-    """A FEEDBACK acknowledging the last record sent, with as much in flight."""
+    """A one-range FEEDBACK with as much in flight, acknowledging nothing new either (the
+    first to acknowledge the newest record also finds every older one lost: work paid
+    once per record sent, `Outbox.on_overdue`, not per FEEDBACK)."""
     _loaded(f)
-    fb = Feedback(largest=(f.b.outbox.next_seq - 1) & 0xFFFF_FFFF, first_run=1, ranges=())
+    top = f.b.outbox.next_seq + 20_000_000
+    fb = Feedback(largest=top & 0xFFFF_FFFF, first_run=1, ranges=())
     return f.feed(PacketType.FEEDBACK, encode_body(fb))
 
 
