@@ -192,6 +192,23 @@ def test_fec_tables_are_bounded_in_bytes_and_released_by_the_timer() -> None:
     assert (decoder.record_bytes, decoder.parity_bytes) == (0, 0)
 
 
+def test_the_fec_tables_are_released_when_the_session_ends() -> None:
+    """An ended session's timer does nothing more, so what the decoder held would stay
+    until the endpoint is dropped (found by the psk_peer fuzzer after the lifecycle's
+    idle timeout came in)."""
+    forger = Forger()
+    b, decoder = forger.b, forger.b._decoder
+    assert decoder is not None
+    forger.feed(PacketType.DATA, forger.data(7, forger.us(10 * S), payload=bytes(1000)))
+    shard = Parity(base=(forger.seq + 100) & 0xFFFF_FFFF, count=4, parity_count=2, index=0,
+                   shard=bytes(1000))  # fmt: skip
+    forger.feed(PacketType.PARITY, encode_body(shard))
+    assert (decoder.stored_records, decoder.open_blocks) == (1, 1)
+    b.close(now=forger.now, abort=True)
+    assert (decoder.stored_records, decoder.open_blocks) == (0, 0)
+    assert decoder.record_bytes == decoder.parity_bytes == 0
+
+
 def _loaded(f: Forger) -> int:
     """B sends for 300 ms and hears nothing back: records pile up in flight."""
     sess, b = f.session, f.b

@@ -82,9 +82,8 @@ Control = tuple[int, PacketType, bytes, bool | tuple[int, int]]
 
 
 class Endpoint(LiveChanges):
-    """One end of a plait session. Time is int ns of the caller's monotonic clock, from 0;
-    a `now` earlier than one already seen is taken as that one (`plait.clock.CallerTime`).
-    Live changes (`set_link_rate`, `set_fec`, ...) come from `plait.live.LiveChanges`."""
+    """One end of a plait session. Time: int ns of the caller's monotonic clock, from 0, never
+    back (`plait.clock.CallerTime`). Live changes come from `plait.live.LiveChanges`."""
 
     def __init__(
         self, config: Config, *, initiator: bool, now: int, rng: random.Random | None = None
@@ -428,6 +427,8 @@ class Endpoint(LiveChanges):
             body = encode_body(Close(code=code))
             self._control.extend((ln.id, PacketType.CLOSE, body, False) for ln in self.links.links)
         self.closed = True
+        if self._decoder is not None:  # no block can complete now: let go of them
+            self._decoder.expire(_NEVER, _NEVER)
 
     def _queue_feedback(self, now: int) -> None:
         body = write_feedback(self.inbox, self.links)
