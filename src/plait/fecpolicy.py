@@ -22,13 +22,13 @@ from collections.abc import Callable
 from typing import Final
 
 from plait.config import Config, FecConfig
-from plait.fec import BlockEncoder
+from plait.fec import BlockDecoder, BlockEncoder
 from plait.linkset import LinkSet
 from plait.outbox import Item, Outbox
 from plait.protection import arq_rounds, choose_protection, needs_copy, repair_loss
 from plait.rs import ErasureCodec, default_codec
 
-__all__ = ["FecSender", "codec"]
+__all__ = ["FecSender", "codec", "new_decoder", "new_encoder"]
 
 _TUNE_EVERY: Final = 500_000_000
 _BLOCKS_TRACKED: Final = 8
@@ -53,6 +53,12 @@ def new_encoder(fec: FecConfig | None, latency_ns: int) -> BlockEncoder | None:
         return None
     flush = fec.flush_ns if fec.flush_ns is not None else latency_ns // 4
     return BlockEncoder(codec(), fec.k, fec.m, flush)
+
+
+def new_decoder(latency_ns: int) -> BlockDecoder:
+    """A decoder that holds records and open blocks for the budget (at least 1 s): a
+    block not complete by then can no longer save anything in time."""
+    return BlockDecoder(codec(), hold_ns=max(1_000_000_000, latency_ns))
 
 
 class FecSender:
