@@ -224,3 +224,16 @@ def test_a_backlog_regains_a_risen_capacity_fast() -> None:
         assert max(q for now, _, q in trace) < 80 * MS  # measured: 31 (careful), 67 (hungry)
     assert times[True] < 500 * MS  # measured: 320 ms (hungry), 740 ms (careful)
     assert times[True] * 2 < times[False]
+
+
+def test_a_link_found_under_load_ramps_up_faster() -> None:
+    """A link whose rate nobody told, found while the sender has a backlog (`hungry`):
+    STARTUP grows 3x per RTT instead of 2x, so it reaches most of an 8 Mbit/s path
+    sooner, without a standing queue."""
+    times = {}
+    for hungry in (False, True):
+        cap, link = Capacity(None, 0), Bottleneck(8_000_000, 20 * MS)
+        trace = drive(cap, link, start=0, until=3_000 * MS, hungry=hungry)
+        times[hungry] = next(now for now, rate, _ in trace if rate >= 6_000_000)
+        assert max(q for now, _, q in trace if now > 1_500 * MS) < 60 * MS
+    assert times[True] < times[False]

@@ -21,6 +21,7 @@ import plait
 from plait import wire
 from plait.config import MAX_LATENCY_NS
 from plait.errors import ConfigError, UsageError
+from plait.sim import SCENARIOS, run
 
 MS: Final = 1_000_000
 S: Final = 1_000_000_000
@@ -160,3 +161,11 @@ def test_budgets_the_wire_cannot_carry_are_refused() -> None:
     pair.run(200 * MS)
     assert [msg for _, msg in pair.received] == [0, 1]
     assert pair.expired == 0
+
+
+def test_queues_that_grow_with_the_round_trip_are_not_a_clock_step() -> None:
+    """The `overload` scenario, seed 3: every link's bottleneck queue grows for a while.
+    A re-seek that trusted two short round trips among longer ones took that for a
+    step of the sender's clock and delivered 11 messages after their deadlines."""
+    result = run(SCENARIOS["overload"], seed=3)
+    assert result.ok, result.summary()

@@ -31,7 +31,9 @@ The law, once per report:
   elsewhere (`Capacity.arrival`);
 * queue under ``low`` and the link used at its rate: **grow** (never past twice the
   largest delivery rate of the last second or two), by up to 2x per RTT while
-  no queue was ever seen (STARTUP) or while the sender has a backlog and the last cut
+  no queue was ever seen (STARTUP; 3x while the sender also has a backlog: a session
+  that starts under load sheds what waits for the links to ramp up), or while the
+  sender has a backlog and the last cut
   is four RTTs old (demand the links do not meet: the other links' capacity may have
   risen while they were app-limited, as a cellular link's does within seconds), by up
   to 1.25x per RTT far above the last cut, and by 8 % per RTT within a quarter of it
@@ -290,7 +292,9 @@ class Capacity:
     def _grow(self, rtt_ns: int, now: int, hungry: bool) -> None:
         rate = self.rate_bps
         since_cut = now - self._cut_at
-        if self.phase is Phase.STARTUP or (hungry and since_cut > _HUNGRY_AFTER_RTTS * rtt_ns):
+        if self.phase is Phase.STARTUP and hungry:
+            gain_per_rtt = 2.0
+        elif self.phase is Phase.STARTUP or (hungry and since_cut > _HUNGRY_AFTER_RTTS * rtt_ns):
             gain_per_rtt = 1.0
         elif rate > self._cut_rate * 5 // 4 or since_cut > _CONVERGED_FOR_NS:
             gain_per_rtt = 0.25

@@ -23,9 +23,11 @@ once, and the window would take 10-20 s to forget the old minimum, every message
 judged expired meanwhile. So when every sample for a few RTTs (at least `_STEP_SAMPLES`
 over `_STEP_RTTS` of the smallest RTT, and 20 ms) sits more than a step (the smallest
 RTT, at least 20 ms) above the minimum, and at least two RTT samples among them show
-the round trip longer by less than half the step, the minimum re-seeks to the smallest
-of them. Queueing (or an attacker holding datagrams back) lengthens the round trip as
-well, so it does not re-seek; one late datagram never does.
+the round trip longer by less than half the step, and none longer, the minimum
+re-seeks to the smallest of them. Queueing (or an attacker holding datagrams back)
+lengthens the round trip as well, so it does not re-seek; one late datagram never
+does. (With only "two RTT samples" and not "none longer", a run of the `overload`
+scenario re-sought while its links' queues grew, and delivered 11 messages late.)
 """
 
 from __future__ import annotations
@@ -116,11 +118,14 @@ class ClockMap:
             if run:
                 run.clear()  # the old minimum still holds
             return False
+        if rtt_excess_ns is not None and rtt_excess_ns * 2 >= (transit - floor) * NS_PER_US:
+            run.clear()  # the round trip grew with the transit: a queue, not a step
+            return False
         if not run:
             run += [transit, now, 0, 0]
         run[0] = min(run[0], transit)
         run[2] += 1
-        if rtt_excess_ns is not None and rtt_excess_ns * 2 < (run[0] - floor) * NS_PER_US:
+        if rtt_excess_ns is not None:
             run[3] += 1
         span = max(_STEP_RTTS * self.min_rtt_ns, _STEP_MIN_NS)
         if run[2] < _STEP_SAMPLES or run[3] < 2 or now - run[1] < span:

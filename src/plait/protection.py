@@ -143,15 +143,17 @@ def choose_protection(
     max_protection: float,
 ) -> tuple[int, bool]:
     """(m, copies): the parity count per block of `k` records (0: no FEC), and whether
-    the messages FEC leaves short of the target are also sent on a second link, that
+    the messages FEC leaves short of the target may also go on a second link (False
+    only where their copies would not fit the cap; the per-message rule, `needs_copy`,
+    still decides which, by the time each has left), that
     with the re-sends that fit `budget_ns` bring the residual loss under `target` at
     the least cost: parity ``m / k`` plus the share of the traffic copied, within
     `max_protection` (so at most ``m_max``, and at least the mean loss burst). When no
     plan within the cap reaches the target, the one that comes closest."""
     if not links:
-        return 0, False
+        return 0, True
     if residual(links, budget_ns) <= target and (burst < _BURSTY or not _lossy(links)):
-        return 0, False  # ARQ alone does (or nothing is lost)
+        return 0, True  # ARQ alone does (or nothing is lost); urgent messages may be copied
     total = sum(share for share, _, _, _ in links) or 1.0
     p = min(_MAX_LOSS, sum(share * loss for share, loss, _, _ in links) / total)
     cap = min(m_max, int(max_protection * k + 1e-9))
@@ -170,7 +172,7 @@ def choose_protection(
             # the cheapest that reaches the target; if none does, the one closest to it
             key = (res > target, cost if res <= target else res, cost)
             if key < best_key:
-                best, best_key = (m, copies and copied > 0), key
+                best, best_key = (m, copies), key
     return best
 
 
