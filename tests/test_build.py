@@ -84,3 +84,16 @@ def test_both_builds_replay_the_simulator_to_the_same_digest() -> None:
     assert isinstance(files, dict)
     assert not any(str(path).endswith(".py") for path in files.values())
     assert compiled["digests"] == pure["digests"]
+
+
+def test_a_wrong_type_is_plaits_usage_error_in_either_build() -> None:
+    """Compiled functions check their arguments' types at the call; the public API's
+    int arguments are declared so that plait's own check still speaks (`IntArg`)."""
+    config = plait.Config(links=[plait.LinkConfig(rate_bps=5_000_000)] * 2)
+    with pytest.raises(plait.errors.UsageError, match="int"):
+        plait.Endpoint(config, initiator=True, now=1.5)  # type: ignore[arg-type]  # misuse on purpose
+    ep = plait.Endpoint(config, initiator=True, now=0)
+    with pytest.raises(plait.errors.UsageError, match="link"):
+        ep.receive_datagram(b"", link="0", now=0)  # type: ignore[arg-type]  # misuse on purpose
+    with pytest.raises(plait.errors.UsageError, match="bytes"):
+        ep.send("text", now=0)  # type: ignore[arg-type]  # misuse on purpose

@@ -88,7 +88,7 @@ class Endpoint(LiveChanges):
     Live changes (`set_link_rate`, `set_fec`, ...) come from `plait.live.LiveChanges`."""
 
     def __init__(
-        self, config: Config, *, initiator: bool, now: int, rng: random.Random | None = None
+        self, config: Config, *, initiator: bool, now: IntArg, rng: random.Random | None = None
     ) -> None:
         """
         Args:
@@ -101,7 +101,7 @@ class Endpoint(LiveChanges):
         """
         if not isinstance(config, Config):
             raise UsageError("config must be a plait.Config")
-        checks.ns("now", now)
+        now = checks.ns("now", now)
         self.config = config
         self.initiator = initiator
         self._rng = rng if rng is not None else random.Random(f"plait:{now}:{initiator}")
