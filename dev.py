@@ -100,7 +100,7 @@ def ensure_compiled() -> bool:
     except (OSError, ValueError):
         built = {}
     setup = _sha(ROOT / "setup.py")
-    fresh = bool(built) and built.pop("setup.py", None) == setup
+    fresh = bool(built) and built.pop("setup.py", None) == setup and bool(_extensions())
     if fresh and all(_sha(CORE / f"{name}.py") == sha for name, sha in built.items()):
         _say(f"core: compiled with mypyc ({len(built)} modules, up to date)")
         return True
