@@ -23,7 +23,7 @@ from setuptools._distutils.sysconfig import customize_compiler
 #: The modules compiled: the whole core. Left interpreted: the package's __init__ (it
 #: chooses between the builds), config.py (attrs validators as `attrs.field()` defaults,
 #: which mypyc cannot import; it only runs when a config is built), and the tools around
-#: the core (cli, demo, selfcheck, the simulator), which are not on the hot path.
+#: the core (cli, demo, plot, selfcheck, tracelog, the simulator), off the hot path.
 CORE = [
     *("_types", "capacity", "checks", "clock", "crypto", "dwrr", "endpoint", "errors"),
     *("events", "fec", "fecpolicy", "feedback", "handshake", "inbox", "lifecycle", "links"),

@@ -14,12 +14,17 @@ Wire bytes count every datagram both ways with its 28 bytes of IPv4 + UDP header
 payload bytes are the messages sent.
 
     python3 dev.py bench protection [--seeds N] [--quick]   # writes results/protection.json
+    python3 dev.py bench protection --plot docs/protection.png   # ... and draws the sweep
+    python3 dev.py bench protection --replot docs/protection.png # from the last JSON
+    python3 dev.py bench protection --table     # the last JSON as a markdown table
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,7 +33,7 @@ import attrs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import write_json
+from _harness import RESULTS, write_json
 
 import plait
 from plait.sim import Cbr, Scenario, link, run
@@ -76,20 +81,117 @@ def _even(loss: float, rtt_ms: int) -> tuple[Any, ...]:
     return tuple(link(5_000_000, rtt_ms * MS // 2, jitter_ns=MS, loss=loss) for _ in range(4))
 
 
+TARGET = 1e-4  # Config.target_loss's default
+
+
+def _where(row: dict[str, Any]) -> dict[str, Any]:
+    """A sweep row with its loss, RTT and budget factor (read from its name if a JSON
+    written before they were fields)."""
+    if "loss" in row:
+        return row
+    found = re.match(r"loss\s+(\d+)% rtt\s+(\d+) ms x([\d.]+)", row["case"])
+    assert found, row["case"]
+    loss, rtt, factor = found.groups()
+    return {**row, "loss": int(loss) / 100, "rtt_ms": int(rtt), "factor": float(factor)}
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """The sweep, one panel per loss rate: wire bytes per payload byte against the
+    budget in RTTs, a line per RTT; a filled marker where the target (99.99 %) held,
+    an open one where it did not, with the delivered share written next to it."""
+    import matplotlib  # noqa: PLC0415  (only --plot needs it)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    sweep = [_where(r) for r in rows if r["case"].startswith("loss")]
+    losses = sorted({r["loss"] for r in sweep})
+    rtts = sorted({r["rtt_ms"] for r in sweep})
+    fig, axes = plt.subplots(1, len(losses), figsize=(3.2 * len(losses), 3.6), sharey=True)
+    for ax, loss in zip(axes, losses, strict=True):
+        for rtt in rtts:
+            cells = sorted(
+                (r for r in sweep if r["loss"] == loss and r["rtt_ms"] == rtt),
+                key=lambda r: r["factor"],
+            )
+            xs = [r["factor"] for r in cells]
+            ys = [r["overhead_worst"] for r in cells]
+            (line,) = ax.plot(xs, ys, label=f"RTT {rtt} ms")
+            for r in cells:
+                held = r["delivered_worst"] >= 1 - TARGET
+                ax.plot(
+                    r["factor"],
+                    r["overhead_worst"],
+                    "o",
+                    color=line.get_color(),
+                    fillstyle="full" if held else "none",
+                )
+                if not held:
+                    ax.annotate(
+                        f"{100 * r['delivered_worst']:.2f}%",
+                        (r["factor"], r["overhead_worst"]),
+                        fontsize=6,
+                        xytext=(3, 3),
+                        textcoords="offset points",
+                    )
+        ax.set_xscale("log")
+        ax.set_title(f"{loss:.0%} loss")
+        ax.set_xlabel("budget (RTTs)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("wire bytes per payload byte")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("protection by cost: open markers missed 99.99 % (value shown)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"plotted {path}")
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The sweep as a markdown table: a row per loss and RTT, a column per budget (in
+    RTTs); each cell "delivered % / wire bytes per payload byte", bold where the
+    delivered share is under the target."""
+    sweep = [_where(r) for r in rows if r["case"].startswith("loss")]
+    factors = sorted({r["factor"] for r in sweep})
+    head = "| loss | RTT | " + " | ".join(f"{f:g} RTT" for f in factors) + " |"
+    lines = [head, "|" + " --- |" * (2 + len(factors))]
+    for loss in sorted({r["loss"] for r in sweep}):
+        for rtt in sorted({r["rtt_ms"] for r in sweep}):
+            cells = []
+            for f in factors:
+                r = next(
+                    x for x in sweep if (x["loss"], x["rtt_ms"], x["factor"]) == (loss, rtt, f)
+                )
+                text = f"{100 * r['delivered_worst']:.2f} % / {r['overhead_worst']:.2f}"
+                cells.append(text if r["delivered_worst"] >= 1 - TARGET else f"**{text}**")
+            lines.append(f"| {loss:.0%} | {rtt} ms | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=2, help="seeds per case (default 2)")
     parser.add_argument("--quick", action="store_true", help="a smaller sweep, 5 s runs")
+    parser.add_argument("--plot", type=Path, help="also draw the sweep into this PNG")
+    parser.add_argument("--replot", type=Path, help="only draw results/protection.json")
+    parser.add_argument("--table", action="store_true", help="only print its markdown table")
     args = parser.parse_args()
+    if args.replot or args.table:
+        saved = json.loads((RESULTS / "protection.json").read_text())
+        if args.table:
+            print(table(saved["rows"]))
+        if args.replot:
+            plot(saved["rows"], args.replot)
+        return
     seconds = 5 if args.quick else 10
     rows: list[dict[str, Any]] = []
 
-    def case(name: str, links: tuple[Any, ...], budget_ms: int) -> dict[str, Any]:
+    def case(name: str, links: tuple[Any, ...], budget_ms: int, **where: float) -> dict[str, Any]:
         runs = [
             measure(links, budget_ms, seed=s, seconds=seconds) for s in range(1, args.seeds + 1)
         ]
         row: dict[str, Any] = {
             "case": name,
+            **where,
             "budget_ms": budget_ms,
             "delivered_worst": min(r["delivered"] for r in runs),
             "overhead_worst": max(r["overhead"] for r in runs),
@@ -114,8 +216,17 @@ def main() -> None:
         for rtt in rtts:
             for factor in budgets:
                 budget = max(1, int(rtt * factor))
-                case(f"loss {loss:4.0%} rtt {rtt:3d} ms x{factor:g}", _even(loss, rtt), budget)
+                case(
+                    f"loss {loss:4.0%} rtt {rtt:3d} ms x{factor:g}",
+                    _even(loss, rtt),
+                    budget,
+                    loss=loss,
+                    rtt_ms=rtt,
+                    factor=factor,
+                )
     print(f"wrote {write_json('protection', {'seeds': args.seeds, 'rows': rows})}")
+    if args.plot:
+        plot(rows, args.plot)
 
 
 if __name__ == "__main__":

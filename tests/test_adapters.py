@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import random
 import socket
@@ -596,15 +597,14 @@ def test_a_psk_mismatch_is_named(ends: EndsFactory) -> None:
     assert elapsed < 6.0
 
 
-def test_a_killed_peer_ends_the_session(ends: EndsFactory) -> None:
-    """The peer runs in another process (a raw responder that echoes); after kill -9,
-    every link goes DOWN (~0.3 s) and 1 s later (idle_timeout_ns) receive raises
-    PeerLost, and the iteration over messages ends."""
-    cfg = config(idle_timeout_ns=S)
-    links_a, links_b = loopback_links(LINKS)
+@contextlib.contextmanager
+def _peer_process(
+    links_b: list[LinkSpec], links_a: list[LinkSpec], *args: str
+) -> Iterator[subprocess.Popen[str]]:
+    """The responder in a process of its own (`tests.peer_process`), ready."""
     ports = [",".join(str(ln.local[1]) for ln in side) for side in (links_b, links_a)]
     peer = subprocess.Popen(  # noqa: S603  (this interpreter, a module of the tests)
-        [sys.executable, "-m", "tests.peer_process", *ports],
+        [sys.executable, "-m", "tests.peer_process", *ports, *args],
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parent.parent,
@@ -612,23 +612,71 @@ def test_a_killed_peer_ends_the_session(ends: EndsFactory) -> None:
     try:
         assert peer.stdout is not None
         assert peer.stdout.readline().strip() == "ready"
-        with ends([(cfg, links_a, True, None)]) as (a,):
-            assert a.wait_established(10.0)
-            a.send(b"ping", timeout=10.0)
-            assert a.receive(10.0).data == b"ping"
-            peer.kill()
-            peer.wait(10.0)
-            start = time.monotonic()
-            with pytest.raises(plait.errors.PeerLost) as info:
-                a.receive(15.0)
-            elapsed = time.monotonic() - start
-            assert info.value.reason is plait.CloseReason.IDLE_TIMEOUT
-            assert a.ended == plait.SessionClosed(0, False, plait.CloseReason.IDLE_TIMEOUT)
+        yield peer
     finally:
         peer.kill()
         peer.wait(10.0)
         if peer.stdout is not None:
             peer.stdout.close()
+
+
+def _lines(peer: subprocess.Popen[str]) -> list[str]:
+    """What the peer process printed until it exited (within 20 s)."""
+    out, _ = peer.communicate(timeout=20.0)
+    return out.split()
+
+
+def test_close_lingers_for_a_peer_in_another_process(ends: EndsFactory) -> None:
+    """The close case across two processes: 50 messages, close() at once; the raw
+    responder in its own process gets all 50, intact and in order, and its session
+    ends because ours closed (APPLICATION)."""
+    cfg = config()
+    links_a, links_b = loopback_links(LINKS)
+    rng = random.Random(16)
+    data = [_payload(i, rng.randrange(1, 16_384)) for i in range(50)]
+    with _peer_process(links_b, links_a, "collect") as peer:
+        with ends([(cfg, links_a, True, None)]) as (a,):
+            assert a.wait_established(10.0)
+            for d in data:
+                a.send(d, timeout=10.0)
+            a.close()
+            assert a.stats().endpoint.messages_acked == 50
+        words = _lines(peer)
+    digest = hashlib.sha256(b"".join(data)).hexdigest()
+    assert words == ["got", "50", digest, "ended", "APPLICATION"]
+
+
+def test_a_psk_mismatch_across_processes_is_named(ends: EndsFactory) -> None:
+    """The responder, in its own process with another psk, ends WRONG_PSK; we end with
+    HandshakeFailed (HANDSHAKE_TIMEOUT): it never answers a HELLO it cannot verify."""
+    cfg = config(psk=PSK, handshake_timeout_ns=S)
+    links_a, links_b = loopback_links(LINKS)
+    with _peer_process(links_b, links_a, "handshake", bytes(range(1, 33)).hex()) as peer:
+        with ends([(cfg, links_a, True, None)]) as (a,):
+            with pytest.raises(plait.errors.HandshakeFailed) as info:
+                a.wait_established(10.0)
+            assert info.value.reason is plait.CloseReason.HANDSHAKE_TIMEOUT
+        assert _lines(peer) == ["ended", "WRONG_PSK"]
+
+
+def test_a_killed_peer_ends_the_session(ends: EndsFactory) -> None:
+    """The peer runs in another process (a raw responder that echoes); after kill -9,
+    every link goes DOWN (~0.3 s) and 1 s later (idle_timeout_ns) receive raises
+    PeerLost, and the iteration over messages ends."""
+    cfg = config(idle_timeout_ns=S)
+    links_a, links_b = loopback_links(LINKS)
+    with _peer_process(links_b, links_a) as peer, ends([(cfg, links_a, True, None)]) as (a,):
+        assert a.wait_established(10.0)
+        a.send(b"ping", timeout=10.0)
+        assert a.receive(10.0).data == b"ping"
+        peer.kill()
+        peer.wait(10.0)
+        start = time.monotonic()
+        with pytest.raises(plait.errors.PeerLost) as info:
+            a.receive(15.0)
+        elapsed = time.monotonic() - start
+        assert info.value.reason is plait.CloseReason.IDLE_TIMEOUT
+        assert a.ended == plait.SessionClosed(0, False, plait.CloseReason.IDLE_TIMEOUT)
     assert 1.0 < elapsed < 8.0  # 0.3 s + 1 s, with room for a loaded machine
 
 

@@ -120,8 +120,11 @@ class Attacked(RuleBasedStateMachine):
     def _feed(self, side: str, data: bytes, link: int, *, genuine: bool = False) -> None:
         ep = self.ep[side]
         before = sum(ln.datagrams_received for ln in ep.stats().links)
+        highest = ep.links.links[link].health.inbound.highest
         took = ep.receive_datagram(data, link=link, now=self.now)
-        assert took == (sum(ln.datagrams_received for ln in ep.stats().links) > before)
+        accepted = sum(ln.datagrams_received for ln in ep.stats().links) > before
+        # True only for an accepted datagram newer than any on its link (moves a `*` link)
+        assert took == (accepted and ep.links.links[link].health.inbound.highest != highest)
         self.fed[side] += 1
         self.genuine[side] += genuine
         self._flush(side)
@@ -136,7 +139,9 @@ class Attacked(RuleBasedStateMachine):
         while (event := ep.next_event()) is not None:
             if isinstance(event, plait.MessageReceived):
                 self._check_delivery(side, peer, event)
-            elif isinstance(event, plait.MessageExpired | plait.MessageUnconfirmed):
+            elif isinstance(event, plait.MessageExpired):
+                self.expired += event.count
+            elif isinstance(event, plait.MessageUnconfirmed):
                 self.expired += 1
 
     def _check_delivery(self, side: str, sender: str, event: plait.MessageReceived) -> None:

@@ -45,7 +45,7 @@ def check_delivery(
     for stream, indices in got.items():
         assert indices == sorted(set(indices)), f"stream {stream}: duplicate or out of order"
     delivered = sum(len(v) for v in got.values())
-    expired_b = sum(isinstance(e, plait.MessageExpired) for e in net.events["b"])
+    expired_b = sum(e.count for e in net.events["b"] if isinstance(e, plait.MessageExpired))
     expired_a = sum(
         isinstance(e, plait.MessageExpired | plait.MessageUnconfirmed) for e in net.events["a"]
     )

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import plait
 from fuzz import corpus, seeds
+from fuzz.psk_peer import psk_peer_seeds
 from fuzz.seeds import EXAMPLES
 from fuzz.targets import TARGETS, decode_target
 from plait import wire
@@ -57,6 +58,7 @@ _SEEDS: dict[str, Callable[[], list[bytes]]] = {
     "crypto": seeds.crypto_seeds,
     "endpoint": functools.partial(seeds.endpoint_seeds, psk=False),
     "endpoint_psk": functools.partial(seeds.endpoint_seeds, psk=True),
+    "psk_peer": psk_peer_seeds,
 }
 
 

@@ -53,7 +53,7 @@ def test_each_message_is_reported_once_in_order_within_the_caps(
     for event in events:
         assert isinstance(event, MessageReceived | MessageExpired)
         assert event.msg == next_msg[event.stream]  # contiguous: none skipped or repeated
-        next_msg[event.stream] += 1
+        next_msg[event.stream] += event.count if isinstance(event, MessageExpired) else 1
         if isinstance(event, MessageReceived):
             size = sizes[(event.stream, event.msg)]
             assert event.data == _payload(event.stream, event.msg, size)

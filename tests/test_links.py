@@ -120,6 +120,20 @@ def test_a_silent_link_is_down_within_three_probe_intervals() -> None:
     assert not health.carries_data
 
 
+def test_traffic_that_proves_a_short_rtt_link_makes_its_probe_wait() -> None:
+    health = LinkHealth(0, CFG, now=0)
+    health.on_probe_sent(0)
+    health.on_echo(40 * MS, 40 * MS)  # the probe's answer: an interval after it
+    assert health.probe_at == 40 * MS + CFG.probe_interval_ns
+    health.on_echo(40 * MS, 90 * MS)  # an echo on data proves the link again
+    assert health.probe_at == 90 * MS + CFG.probe_interval_ns
+    slow = LinkHealth(1, CFG, now=0)
+    slow.on_probe_sent(0)
+    slow.on_echo(600 * MS, 600 * MS)
+    slow.on_echo(600 * MS, 650 * MS)
+    assert slow.probe_at == CFG.probe_interval_ns  # RTT above the interval: no waiting
+
+
 def test_a_link_that_comes_back_serves_probation_first() -> None:
     health = LinkHealth(0, CFG, now=0)
     changes = _drive(health, lambda t: None if 1 * S <= t < 2 * S else 40 * MS, until=6 * S)

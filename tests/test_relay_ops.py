@@ -31,7 +31,8 @@ from plait import cli
 from plait_adapters import LinkError, LinkSpec
 from plait_adapters import _links as links_mod
 from plait_adapters._relay_config import parse
-from plait_adapters.relay import Relay, _source_for
+from plait_adapters._relay_local import source_for
+from plait_adapters.relay import Relay
 from tests.adapter_pairs import Nat
 from tests.relay_ends import LINKS, PSK, Ends, carrying, free_ports, link_flags
 
@@ -289,8 +290,8 @@ def test_the_forward_socket_takes_only_the_destination(
 
 
 def test_the_forward_side_is_where_the_kernel_sends_from() -> None:
-    assert _source_for(socket.AF_INET, ("127.0.0.1", 9)) == ("127.0.0.1", None)
-    assert _source_for(socket.AF_INET, ("127.0.0.53", 9)) == ("127.0.0.1", None)
+    assert source_for(socket.AF_INET, ("127.0.0.1", 9)) == ("127.0.0.1", None)
+    assert source_for(socket.AF_INET, ("127.0.0.53", 9)) == ("127.0.0.1", None)
 
 
 # --- a second instance -------------------------------------------------------------------------

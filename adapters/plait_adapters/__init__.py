@@ -25,6 +25,9 @@ handshake or idle timeout) raises `plait.errors.SessionClosedError` or a subclas
 The runtimes are imported on demand: ``import plait_adapters.trio_`` needs trio;
 `uring` (io_uring, opt-in: ``pip install plait[uring]``, Linux >= 6.0) raises
 `uring.UringUnavailable` from `open_session` where it cannot run.
+
+They log link state changes, session start and end (with the reason) and drops
+(rate-limited) through stdlib `logging`, under ``plait.`` (`plait_adapters._log`).
 """
 
 from __future__ import annotations

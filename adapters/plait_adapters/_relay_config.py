@@ -28,6 +28,7 @@ one line too (`RelayConfigError`, like the rest).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import re
@@ -42,6 +43,7 @@ import plait
 from plait_adapters._links import Address, LinkSpec
 
 __all__ = [
+    "LOG_LEVELS",
     "RelayConfig",
     "RelayConfigError",
     "build_parser",
@@ -73,6 +75,10 @@ _TOP_KEYS: Final = frozenset(
         "stats_interval",
         "stats_json",
         "stats_log",
+        "log_file",
+        "log_level",
+        "metrics_listen",
+        "trace",
         "reopen_after",
         "once",
     }
@@ -91,6 +97,7 @@ MAX_PERIOD_S: Final = 86_400.0
 MAX_SPIN_US: Final = 1_000_000
 """`busy_poll_us` and `spin_us`: up to a second of spinning."""
 _IFNAMSIZ: Final = 16
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 
 
 class RelayConfigError(ValueError):
@@ -125,6 +132,14 @@ class RelayConfig:
     stats_log: Path | None = None
     """A file that gets one JSON line of stats (usable rate, each link's capacity) at
     every stats line, for a program to follow (`plait_adapters._relay_report.StatsLog`)."""
+    log_file: Path | None = None
+    """A file that gets the ``plait.*`` log records (`plait_adapters._log`), appended."""
+    log_level: str = "info"
+    """The least severe record written to `log_file`: one of `LOG_LEVELS`."""
+    trace: Path | None = None
+    """A `plait.tracelog` trace of what this end saw (`plait_adapters._relay_trace`)."""
+    metrics_listen: Address | None = None
+    """Where to serve Prometheus metrics over HTTP (`plait_adapters._relay_metrics`)."""
     reopen_after_s: float = 5.0
     """Open a new session when every link has been down this long (0: never)."""
     once: bool = False
@@ -343,13 +358,15 @@ _SCALARS: Final[dict[str, tuple[str, type]]] = {
     "stats_interval": ("stats_interval_s", float),
     "reopen_after": ("reopen_after_s", float),
     "once": ("once", bool),
+    "log_level": ("log_level", str),
 }
 """TOML key -> (`RelayConfig` field, type) for the settings taken as they are."""
 
 
 def _from_toml(path: Path) -> dict[str, Any]:
     """The file's settings, as keyword arguments of `RelayConfig` (only those it sets).
-    Relative paths in it (psk_file, stats_json, stats_log) are relative to the file."""
+    Relative paths in it (psk_file, stats_json, stats_log, log_file) are relative to
+    the file."""
     what = str(path)
     try:
         data = tomllib.loads(_read(path, MAX_TOML, "config file").decode("utf-8"))
@@ -367,12 +384,13 @@ def _from_toml(path: Path) -> dict[str, Any]:
         pairs = [_toml_link(t, f"{what}: link {i}") for i, t in enumerate(data["link"])]
         out["links"] = tuple(spec for spec, _ in pairs)
         out["rates_bps"] = tuple(rate for _, rate in pairs)
-    for key in ("listen", "forward"):
+    for key in ("listen", "forward", "metrics_listen"):
         if key in data:
-            out[key] = parse_address(_typed(data, key, str, what, ""), f"{what}: {key}")
+            text, any_port = _typed(data, key, str, what, ""), key == "metrics_listen"
+            out[key] = parse_address(text, f"{what}: {key}", port_zero=any_port)
     if "psk_file" in data:
         out["psk"] = _read_psk(path.parent / _typed(data, "psk_file", str, what, ""))
-    for key in ("stats_json", "stats_log"):
+    for key in ("stats_json", "stats_log", "log_file", "trace"):
         if key in data:
             out[key] = path.parent / _typed(data, key, str, what, "")
     if "fec" in data:
@@ -394,13 +412,30 @@ class _Parser(argparse.ArgumentParser):
         raise RelayConfigError(f"{message} (see plait relay --help)")
 
 
+_EPILOG: Final = """\
+Both ends need the same links in the same order; exactly one is the --initiator.
+A RATE is a ceiling (2M, 2mbit, 2000k); without one, plait measures what the link
+carries. Addresses are HOST:PORT or [V6-HOST]:PORT.
+
+example, an encoder's host (A) and a server's host (B), two links:
+  A: plait relay --initiator --listen 127.0.0.1:5000 --psk-file key \\
+       --link 10.0.1.1:7001=10.0.1.2:7001@wwan0 --link 10.0.2.1:7002=10.0.2.2:7002@wwan1
+  B: plait relay --forward 127.0.0.1:6000 --psk-file key \\
+       --link 10.0.1.2:7001=*  --link 10.0.2.2:7002=*
+  (key: 32 random bytes, the same file on both ends: head -c 32 /dev/urandom > key)
+
+Stops on SIGINT, SIGTERM or SIGHUP (status 0); 2 for a bad configuration, 1 if the
+session failed. A TOML --config FILE takes the same settings, named as the flags
+with _ for - ([[link]] tables with local, remote, interface, rate)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``plait relay`` argument parser (every default is None: "not given")."""
     p = _Parser(
         prog="plait relay",
         description="Carry UDP datagrams between two hosts over several plait links.",
-        epilog="Both ends need the same links in the same order. A RATE is a ceiling; "
-        "without one, plait finds what the link carries. See docs/relay.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG,
     )
     p.add_argument("--config", metavar="FILE", type=Path, help="a TOML file (flags override it)")
     p.add_argument(
@@ -454,6 +489,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="append a JSON line of stats (usable rate, link capacities) at every stats line",
     )
     p.add_argument(
+        "--log-file",
+        type=Path,
+        metavar="FILE",
+        help="append log records (links up and down, sessions and why they ended, drops "
+        "every 10 s at most), timestamped, to FILE",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        type=str.lower,
+        help="the least severe record --log-file gets (default: info; debug adds the "
+        "usable rate's changes)",
+    )
+    p.add_argument(
+        "--trace",
+        type=Path,
+        metavar="FILE",
+        help="write every message delivered or expired, link event and each link's bytes "
+        "per second as JSON lines, for plait plot FILE",
+    )
+    p.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve live metrics for Prometheus at http://HOST:PORT/metrics (per link: state, "
+        "RTT, loss, capacity, bytes, datagrams; per session: delivered, expired, re-sent, FEC);"
+        " needs pip install 'plait[metrics]'",
+    )
+    p.add_argument(
         "--reopen-after",
         type=float,
         metavar="SECONDS",
@@ -478,6 +541,9 @@ _FLAGS: Final = {
     "stats_interval": "stats_interval_s",
     "stats_json": "stats_json",
     "stats_log": "stats_log",
+    "log_file": "log_file",
+    "log_level": "log_level",
+    "trace": "trace",
     "reopen_after": "reopen_after_s",
     "once": "once",
 }
@@ -497,10 +563,11 @@ def parse(argv: Sequence[str]) -> RelayConfig:
         pairs = [parse_link(text, i) for i, text in enumerate(args.link)]
         kw["links"] = tuple(spec for spec, _ in pairs)
         kw["rates_bps"] = tuple(rate for _, rate in pairs)
-    for flag in ("listen", "forward"):
+    for flag in ("listen", "forward", "metrics_listen"):
         text = getattr(args, flag)
         if text is not None:
-            kw[flag] = parse_address(text, f"--{flag}")
+            what, any_port = "--" + flag.replace("_", "-"), flag == "metrics_listen"
+            kw[flag] = parse_address(text, what, port_zero=any_port)
     if args.psk_file is not None:
         kw["psk"] = _read_psk(args.psk_file)
     if args.fec is not None:
@@ -537,11 +604,24 @@ def _checked(kw: dict[str, Any]) -> RelayConfig:
             name = key.removesuffix("_s")
             raise RelayConfigError(f"{name} must be in [0, {MAX_PERIOD_S:.0f}] s, got {kw[key]}")
     _check_cpu(kw.get("cpu"))
-    for key in ("stats_json", "stats_log"):
+    for key in ("stats_json", "stats_log", "log_file", "trace"):
         _check_stats_file(key, kw.get(key))
+    _check_observing(kw)
     cfg = RelayConfig(**kw)
     cfg.plait_config()  # plait's own checks (mtu, fec, ...) now, not after sockets open
     return cfg
+
+
+def _check_observing(kw: dict[str, Any]) -> None:
+    """The log level is one we know; metrics need their extra."""
+    if kw.get("log_level", "info") not in LOG_LEVELS:
+        raise RelayConfigError(
+            f"log_level must be one of {', '.join(LOG_LEVELS)}, got {kw['log_level']!r}"
+        )
+    if kw.get("metrics_listen") and importlib.util.find_spec("prometheus_client") is None:
+        raise RelayConfigError(
+            "--metrics-listen needs prometheus-client: pip install 'plait[metrics]'"
+        )
 
 
 def _check_cpu(cpu: int | None) -> None:

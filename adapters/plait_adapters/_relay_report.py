@@ -155,6 +155,19 @@ def log_record(r: RelayStats, monotonic_s: float, wall_s: float) -> dict[str, An
         "delivered": ep.messages_delivered,
         "expired": ep.messages_expired_sending + ep.messages_expired_receiving,
         "usable_rate_bps": ep.usable_rate_bps,
+        "sessions": r.sessions,
+        "messages_sent": ep.messages_sent,
+        "expired_sending": ep.messages_expired_sending,
+        "expired_receiving": ep.messages_expired_receiving,
+        "repairs": ep.repairs,
+        "fec_recovered": ep.fec.recovered if ep.fec is not None else 0,
+        "fec_parity_sent": ep.fec.parity_sent if ep.fec is not None else 0,
+        "dropped": {
+            "send_buffer_full": r.dropped_full,
+            "no_destination": r.dropped_no_destination,
+            "not_from_forward": r.dropped_strangers,
+            "local_socket_error": r.local_errors,
+        },
         "links": [
             {
                 "link": ln.link,
@@ -166,6 +179,9 @@ def log_record(r: RelayStats, monotonic_s: float, wall_s: float) -> dict[str, An
                 "loss": ln.loss,
                 "datagrams_sent": ln.datagrams_sent,
                 "bytes_sent": ln.bytes_sent,
+                "datagrams_received": ln.datagrams_received,
+                "bytes_received": ln.bytes_received,
+                "pmtu": ln.pmtu,
             }
             for ln in ep.links
         ],

@@ -38,6 +38,7 @@ import attrs
 
 import plait
 from plait_adapters._links import STALE, LinkSpec, check, clock
+from plait_adapters._log import LOGGED, SESSION, DropLog, log_event
 
 __all__ = [
     "NOT_OPEN",
@@ -208,11 +209,21 @@ class Session:
         check(config, links, initiator=initiator)
         self.links = tuple(links)
         self.runtime = runtime
+        now = clock()
         self.endpoint = plait.Endpoint(
             config,
             initiator=initiator,
-            now=clock(),
+            now=now,
             rng=rng if rng is not None else random.Random(os.urandom(32)),
+        )
+        self.drop_log = DropLog(now)
+        """Drops, expiries and socket errors to `logging`, every 10 s at most."""
+        self._sid = 0
+        SESSION.info(
+            "session opening: %s, %d links (%s)",
+            "initiator" if initiator else "responder",
+            len(self.links),
+            runtime,
         )
         self.on_message = on_message
         self.on_event = on_event
@@ -262,6 +273,8 @@ class Session:
         """Run `handle_timer` if the armed deadline is due, then return what to send."""
         due = self._deadline
         ep = self.endpoint
+        if now >= self.drop_log.due_ns:
+            self.drop_log.report(now, ep.stats, self._errors)
         if due is not None and due <= now:
             ep.handle_timer(now=now)
             self._late[self._timers % _LATE_SAMPLES] = now - due
@@ -296,11 +309,14 @@ class Session:
                 continue
             if type(event) is plait.SessionEstablished:
                 self.established = True
+                self._sid = event.session
             elif type(event) is plait.SessionClosed:
                 self.closed = True
                 self.ended = event
             elif self._shifts:
                 event = self._renumbered(event)
+            if type(event) in LOGGED:
+                log_event(event, self._sid, self.runtime)
             if self.on_event is None:
                 self._events.append(event)
             else:

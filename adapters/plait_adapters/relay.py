@@ -30,6 +30,11 @@ so, and another when it opens. Only what can never work without the operator (a
 malformed address, a port another program owns: link ports are exclusive) stops the
 relay at start, with one line and status 2.
 
+Every notice is also a record of the ``plait.relay`` logger, and the local socket's
+drops are logged there every 10 s at most; with ``--log-file`` the relay writes those
+and the adapter's (``plait.link``, ``plait.session``, ``plait.drops``:
+`plait_adapters._log`) to a file, timestamped.
+
 The defaults do not spin a core: the loop sleeps between datagrams (``busy_poll_us``
 0) and spins only the last 50 us before a pacing deadline (``spin_us``).
 """
@@ -37,7 +42,7 @@ The defaults do not spin a core: the loop sleeps between datagrams (``busy_poll_
 from __future__ import annotations
 
 import contextlib
-import errno
+import logging
 import select
 import signal
 import socket
@@ -45,14 +50,14 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Final
-
-import attrs
+from typing import TYPE_CHECKING, Final
 
 import plait
 from plait_adapters import raw
-from plait_adapters._links import SOCKET_BUFFER, Address
+from plait_adapters._links import Address
+from plait_adapters._log import DROP_LOG_INTERVAL_NS, CountLog
 from plait_adapters._relay_config import RelayConfig, RelayConfigError, parse
+from plait_adapters._relay_local import local_socket
 from plait_adapters._relay_report import (
     Printer,
     RelayStats,
@@ -61,7 +66,11 @@ from plait_adapters._relay_report import (
     status_line,
     to_json,
 )
+from plait_adapters._relay_trace import RelayTrace
 from plait_adapters._session import SessionStats
+
+if TYPE_CHECKING:
+    from plait_adapters._relay_metrics import MetricsServer
 
 __all__ = ["Relay", "RelayStats", "final_report", "main", "status_line"]
 
@@ -73,6 +82,9 @@ _WATCH_S: Final = 1.0
 _CLOSE_WAIT_S: Final = 10.0
 """How long closing a session waits for its thread (and so its sockets) to end before
 the next session binds the same ports."""
+_LOG: Final = logging.getLogger("plait.relay")
+_LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_DROPS_EVERY_S: Final = DROP_LOG_INTERVAL_NS / 1e9
 _SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 """The signals that stop the relay cleanly (CLOSE to the peer, final stats, status 0).
 SIGHUP too: a closed terminal or a ``kill -HUP`` would otherwise end it with no CLOSE."""
@@ -92,7 +104,7 @@ class Relay:
 
     def __init__(self, cfg: RelayConfig) -> None:
         self.cfg = cfg
-        local = _local_socket(cfg)
+        local = local_socket(cfg)
         self._local = local.sock
         self._dest: Address | None = local.dest
         self._only_from = local.only_from
@@ -109,6 +121,8 @@ class Relay:
         self.notices: deque[str] = deque(maxlen=_NOTICES)
         self._carried = self._emitted = self._full = self._no_dest = self._errors = 0
         self._strangers = 0
+        self._drop_log = CountLog(_LOG, logging.WARNING, "local datagrams dropped:")
+        self._drops_due = time.monotonic() + _DROPS_EVERY_S
         self._t0, self._cpu0 = time.monotonic(), time.process_time()
         self._learnt: dict[int, str | None] = {}
         self._not_open: dict[int, str] = {}
@@ -116,7 +130,11 @@ class Relay:
         while a new one opens, so a link that stays down is not announced again)."""
         if local.note is not None:
             self.notice(local.note)
+        self.trace: RelayTrace | None = None
+        self._traced = 0  # the session whose byte counters the trace follows
         try:
+            if cfg.trace is not None:
+                self.trace = RelayTrace(cfg.trace, len(cfg.links), int(cfg.latency_ms * 1e6))
             self._open()
         except BaseException:
             self._close_sockets()
@@ -153,6 +171,8 @@ class Relay:
     # --- the loop thread -------------------------------------------------------------------
 
     def _emit(self, msg: plait.MessageReceived) -> None:
+        if self.trace is not None:
+            self.trace.message(msg)
         dest = self._dest or self._source
         if dest is None:
             self._no_dest += 1
@@ -165,15 +185,17 @@ class Relay:
             self._emitted += 1
 
     def _event(self, event: plait.Event) -> None:
+        if self.trace is not None:
+            self.trace.event(event)
         match event:
             case plait.SessionEstablished(session=sid):
                 self.established = True
-                self.notice(f"session {sid:#010x} established")
+                self.notice(f"session {sid:#010x} established", None)
             case plait.SessionClosed(by_peer=by_peer, code=code):
                 if by_peer or code:
                     self.closed_by_peer = by_peer
                     who = "the peer" if by_peer else "a protocol error"
-                    self.notice(f"session closed by {who} (code {code})")
+                    self.notice(f"session closed by {who} (code {code})", None)
                 self._ended = True
                 self._poke()  # again: `serve` may have looked at `_ended` since the notice
             case plait.LinkDown(link=link):
@@ -181,18 +203,21 @@ class Relay:
                 if len(self._down) == len(self.cfg.links):
                     self._heard_then = self._heard()
                     self._all_down_at = time.monotonic()
-                self.notice(f"link {link} down")
+                self.notice(f"link {link} down", None)
             case plait.LinkDegraded(link=link):
-                self.notice(f"link {link} degraded")
+                self.notice(f"link {link} degraded", None)
             case plait.LinkUp(link=link):
                 self._down.discard(link)
                 self._all_down_at = None
-                self.notice(f"link {link} up")
+                self.notice(f"link {link} up", None)
             case _:
                 pass  # expiries and FEC rebuilds are counted in the stats
 
-    def notice(self, text: str) -> None:
-        """Queue a line for the main thread to print (thread-safe)."""
+    def notice(self, text: str, level: int | None = logging.INFO) -> None:
+        """Queue a line for the main thread to print, and log it at `level` (None: the
+        adapter logged it already) (thread-safe)."""
+        if level is not None:
+            _LOG.log(level, "%s", text)
         self.notices.append(f"[{time.monotonic() - self._t0:8.1f} s] {text}")
         self._poke()
 
@@ -237,6 +262,9 @@ class Relay:
         once per session if HELLOs fail authentication before it is established (a
         peer with another psk: the session itself waits on, see `Relay`)."""
         stats = self.session.stats()
+        if self.trace is not None:
+            self.trace.links(stats.endpoint, new_session=self._traced != self.sessions)
+            self._traced = self.sessions
         learnt = stats.learnt
         for link, addr in learnt.items():
             if addr is not None and addr != self._learnt.get(link):
@@ -245,7 +273,20 @@ class Relay:
         failed = stats.endpoint.hellos_unauthenticated
         if failed and not self.established and not self._told_psk:
             self._told_psk = True
-            self.notice(f"{failed} HELLOs failed authentication: the peer holds another psk")
+            self.notice(
+                f"{failed} HELLOs failed authentication: the peer holds another psk",
+                logging.WARNING,
+            )
+        if time.monotonic() >= self._drops_due:
+            self._drops_due = time.monotonic() + _DROPS_EVERY_S
+            self._drop_log.update(
+                {
+                    "send buffer full": self._full,
+                    "no destination yet": self._no_dest,
+                    "not from the forward address": self._strangers,
+                    "local socket errors": self._errors,
+                }
+            )
 
     def _link_changed(self, link: int, why: str | None, before: dict[int, str]) -> None:
         """`on_link`: a notice when `link` waits (once per reason, also across
@@ -256,7 +297,7 @@ class Relay:
             self.notice(f"link {link}: open")
             return
         if why not in (self._not_open.get(link), before.get(link)):
-            self.notice(f"{why}; link {link} waits and is tried again")
+            self.notice(f"{why}; link {link} waits and is tried again", logging.WARNING)
         self._not_open[link] = why
 
     def _heard(self) -> int:
@@ -358,78 +399,8 @@ class Relay:
     def _close_sockets(self) -> None:
         for sock in (self._local, self._wake_r, self._wake_w):
             sock.close()
-
-
-# --- the local socket ------------------------------------------------------------------------
-
-
-@attrs.frozen
-class _Local:
-    sock: socket.socket
-    dest: Address | None
-    """The forward destination, resolved (None: reply to the last source)."""
-    only_from: Address | None
-    """The one source the socket takes datagrams from (None: anyone)."""
-    note: str | None
-    """Something the operator should know about how it was bound."""
-
-
-def _resolve(addr: Address, what: str) -> tuple[socket.AddressFamily, Address]:
-    """`addr` as the kernel will use it (a host name looked up once, here)."""
-    try:
-        family, _, _, _, sockaddr = socket.getaddrinfo(addr[0], addr[1], type=socket.SOCK_DGRAM)[0]
-    except (socket.gaierror, UnicodeError) as exc:
-        raise RelayConfigError(f"{what}: cannot resolve {addr[0]!r}: {exc}") from exc
-    return family, (str(sockaddr[0]), int(sockaddr[1]))
-
-
-def _source_for(family: socket.AddressFamily, dest: Address) -> tuple[str, str | None]:
-    """The local address the kernel sends to `dest` from (127.0.0.1 for a local
-    destination), learnt by connecting a UDP socket, which sends nothing; the wildcard
-    and a note if there is no route to `dest` now."""
-    with socket.socket(family, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(dest)
-        except OSError as exc:
-            wildcard = "::" if family == socket.AF_INET6 else "0.0.0.0"  # noqa: S104  (filtered by source)
-            return wildcard, (
-                f"no route to the forward address now ({exc.strerror}): the local socket "
-                "listens on every address, and takes datagrams from the forward address only"
-            )
-        return str(probe.getsockname()[0]), None
-
-
-def _local_socket(cfg: RelayConfig) -> _Local:
-    """The relay's local UDP socket: bound to `listen`; or, with only `forward`, to an
-    ephemeral port on the forward destination's side, taking datagrams from it alone."""
-    dest = only_from = note = None
-    family = socket.AF_INET
-    if cfg.forward is not None:
-        family, dest = _resolve(cfg.forward, "forward")
-    if cfg.listen is not None:
-        addr = cfg.listen
-        family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
-    elif dest is not None:
-        host, note = _source_for(family, dest)
-        addr, only_from = (host, 0), dest
-    else:  # pragma: no cover  (the configuration has listen, forward or both)
-        raise RelayConfigError("give --listen, --forward or both")
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
-        try:
-            sock.bind(addr)
-        except OSError as exc:
-            why = exc.strerror
-            if exc.errno == errno.EADDRINUSE:
-                why = "the port is in use by another program (another relay?)"
-            raise OSError(exc.errno, f"cannot bind the local address {addr}: {why}") from exc
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return _Local(sock, dest, only_from, note)
+        if self.trace is not None:
+            self.trace.close()
 
 
 # --- the command -----------------------------------------------------------------------------
@@ -485,6 +456,38 @@ def main(argv: Sequence[str]) -> int:
             signal.signal(sig, handler)
 
 
+def _log_to(cfg: RelayConfig) -> logging.Handler | None:
+    """`cfg.log_file`'s handler on the ``plait`` logger (None: no file). Raises
+    OSError if the file cannot be opened."""
+    if cfg.log_file is None:
+        return None
+    handler = logging.FileHandler(cfg.log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    top = logging.getLogger("plait")
+    top.setLevel(cfg.log_level.upper())
+    top.addHandler(handler)
+    return handler
+
+
+def _metrics(cfg: RelayConfig, relay: Relay) -> MetricsServer | None:
+    """The metrics server, if asked for (and a notice of its URL); raises OSError."""
+    if cfg.metrics_listen is None:
+        return None
+    from plait_adapters._relay_metrics import MetricsServer  # noqa: PLC0415  (an extra)
+
+    server = MetricsServer(cfg.metrics_listen, relay.stats)
+    relay.notice(f"metrics at {server.url}")
+    return server
+
+
+def _warn_open(cfg: RelayConfig, relay: Relay) -> None:
+    """Notices of what the configuration leaves open."""
+    if cfg.psk is None:
+        relay.notice("no psk: datagrams are neither authenticated nor encrypted", logging.WARNING)
+        if any(link.remote is None for link in cfg.links):
+            relay.notice("no psk: anyone can redirect a link whose remote is '*'", logging.WARNING)
+
+
 def _run(cfg: RelayConfig, stopper: _Stopper) -> int:
     if stopper.requested():
         return 0
@@ -494,10 +497,20 @@ def _run(cfg: RelayConfig, stopper: _Stopper) -> int:
         print(f"plait relay: error: cannot write --stats-log: {exc}", file=sys.stderr)
         return 2
     try:
+        handler = _log_to(cfg)
+    except OSError as exc:
+        print(f"plait relay: error: cannot write --log-file: {exc}", file=sys.stderr)
+        if log is not None:
+            log.close()
+        return 2
+    try:
         return _serve(cfg, stopper, log)
     finally:
         if log is not None:
             log.close()
+        if handler is not None:
+            logging.getLogger("plait").removeHandler(handler)
+            handler.close()
 
 
 def _serve(cfg: RelayConfig, stopper: _Stopper, log: StatsLog | None) -> int:
@@ -507,13 +520,16 @@ def _serve(cfg: RelayConfig, stopper: _Stopper, log: StatsLog | None) -> int:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         print(f"plait relay: error: {why}", file=sys.stderr)
         return 2
+    try:
+        metrics = _metrics(cfg, relay)
+    except OSError as exc:
+        relay.close()
+        print(f"plait relay: error: --metrics-listen: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     stopper.relay = relay
     if stopper.requested():  # a signal came while it was opening
         relay.stop()
-    if cfg.psk is None:
-        relay.notice("no psk: datagrams are neither authenticated nor encrypted")
-        if any(link.remote is None for link in cfg.links):
-            relay.notice("no psk: anyone can redirect a link whose remote is '*'")
+    _warn_open(cfg, relay)
     printer = Printer(relay.notices, relay.stats, sys.stderr, cfg.stats_interval_s)
 
     def tick(status: bool) -> None:
@@ -530,6 +546,8 @@ def _serve(cfg: RelayConfig, stopper: _Stopper, log: StatsLog | None) -> int:
         relay.close()
     except Exception as exc:
         error = error or exc
+    if metrics is not None:
+        metrics.close()
     stats = relay.stats()
     printer.final(stats)
     if log is not None:

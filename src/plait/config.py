@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from plait._types import NS_PER_MS, NS_PER_S
-from plait.errors import ConfigError
+from plait.errors import ConfigError, UsageError
 from plait.wire import UDP_IPV4_OVERHEAD, UDP_IPV6_OVERHEAD
 
 __all__ = ["Config", "FecConfig", "HealthConfig", "LinkConfig", "Scheduling"]
@@ -23,11 +23,24 @@ MAX_LINKS = 16
 MIN_RATE_BPS = 8_000
 MAX_RATE_BPS = 10**11
 MAX_MESSAGE = 65_536
+#: The longest deadline budget: the wire carries deadlines as u32 µs of the sender's
+#: clock, which the receiver places within ±2^31 µs (35.8 minutes) of its own.
+MAX_LATENCY_NS = 30 * 60 * NS_PER_S
 
 
 def _positive(name: str, value: int) -> None:
     if value <= 0:
         raise ConfigError(f"{name} must be > 0, got {value}")
+
+
+def check_budget(budget_ns: int, name: str) -> None:
+    """Raises UsageError unless `budget_ns` is an int in 1 .. `MAX_LATENCY_NS`: a deadline
+    budget the wire's u32 µs deadline field can carry (`send`, `set_latency`)."""
+    if type(budget_ns) is not int or not 0 < budget_ns <= MAX_LATENCY_NS:
+        raise UsageError(
+            f"{name} must be in 1..{MAX_LATENCY_NS} ns (30 minutes, what the wire can carry;"
+            f" 0 or less: already passed), got {budget_ns!r}"
+        )
 
 
 def _check(cond: bool, message: str) -> None:
@@ -66,6 +79,8 @@ def _validate_latency(inst: object, attr: attrs.Attribute[Any], value: int) -> N
     _validate_positive(inst, attr, value)
     if value < NS_PER_MS:  # a budget shorter than any round trip: every message expires
         raise ConfigError(f"{attr.name} is in ns and must be >= 1 ms (1_000_000), got {value}")
+    if value > MAX_LATENCY_NS:  # the wire carries deadlines as u32 µs (±35.8 minutes)
+        raise ConfigError(f"{attr.name} must be <= 30 minutes ({MAX_LATENCY_NS}), got {value}")
 
 
 def _validate_timeout(inst: object, attr: attrs.Attribute[Any], value: int | None) -> None:
@@ -148,7 +163,7 @@ class FecConfig:
 
     k: int = attrs.field(default=16, validator=_validate_range(1, 64))
     """Records per block (at most, when adaptive)."""
-    m: int = attrs.field(default=4, validator=_validate_range(1, 16))
+    m: int = attrs.field(default=6, validator=_validate_range(1, 16))
     """Parity per block (at most, when adaptive: `plait.protection` picks the least that
     reaches `Config.target_loss`, often none when re-sends fit the deadline)."""
     flush_ns: int | None = attrs.field(default=None, validator=_validate_timeout)
@@ -183,7 +198,8 @@ class Config:
     psk: bytes | None = attrs.field(default=None, validator=_validate_psk)
     latency_ns: int = attrs.field(default=150 * NS_PER_MS, validator=_validate_latency)
     """Default deadline budget per message: ``send(..., deadline=None)`` means now + this
-    (at least 1 ms)."""
+    (at least 1 ms, at most `MAX_LATENCY_NS`: 30 minutes, what the wire's deadline field
+    can carry)."""
     mtu: int = attrs.field(default=1500, validator=_validate_range(576, 65_535))
     """Largest IP packet (bytes, IP and UDP headers included) plait may send on any link:
     an upper bound, not a promise. Each link's path MTU is found by probing (DPLPMTUD,

@@ -4,22 +4,24 @@ Runs a `plait.sim` scenario (``lossy`` by default: four links of 2/5/8/10 Mbps w
 loss) between two real endpoints, then prints what happened: messages delivered,
 rebuilt by FEC, re-sent and expired; latency against the floor the links allow; each
 link's share of the traffic against its weight; the overhead; and the trace digest
-(the same seed gives the same digest). ``--json`` prints the same as data; ``--plot``
-draws the latency distribution and each link's throughput over time.
+(the same seed gives the same digest). ``--json`` prints the same as data; ``--trace``
+writes every message, datagram and link event as JSON lines (`plait.tracelog`), and
+``--plot`` draws them (`plait.plot`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
+from plait.plot import draw
 from plait.sim import SCENARIOS, Scenario, SimResult, run
-from plait.sim.trace import Record
 from plait.stats import Stats
+from plait.tracelog import from_sim
 from plait.wire import HEADER_SIZE, UDP_IPV4_OVERHEAD
 
-__all__ = ["DemoReport", "demo", "render", "to_json"]
+__all__ = ["DemoReport", "demo", "plot", "render", "to_json", "trace"]
 
 _MS = 1_000_000
 _DATA_HEADER = HEADER_SIZE + 12
@@ -185,52 +187,22 @@ def progress_bar(out: TextIO, width: int = 40) -> Callable[[float], None]:
     return draw
 
 
-def _int(value: object) -> int:
-    return value if isinstance(value, int) else 0
+def trace(report: DemoReport) -> Iterator[dict[str, Any]]:
+    """The run as a `plait.tracelog` trace (a run with ``keep_trace``)."""
+    r, sc = report.result, report.scenario
+    return from_sim(
+        r.trace,
+        r.deliveries,
+        title=f"demo {sc.name}, seed {r.seed}",
+        links=len(sc.links),
+        budget_ns=sc.latency_ns,
+        t0=sc.clock_start_ns,
+    )
 
 
 def plot(report: DemoReport, path: str) -> None:
-    """Write a PNG: latency CDF, and each link's A->B throughput over time (outages
-    shaded). Needs matplotlib (``pip install matplotlib``) and a run with its trace."""
-    import matplotlib  # noqa: PLC0415  (optional: only --plot needs it)
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    r = report.result
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 8))
-    lat = sorted(r.latencies)
-    if lat:
-        ax1.plot([x / _MS for x in lat], [(i + 1) / len(lat) for i in range(len(lat))])
-    ax1.axvline(report.floor_ns / _MS, linestyle="--", color="grey", label="floor")
-    ax1.set_xlabel("latency (ms)")
-    ax1.set_ylabel("fraction of messages")
-    ax1.set_title(f"latency CDF: {report.scenario.name}, seed {r.seed}")
-    ax1.legend()
-    bins: dict[int, dict[int, int]] = {}
-    outages: list[tuple[int, int, int]] = []  # (link, start, end)
-    open_outages: dict[int, int] = {}
-    for record in r.trace:  # (kind name, time, a, b, c, d, blob as hex): see sim.trace
-        kind, time, a, b, c = record[0], *(_int(x) for x in record[1:5])
-        if kind == Record.NET.name and a == 0 and _int(record[5]) >= 0:  # A->B, delivered
-            size = len(record[6]) // 2 if isinstance(record[6], str) else 0
-            bins.setdefault(b, {}).setdefault(time // (100 * _MS), 0)
-            bins[b][time // (100 * _MS)] += size
-        elif kind == Record.OUTAGE.name:
-            link, starts = a, c
-            if starts:
-                open_outages[link] = time
-            elif link in open_outages:
-                outages.append((link, open_outages.pop(link), time))
-    last = max((max(series) for series in bins.values()), default=0)
-    for link, counted in sorted(bins.items()):
-        xs = list(range(last + 1))  # empty bins are zero, not a line across an outage
-        series = {x: counted.get(x, 0) for x in xs}
-        ax2.plot([x / 10 for x in xs], [series[x] * 8 * 10 / 1e6 for x in xs], label=f"link {link}")
-    for _, start, end in outages:
-        ax2.axvspan(start / 1e9, end / 1e9, color="red", alpha=0.15)
-    ax2.set_xlabel("time (s)")
-    ax2.set_ylabel("A->B throughput (Mbps, 100 ms bins)")
-    ax2.legend()
-    fig.tight_layout()
-    fig.savefig(path)
+    """Write a PNG of the run (`plait.plot`: latency over time against the deadline,
+    the CDF over every message, each link's throughput and states). Needs matplotlib
+    (``pip install 'plait[plot]'``) and a run with its trace."""
+    records = list(trace(report))
+    draw(records[0], records[1:], path)

@@ -29,8 +29,8 @@ from typing import Final
 
 from plait import checks
 from plait._types import IntArg
-from plait.clock import ClockMap
-from plait.config import Config
+from plait.clock import CallerTime, ClockMap
+from plait.config import Config, check_budget
 from plait.errors import AuthenticationFailed, MalformedPacket, SessionClosedError, UsageError
 from plait.events import (
     CloseReason,
@@ -42,8 +42,7 @@ from plait.events import (
     SessionEstablished,
     UsableRateChanged,
 )
-from plait.fec import BlockDecoder
-from plait.fecpolicy import FecSender, codec, new_encoder
+from plait.fecpolicy import FecSender, new_decoder, new_encoder
 from plait.feedback import FeedbackTimer, handle_feedback, loss_timeout, write_feedback
 from plait.handshake import Handshake, HelloOutcome
 from plait.inbox import Inbox
@@ -84,8 +83,8 @@ Control = tuple[int, PacketType, bytes, bool | tuple[int, int]]
 
 
 class Endpoint(LiveChanges):
-    """One end of a plait session. Time is integer ns of the caller's monotonic clock.
-    Live changes (`set_link_rate`, `set_fec`, ...) come from `plait.live.LiveChanges`."""
+    """One end of a plait session. Time: int ns of the caller's monotonic clock, from 0, never
+    back (`plait.clock.CallerTime`). Live changes come from `plait.live.LiveChanges`."""
 
     def __init__(
         self, config: Config, *, initiator: bool, now: IntArg, rng: random.Random | None = None
@@ -94,7 +93,7 @@ class Endpoint(LiveChanges):
         Args:
             config: the session's configuration (equal on both ends).
             initiator: True on the end that starts the session.
-            now: the caller's clock.
+            now: the caller's clock (an int >= 0, else UsageError).
             rng: entropy for the session id and nonces. Default: seeded from `now`, which
                 is reproducible; with a psk, pass ``random.Random(os.urandom(32))`` so two
                 sessions never share keys (adapters do).
@@ -102,6 +101,7 @@ class Endpoint(LiveChanges):
         if not isinstance(config, Config):
             raise UsageError("config must be a plait.Config")
         now = checks.ns("now", now)
+        self._time = CallerTime(now)  # an int >= 0, or UsageError
         self.config = config
         self.initiator = initiator
         self._rng = rng if rng is not None else random.Random(f"plait:{now}:{initiator}")
@@ -119,7 +119,7 @@ class Endpoint(LiveChanges):
         self._usable_reported = 0  # the rate the last UsableRateChanged said
         self._first_send = -1  # when the application first sent (-1: not yet)
         encoder = new_encoder(config.fec, self.latency_ns)
-        self._decoder = BlockDecoder(codec()) if config.fec is not None else None
+        self._decoder = new_decoder(self.latency_ns) if config.fec is not None else None
         self.outbox = Outbox(
             self._emit,
             links=len(config.links),
@@ -136,7 +136,7 @@ class Endpoint(LiveChanges):
         """True once the session ended (`SessionClosed`); see `state`."""
         self._life = Lifecycle(config, now, self.outbox, self.inbox, self._emit, self._on_end)
         self._hello_at = now
-        self._hs = Handshake(config.psk, initiator, self._rng)
+        self._hs = Handshake(config.psk, initiator, self._rng, now)
         if initiator:
             self._queue_hellos()
 
@@ -189,10 +189,10 @@ class Endpoint(LiveChanges):
             deadline = checks.optional_ns("deadline", deadline)
         if duplicate not in _COPIES:
             raise UsageError('duplicate must be None, "best2" or "all"')
+        now = max(now, self._time.now)  # the clock moves only once nothing can be refused
         due = now + self.latency_ns if deadline is None else deadline
-        if due <= now:
-            raise UsageError("the deadline has already passed")
-        handle = self.outbox.send(data, stream, due, _COPIES[duplicate], now)
+        check_budget(due - now, "the deadline, from now,")
+        handle = self.outbox.send(data, stream, due, _COPIES[duplicate], self._time.at(now))
         # overload: nothing waits more than half its budget; but not in the first 500 ms
         # of traffic while links are still finding their rates (startup doubles them
         # every round trip: the wait is brief, and what waits still fits the fast links)
@@ -207,7 +207,7 @@ class Endpoint(LiveChanges):
         """Every datagram due by `now`, as (datagram, link id), pacing respected."""
         if type(now) is not int:  # inline: this runs per datagram (a call costs ~50 ns)
             now = checks.ns("now", now)
-        out: list[tuple[bytes, int]] = []
+        now, out = self._time.at(now), []
         while self._control:
             link, ptype, body, force_echo = self._control.popleft()
             out.append((self._transmit(link, ptype, body, now, force_echo), link))
@@ -253,8 +253,8 @@ class Endpoint(LiveChanges):
     def receive_datagram(self, data: Buffer, *, link: IntArg, now: IntArg) -> bool:
         """Feed one datagram that arrived on `link`. Never raises on its contents.
         Returns True when it was accepted as the peer's (with a psk: authenticated and
-        fresh), False when it was dropped (counted in `Stats.drops`). An adapter may use
-        this to follow the peer's address on a link (NAT rebinding).
+        fresh) and the newest on its link, False if dropped (counted in `Stats.drops`) or
+        late: an adapter may follow the peer's address on a link by it (NAT rebinding).
 
         `data` may be a view of a buffer the caller reuses: plait copies what it keeps
         and holds no reference to `data` after the call."""
@@ -262,8 +262,8 @@ class Endpoint(LiveChanges):
             raise UsageError(f"no link {link!r}: a link id is an int in 0..{len(self.links) - 1}")
         if type(now) is not int:  # inline, as in datagrams_to_send
             now = checks.ns("now", now)
-        ln = self.links.links[link]
-        before = ln.datagrams_in
+        ln, now = self.links.links[link], self._time.at(now)
+        before, highest = ln.datagrams_in, ln.health.inbound.highest
         try:
             self._receive(data, link, now)
         except MalformedPacket as exc:
@@ -271,7 +271,7 @@ class Endpoint(LiveChanges):
         except AuthenticationFailed:
             self._drop("authentication")
         self._sync_states(now)
-        return ln.datagrams_in != before
+        return ln.datagrams_in != before and ln.health.inbound.highest != highest
 
     def next_event(self) -> Event | None:
         """The oldest undelivered event, or None."""
@@ -310,7 +310,7 @@ class Endpoint(LiveChanges):
 
     def handle_timer(self, *, now: IntArg) -> None:
         """Do whatever is due by `now`. Safe to call early, late or twice."""
-        now = checks.ns("now", now)
+        now = self._time.at(checks.ns("now", now))
         if self.closed:
             return
         hc = self.config.health
@@ -336,7 +336,7 @@ class Endpoint(LiveChanges):
         self.outbox.on_timer(now)
         self.inbox.on_timer(now)
         if self._decoder is not None:
-            self._decoder.expire(self.inbox.window.floor)
+            self._decoder.expire(self.inbox.window.floor, now)
         if self._fec.due(now):
             self._fec.tune(now, self.latency_ns)
         self._life.on_timer(now)
@@ -348,7 +348,7 @@ class Endpoint(LiveChanges):
         `code`, 0..65535) goes out and `SessionClosed` follows. With `abort`, at once:
         every message not yet acknowledged is reported. Idempotent (abort may follow)."""
         now = checks.ns("now", now)
-        self._life.close(code, abort, now)
+        self._life.close(code, abort, self._time.at(now))
 
     # --- sending internals ------------------------------------------------------------------
 
@@ -429,6 +429,8 @@ class Endpoint(LiveChanges):
             body = encode_body(Close(code=code))
             self._control.extend((ln.id, PacketType.CLOSE, body, False) for ln in self.links.links)
         self.closed = True
+        if self._decoder is not None:  # no block can complete now: let go of them
+            self._decoder.expire(_NEVER, _NEVER)
 
     def _queue_feedback(self, now: int) -> None:
         body = write_feedback(self.inbox, self.links)
@@ -452,15 +454,16 @@ class Endpoint(LiveChanges):
             self._drop("closed")
             return
         ptype, session, link_seq, ts, echo_ts, echo_delay, offset = parse_header(data)
-        if ptype is PacketType.HELLO:
-            self._receive_hello(data, link, now, session, offset)
-            return
-        if session != self.session:
+        if ptype is not PacketType.HELLO and session != self.session:
             self._drop("other session" if self.session >= 0 else "no session yet")
             return
         seq = self.links.check_seq(link, link_seq)
         if seq is None:
             self._drop("replay")
+            return
+        meta = (seq, len(data), ts, echo_ts, echo_delay)
+        if ptype is PacketType.HELLO:
+            self._receive_hello(data, offset, link, now, session, meta)
             return
         opener = self._hs.opener
         if self.config.psk:
@@ -471,8 +474,7 @@ class Endpoint(LiveChanges):
             offset = 0
         else:
             body = data
-        handler = _HANDLERS[ptype]
-        handler(self, body, offset, link, now, (seq, len(data), ts, echo_ts, echo_delay))
+        _HANDLERS[ptype](self, body, offset, link, now, meta)
         self._hs.locked = True
 
     def _accept(self, link: int, now: int, meta: Meta) -> None:
@@ -480,21 +482,19 @@ class Endpoint(LiveChanges):
         seq, size, ts, echo_ts, echo_delay = meta
         self.links.received(link, seq, size, ts, echo_ts, echo_delay, now)
         ln = self.links.links[link]
-        self._clock.on_timestamp(ts, now, ln.min_tx_ns(size))
+        excess = None if echo_ts is None else ln.health.rtt.latest - ln.health.rtt.min_rtt
+        self._clock.on_timestamp(ts, now, ln.min_tx_ns(size), excess)
         if echo_ts is not None:  # a new RTT sample: what depends on RTTs moves
             self._clock.min_rtt_ns = self.links.min_rtt()
             self._clock.margin_ns = self.links.clock_margin(self.latency_ns)
             self.links.set_margin(self._clock.margin_ns)
             self._timeouts[link] = loss_timeout(self.config, ln.health.rtt)
 
-    def _receive_hello(self, data: Buffer, link: int, now: int, session: int, offset: int) -> None:
-        _, _, link_seq, ts, echo_ts, echo_delay, _ = parse_header(data)
-        seq = self.links.check_seq(link, link_seq)
-        if seq is None:
-            self._drop("replay")
-            return
-        hello = self._life.open_hello(self._hs, data, offset, link, seq)
-        outcome = HelloOutcome.REJECT if hello is None else self._hs.on_hello(hello, session)
+    def _receive_hello(
+        self, data: Buffer, offset: int, link: int, now: int, session: int, meta: Meta
+    ) -> None:
+        hello = self._life.open_hello(self._hs, data, offset, link, meta[0])
+        outcome = self._hs.on_hello(hello, session, now, link)
         if outcome is HelloOutcome.REJECT:
             self._drop("unexpected HELLO")
             return
@@ -512,14 +512,14 @@ class Endpoint(LiveChanges):
                     self._control.append((ln.id, PacketType.PROBE, probe, True))
             else:
                 self._queue_hellos()
-        self._accept(link, now, (seq, len(data), ts, echo_ts, echo_delay))
+        self._accept(link, now, meta)
 
     def _on_data(self, body: Buffer, offset: int, link: int, now: int, meta: Meta) -> None:
         fields = parse_data(body, offset)
         self._accept(link, now, meta)
         seq, new = self._record(fields, now)
         if new and self._decoder is not None:
-            self._rebuilt(self._decoder.on_data(seq, bytes(body[offset:])), now)
+            self._rebuilt(self._decoder.on_data(seq, bytes(body[offset:]), now), now)
 
     def _record(
         self, fields: tuple[int, int, int, int, bytes, int, int], now: int
@@ -555,7 +555,7 @@ class Endpoint(LiveChanges):
         if self._decoder is None or not isinstance(parity, Parity):
             return
         base = self.inbox.window.unwrap(parity.base, SEQ32)
-        self._rebuilt(self._decoder.on_parity(base, parity), now)
+        self._rebuilt(self._decoder.on_parity(base, parity, now), now)
 
     def _on_feedback(self, body: Buffer, offset: int, link: int, now: int, meta: Meta) -> None:
         fb = decode_body(PacketType.FEEDBACK, body, offset)

@@ -40,16 +40,22 @@ class MessageReceived:
 
 @attrs.frozen
 class MessageExpired:
-    """A message passed its deadline without being delivered; it never will be."""
+    """A message passed its deadline without being delivered; it never will be. On the
+    receiving side one event may stand for a run of them (`count`), so that a gap of
+    thousands of messages costs one event, not thousands."""
 
     stream: int
     msg: int
-    """The message's number on its stream; -1 if it expired before any of it was sent."""
+    """The message's number on its stream (the run's first); -1 if it expired before any
+    of it was sent."""
     sent: bool
     """True on the sending side (it could not be sent in full in time), False on the
     receiving side (it did not arrive complete in time)."""
     handle: int = -1
     """On the sending side, the handle `Endpoint.send` returned for it; else -1."""
+    count: int = 1
+    """Receiving side: messages ``msg .. msg + count - 1`` all expired (always 1 on the
+    sending side)."""
 
 
 @attrs.frozen

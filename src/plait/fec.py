@@ -5,10 +5,12 @@ back for parity. A block is the records with data sequence ``base .. base + k' -
 m parity shards go out when k records are in, or when the block's flush deadline passes
 with k' < k (at 2 Mbps, waiting for ten 1200-byte packets would cost 48 ms).
 
-Receiver (`BlockDecoder`): keeps recent records (bounded) and open blocks (bounded). As
-soon as any k' shards of a block are in, it rebuilds the missing records and hands them
-on. Shards of unequal length work: each data shard is ``u16 length || record``,
-zero-padded to the block's longest (wire-format.md section 9). A rebuilt shard whose
+Receiver (`BlockDecoder`): keeps recent records and open blocks, both bounded in count
+and in bytes (a peer holding the key may send 65 kB records and parity for blocks that
+never existed), and both released once `hold_ns` old. As soon as any k' shards of a
+block are in, it rebuilds the missing records and hands them on. Shards of unequal
+length work: each data shard is ``u16 length || record``, zero-padded to the block's
+longest (wire-format.md section 9). A rebuilt shard whose
 length prefix or padding does not check out is never handed on.
 
 How much parity a block gets is the protection policy's choice (`plait.protection`,
@@ -18,6 +20,7 @@ How much parity a block gets is the protection policy's choice (`plait.protectio
 from __future__ import annotations
 
 import struct
+from collections import deque
 from collections.abc import Sequence
 from typing import Final
 
@@ -162,26 +165,36 @@ class BlockEncoder:
 
 
 class _Block:
-    __slots__ = ("base", "k", "m", "parity", "width")
+    __slots__ = ("base", "k", "m", "nbytes", "opened_at", "parity", "width")
 
-    def __init__(self, base: int, k: int, m: int, width: int) -> None:
+    def __init__(self, base: int, k: int, m: int, width: int, now: int) -> None:
         self.base, self.k, self.m, self.width = base, k, m, width
+        self.opened_at = now
         self.parity: dict[int, bytes] = {}
+        self.nbytes = 0
 
 
 class BlockDecoder:
-    """Rebuilds lost DATA records from parity; memory bounded by `max_blocks` open blocks
-    and `max_records` stored records (the oldest of each are evicted, and counted)."""
+    """Rebuilds lost DATA records from parity. Memory is bounded by `max_blocks` open
+    blocks holding at most `max_parity_bytes` of parity and `max_records` stored records
+    of at most `max_record_bytes` (the oldest of each are evicted, and counted); `expire`
+    with a time releases what is older than `hold_ns`."""
 
     __slots__ = (
+        "_arrivals",
         "_blocks",
         "_member",
         "_records",
         "codec",
+        "hold_ns",
         "max_blocks",
         "max_k",
         "max_m",
+        "max_parity_bytes",
+        "max_record_bytes",
         "max_records",
+        "parity_bytes",
+        "record_bytes",
         "stats",
     )
 
@@ -193,6 +206,9 @@ class BlockDecoder:
         max_records: int = 4096,
         max_k: int = 64,
         max_m: int = 16,
+        max_record_bytes: int = 4 * 1024 * 1024,
+        max_parity_bytes: int = 4 * 1024 * 1024,
+        hold_ns: int = 1_000_000_000,
     ) -> None:
         self.codec = codec
         self.max_blocks, self.max_records, self.max_k, self.max_m = (
@@ -201,8 +217,12 @@ class BlockDecoder:
             max_k,
             max_m,
         )
+        self.max_record_bytes, self.max_parity_bytes = max_record_bytes, max_parity_bytes
+        self.hold_ns = hold_ns
         self.stats = FecStats()
         self._records: dict[int, bytes] = {}
+        self._arrivals: deque[tuple[int, int]] = deque()  # (stored at, seq), oldest first
+        self.record_bytes = self.parity_bytes = 0
         self._blocks: dict[int, _Block] = {}
         self._member: dict[int, int] = {}  # data sequence -> base of its open block
 
@@ -214,32 +234,45 @@ class BlockDecoder:
     def stored_records(self) -> int:
         return len(self._records)
 
-    def on_data(self, seq: int, record: bytes) -> list[tuple[int, bytes]]:
-        """A DATA record arrived (or was rebuilt elsewhere); returns records rebuilt now."""
+    def on_data(self, seq: int, record: bytes, now: int = 0) -> list[tuple[int, bytes]]:
+        """A DATA record arrived (or was rebuilt elsewhere) at `now`; returns records
+        rebuilt now."""
         if seq in self._records:
             return []
-        self._store(seq, record)
+        self._store(seq, record, now)
         base = self._member.get(seq)
-        return [] if base is None else self._attempt(self._blocks[base])
+        return [] if base is None else self._attempt(self._blocks[base], now)
 
-    def _store(self, seq: int, record: bytes) -> None:
-        """Keep a record for blocks to come, within `max_records` (the oldest goes)."""
-        if len(self._records) >= self.max_records:
-            del self._records[next(iter(self._records))]
+    def _store(self, seq: int, record: bytes, now: int) -> None:
+        """Keep a record for blocks to come, within `max_records` and `max_record_bytes`
+        (the oldest go first)."""
+        if len(record) > self.max_record_bytes:
+            self.stats.drop("record too large to keep")
+            return
+        while self._arrivals and (
+            len(self._records) >= self.max_records
+            or self.record_bytes + len(record) > self.max_record_bytes
+        ):
+            self._forget_oldest()
             self.stats.drop("record evicted")
         self._records[seq] = record
+        self.record_bytes += len(record)
+        self._arrivals.append((now, seq))
 
-    def on_parity(self, seq_base: int, parity: Parity) -> list[tuple[int, bytes]]:
-        """A PARITY shard arrived; `seq_base` is its unwrapped base. Returns records
-        rebuilt now. Shards that cannot be right are dropped and counted."""
+    def _forget_oldest(self) -> None:
+        old = self._records.pop(self._arrivals.popleft()[1], None)
+        if old is not None:
+            self.record_bytes -= len(old)
+
+    def on_parity(self, seq_base: int, parity: Parity, now: int = 0) -> list[tuple[int, bytes]]:
+        """A PARITY shard arrived at `now`; `seq_base` is its unwrapped base. Returns
+        records rebuilt now. Shards that cannot be right are dropped and counted."""
         k, m = parity.count, parity.parity_count
         stats = self.stats
         stats.parity_received += 1
-        if k > self.max_k or m > self.max_m:
-            stats.drop("block too large")
-            return []
-        if len(parity.shard) < _LEN.size:  # a data shard holds at least its u16 length
-            stats.drop("parity shard too short")
+        too_large = k > self.max_k or m > self.max_m
+        if too_large or len(parity.shard) < _LEN.size:  # a data shard holds its u16 length
+            stats.drop("block too large" if too_large else "parity shard too short")
             return []
         block = self._blocks.get(seq_base)
         if block is None:
@@ -249,17 +282,32 @@ class BlockDecoder:
             if all(s in self._records for s in range(seq_base, seq_base + k)):
                 stats.blocks_complete += 1  # nothing missing: no need to open the block
                 return []
-            block = self._open(seq_base, k, m, len(parity.shard))
+            block = self._open(seq_base, k, m, len(parity.shard), now)
         elif (block.k, block.m, block.width) != (k, m, len(parity.shard)):
             stats.drop("inconsistent parity")
             return []
-        block.parity.setdefault(parity.index, parity.shard)
-        return self._attempt(block)
+        if parity.index in block.parity or self._keep(block, parity.index, parity.shard):
+            return self._attempt(block, now)
+        return []  # it alone outgrew the parity bytes: dropped (counted)
 
-    def _open(self, base: int, k: int, m: int, width: int) -> _Block:
+    def _keep(self, block: _Block, index: int, shard: bytes) -> bool:
+        """Add a shard to `block` within `max_parity_bytes`, the oldest blocks evicted
+        first; False if `block` itself had to go."""
+        block.parity[index] = shard
+        block.nbytes += len(shard)
+        self.parity_bytes += len(shard)
+        while self.parity_bytes > self.max_parity_bytes:
+            oldest = next(iter(self._blocks.values()))
+            self._close(oldest, lost=True)
+            self.stats.drop("block evicted")
+            if oldest is block:
+                return False
+        return True
+
+    def _open(self, base: int, k: int, m: int, width: int, now: int) -> _Block:
         if len(self._blocks) >= self.max_blocks:
             self._close(next(iter(self._blocks.values())), lost=True)
-        block = _Block(base, k, m, width)
+        block = _Block(base, k, m, width, now)
         self._blocks[base] = block
         for s in range(base, base + k):
             self._member[s] = base
@@ -267,6 +315,7 @@ class BlockDecoder:
 
     def _close(self, block: _Block, *, lost: bool) -> None:
         del self._blocks[block.base]
+        self.parity_bytes -= block.nbytes
         for s in range(block.base, block.base + block.k):
             self._member.pop(s, None)
         if lost:
@@ -274,13 +323,26 @@ class BlockDecoder:
             if missing:
                 self.stats.blocks_lost += 1
 
-    def expire(self, before_base: int) -> None:
+    def expire(self, before_base: int, now: int | None = None) -> None:
         """Give up on open blocks whose base is below `before_base` (their data is past
-        its deadline); those still missing data count as lost."""
+        its deadline), and, given `now`, on blocks and records older than `hold_ns`
+        (blocks that never complete, records no block claims); those blocks still
+        missing data count as lost."""
         for block in [b for b in self._blocks.values() if b.base < before_base]:
             self._close(block, lost=True)
+        if now is None:
+            return
+        limit = now - self.hold_ns
+        while self._blocks:
+            block = next(iter(self._blocks.values()))
+            if block.opened_at >= limit:
+                break
+            self._close(block, lost=True)
+        arrivals = self._arrivals
+        while arrivals and arrivals[0][0] < limit:
+            self._forget_oldest()
 
-    def _attempt(self, block: _Block) -> list[tuple[int, bytes]]:
+    def _attempt(self, block: _Block, now: int) -> list[tuple[int, bytes]]:
         base, k, records = block.base, block.k, self._records
         present = [j for j in range(k) if base + j in records]
         if len(present) == k:
@@ -310,7 +372,7 @@ class BlockDecoder:
                 return []
             rebuilt.append((base + j, got))
         for seq, record in rebuilt:
-            self._store(seq, record)
+            self._store(seq, record, now)
         self.stats.recovered += len(rebuilt)
         self.stats.blocks_recovered += 1
         self._close(block, lost=False)

@@ -22,17 +22,19 @@ from collections.abc import Callable
 from typing import Final
 
 from plait.config import Config, FecConfig
-from plait.fec import BlockEncoder
+from plait.fec import BlockDecoder, BlockEncoder
 from plait.linkset import LinkSet
 from plait.outbox import Item, Outbox
-from plait.protection import arq_rounds, choose_fec, needs_copy
+from plait.protection import arq_rounds, choose_protection, needs_copy, repair_loss
 from plait.rs import ErasureCodec, default_codec
 
-__all__ = ["FecSender", "codec"]
+__all__ = ["FecSender", "codec", "new_decoder", "new_encoder"]
 
 _TUNE_EVERY: Final = 500_000_000
 _BLOCKS_TRACKED: Final = 8
 _JUDGED: Final = 100  # datagrams a link's loss estimate must span to be trusted
+_INSURED_K: Final = 4  # outage insurance (one parity per block) up to 25 % of the data
+_UNJUDGED: Final = 0.03  # the loss assumed of a link not judged yet (FEC sizing)
 _LOSS_PRIOR: Final = 0.01  # the loss assumed of a link until then (copy decisions)
 _DATA_OVERHEAD: Final = 14  # a new fragment's item size over its payload
 _CODEC: list[ErasureCodec] = []  # one per process: stateless but for its caches
@@ -53,13 +55,21 @@ def new_encoder(fec: FecConfig | None, latency_ns: int) -> BlockEncoder | None:
     return BlockEncoder(codec(), fec.k, fec.m, flush)
 
 
+def new_decoder(latency_ns: int) -> BlockDecoder:
+    """A decoder that holds records and open blocks for the budget (at least 1 s): a
+    block not complete by then can no longer save anything in time."""
+    return BlockDecoder(codec(), hold_ns=max(1_000_000_000, latency_ns))
+
+
 class FecSender:
     """Spread and sizing of the blocks an `Outbox` sends."""
 
     __slots__ = (
         "_block_loss",
+        "_copies",
         "_next_tune",
         "_records_at",
+        "_repair_loss",
         "_spread",
         "_tuned_at",
         "authenticated",
@@ -81,6 +91,8 @@ class FecSender:
         self.authenticated = config.psk is not None
         self._records_at, self._tuned_at = 0, now  # records sent at the last tune
         self._block_loss = _LOSS_PRIOR  # the traffic-weighted loss of the links (copies)
+        self._repair_loss = 0.0  # ... as measured: what a re-send meets
+        self._copies = True  # the plan allows copies (within Config.max_protection)
         self._spread: dict[int, list[int]] = {}  # block base -> its datagrams per link
         self._next_tune = now
 
@@ -135,14 +147,23 @@ class FecSender:
         sent = records - self._records_at
         self._records_at, self._tuned_at = records, now
         k = max(1, min(fec.k, sent * flush // elapsed)) if sent else fec.k  # idle: as set
-        views = self.links.protection_views(self.feedback_ns, self.outbox.burst)
+        # a link whose loss is not judged yet (100 datagrams) counts as losing 3 %: the
+        # re-sends that fit may still do, where forcing parity until every link was
+        # judged cost the first seconds of each session (a 2 Mbit/s link among four
+        # takes 3 s to carry 100 datagrams of a 4 Mbit/s stream)
+        measured = self.links.protection_views(self.feedback_ns, self.outbox.burst)
+        views = [
+            (share, loss if ln.health.loss_span >= _JUDGED else max(loss, _UNJUDGED), first, rnd)
+            for ln, (share, loss, first, rnd) in zip(carrying, measured, strict=True)
+        ]
         total = sum(share for share, _, _, _ in views)
         self._block_loss = (
             sum(share * max(loss, _LOSS_PRIOR) for share, loss, _, _ in views) / total
             if total > 0
             else _LOSS_PRIOR
         )
-        m = choose_fec(
+        self._repair_loss = repair_loss(views)
+        m, self._copies = choose_protection(
             views,
             budget_ns=latency_ns,
             k=k,
@@ -157,15 +178,14 @@ class FecSender:
         outage_ns = max(
             (self.links.arq_times(ln.id, self.feedback_ns)[0] for ln in carrying), default=0
         )
-        if (
-            not self.authenticated
-            or any(ln.health.loss_span < _JUDGED for ln in carrying)
-            or (len(carrying) > 1 and latency_ns < outage_ns)
+        if not self.authenticated or (
+            len(carrying) > 1 and latency_ns < outage_ns and k >= _INSURED_K
         ):
-            # a link's loss is not known yet; or (no psk) anyone on the path can forge
+            # without a psk anyone on the path can forge
             # the acknowledgements re-sends rely on; or what a dying link held can only
             # be rebuilt from parity on the others (the spread keeps a block's share per
-            # link small)
+            # link small) - insurance bought only while it is cheap: with blocks of
+            # fewer records (a budget near the RTT) one parity would cost a copy
             m = max(m, 1)
         encoder.set_params(k, m, fec.flush_ns if fec.flush_ns is not None else flush)
 
@@ -178,7 +198,7 @@ class FecSender:
         a copy would cost a message behind it its turn."""
         links = self.links
         carrying = links.carrying()
-        if len(carrying) < 2:
+        if len(carrying) < 2 or not self._copies:
             return False
         behind = self.outbox.queued_bytes - (item.size - _DATA_OVERHEAD)  # not counting item
         if behind * 800 > usable_bps:
@@ -190,7 +210,7 @@ class FecSender:
         loss = health.loss if health.loss_span >= _JUDGED else max(health.loss, _LOSS_PRIOR)
         return needs_copy(
             loss,
-            min(ln.health.loss for ln in carrying),
+            self._repair_loss,
             arq_rounds(item.deadline - now, first, round_ns),
             self.code(),
             target=self.target_loss,

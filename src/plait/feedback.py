@@ -88,11 +88,12 @@ def handle_feedback(
     if fb.first_run:
         hi = SEQ32.unwrap(fb.largest, outbox.next_seq)
         lo = hi - fb.first_run + 1
-        outbox.on_acked(lo, hi)
-        for gap, run in fb.ranges:
+        ranges = [(lo, hi)]
+        for gap, run in fb.ranges:  # each below the last: disjoint
             hi = lo - gap - 1
             lo = hi - run + 1
-            outbox.on_acked(lo, hi)
+            ranges.append((lo, hi))
+        outbox.on_acked_ranges(ranges)
     # a backlog of more than ~10 ms at what the links carry now: demand exceeds them
     hungry = bool(fb.links) and outbox.queued_bytes * 800 > links.usable_bps()
     for report in fb.links:
@@ -111,9 +112,8 @@ def handle_feedback(
             rack = rtt.srtt + window if rtt.samples else timeouts[ln.id]
             outbox.on_link_report(report.link, highest, now, timeouts[ln.id], rack)
     for ln in links.links:  # what a link that fell silent holds, against the others' acks
-        rtt = ln.health.rtt
-        if rtt.samples:
-            outbox.on_overdue(ln.id, max(2_000_000, rtt.min_rtt // 4, 4_000 * ln.health.jitter.us))
+        if ln.health.rtt.samples:
+            outbox.on_overdue(ln.id, ln.overdue_window())
 
 
 def loss_timeout(config: Config, rtt: RttEstimator | None) -> int:

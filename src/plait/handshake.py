@@ -5,8 +5,13 @@ first acceptable HELLO and answers with its own nonce. With a pre-shared key bot
 directions' keys depend on both nonces, so nothing but HELLO is sealed before the
 exchange completes, and a replayed old HELLO cannot bring back old keys. Until the
 responder has authenticated a datagram other than HELLO (`lock`), a HELLO of another
-session replaces the one it adopted, so a replayed HELLO cannot lock the real initiator
-out.
+session replaces the one it adopted if it is *newer*, so a replayed HELLO cannot lock
+the real initiator out, and replayed old ones cannot take its place (WireGuard's
+handshake timestamp, in the first 8 bytes of the initiator's nonce: the µs of its clock
+when the endpoint was made; the rest is random). An adopted session that has not proved
+itself for `_HALF_OPEN_NS` may be replaced by any HELLO, so an initiator whose clock
+started again (a reboot) gets in. A repeated HELLO of the adopted session is answered
+at most once per `_ANSWER_GAP_NS` per link: replays are not answered at line rate.
 
 `Handshake` only decides; the endpoint sends the packets and reports the events.
 """
@@ -15,12 +20,16 @@ from __future__ import annotations
 
 import enum
 import random
+from typing import Final
 
 from plait import crypto
 from plait.errors import AuthenticationFailed
 from plait.wire import Buffer, Hello, PacketType, decode_body, encode_body
 
 __all__ = ["Handshake", "HelloOutcome"]
+
+_HALF_OPEN_NS: Final = 2_000_000_000
+_ANSWER_GAP_NS: Final = 20_000_000
 
 
 class HelloOutcome(enum.Enum):
@@ -35,13 +44,15 @@ class HelloOutcome(enum.Enum):
     ANSWER_AGAIN = 3
     """Responder: the initiator repeats its HELLO; our answer was lost."""
     REPEAT = 4
-    """Initiator: a repeated answer; nothing to do."""
+    """A repeated answer, or a repeated HELLO answered just before: nothing to do."""
 
 
 class Handshake:
     """HELLO state and session keys of one endpoint."""
 
     __slots__ = (
+        "_adopted_at",
+        "_answered",
         "_hello_key",
         "_psk",
         "_rng",
@@ -55,7 +66,7 @@ class Handshake:
         "session",
     )
 
-    def __init__(self, psk: bytes | None, initiator: bool, rng: random.Random) -> None:
+    def __init__(self, psk: bytes | None, initiator: bool, rng: random.Random, now: int) -> None:
         self._psk = psk
         self._rng = rng
         self._hello_key = crypto.hello_key(psk) if psk else b""
@@ -65,9 +76,12 @@ class Handshake:
         self.sealer: crypto.Sealer | None = None
         self.opener: crypto.Opener | None = None
         self.nonce_r = b""
+        self._adopted_at = 0
+        self._answered: dict[int, int] = {}  # link -> when a repeated HELLO was last answered
         if initiator:
             self.session = rng.getrandbits(32)
-            self.nonce_i = rng.randbytes(16)
+            stamp = ((now // 1000) & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "big")
+            self.nonce_i = stamp + rng.randbytes(16)[8:]  # the timestamp, then 8 random bytes
         else:
             self.session, self.nonce_i = -1, b""
 
@@ -113,13 +127,16 @@ class Handshake:
             return False
         return True
 
-    def on_hello(self, hello: Hello, session: int) -> HelloOutcome:
-        """Advance the exchange with a HELLO from the peer's `session`."""
+    def on_hello(self, hello: Hello | None, session: int, now: int, link: int) -> HelloOutcome:
+        """Advance the exchange with a HELLO from the peer's `session` on `link` (None:
+        the datagram did not hold one)."""
+        if hello is None:
+            return HelloOutcome.REJECT
         if self.initiator:
-            return self._answered(hello, session)
-        return self._asked(hello, session)
+            return self._on_answer(hello, session)
+        return self._asked(hello, session, now, link)
 
-    def _answered(self, hello: Hello, session: int) -> HelloOutcome:
+    def _on_answer(self, hello: Hello, session: int) -> HelloOutcome:
         if not hello.response or session != self.session:
             return HelloOutcome.REJECT
         if self.established:
@@ -136,17 +153,24 @@ class Handshake:
         self._derive()
         return HelloOutcome.ESTABLISHED
 
-    def _asked(self, hello: Hello, session: int) -> HelloOutcome:
+    def _asked(self, hello: Hello, session: int, now: int, link: int) -> HelloOutcome:
         if hello.response:
             return HelloOutcome.REJECT
         outcome = HelloOutcome.ESTABLISHED
         if self.session >= 0:
             if session == self.session and hello.nonce == self.nonce_i:
+                if now - self._answered.get(link, -_ANSWER_GAP_NS) < _ANSWER_GAP_NS:
+                    return HelloOutcome.REPEAT
+                self._answered[link] = now
                 return HelloOutcome.ANSWER_AGAIN
             if self.locked:
                 return HelloOutcome.REJECT  # one endpoint carries one session
+            older = hello.nonce[:8] <= self.nonce_i[:8]  # big-endian: bytes order as numbers
+            if older and now - self._adopted_at < _HALF_OPEN_NS:
+                return HelloOutcome.REJECT  # an older session's HELLO: a replay
             outcome = HelloOutcome.REPLACED
-        self.session, self.nonce_i = session, hello.nonce
+        self.session, self.nonce_i, self._adopted_at = session, hello.nonce, now
+        self._answered.clear()
         self.nonce_r = self._rng.randbytes(16)
         self._derive()
         return outcome

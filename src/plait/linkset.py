@@ -102,6 +102,12 @@ class Link:
         """What the link carries now, as estimated (the pacer's rate)."""
         return self.pacer.rate_bps
 
+    def overdue_window(self) -> int:
+        """How much later than expected a record on this link may reach the peer before
+        it counts as lost (`Outbox.on_overdue`): 2 ms, a quarter of the min RTT, or
+        four times the jitter, whichever is most."""
+        return max(2_000_000, self.rtt.min_rtt // 4, 4_000 * self.health.jitter.us)
+
 
 class LinkSet:
     """All links of a session, and the choice between them."""
@@ -394,8 +400,9 @@ class LinkSet:
         re-send of a lost datagram lands (the link's RTT, its minimum plus the queue it
         holds now, + the peer's feedback delay + a reordering window, + the rest of a
         loss burst of mean length `burst`, which hides the loss until a later datagram
-        arrives; then the fastest link's one-way delay and arrival margin), and how
-        long each further round takes (the fastest link's RTT + the feedback delay).
+        arrives, + the gap to the next datagram on any link; then the fastest link's
+        one-way delay and arrival margin), and how long each further round takes (the
+        fastest link's RTT + the feedback delay).
         (0, 0) before any RTT sample."""
         ln = self.links[link]
         rtt = ln.rtt
@@ -404,11 +411,15 @@ class LinkSet:
             return 0, 0
         fast = min(sampled, key=lambda x: (x.rtt.min_rtt, x.id))
         low = fast.rtt.min_rtt
-        detect = rtt.min_rtt + ln.capacity.queue_ns + feedback_ns
-        detect += max(1_000_000, rtt.min_rtt // 8)
+        detect = rtt.min_rtt + ln.capacity.queue_ns + feedback_ns + ln.overdue_window()
         used = ln.capacity.delivery_bps
         if burst > 1.0 and used > 0:  # datagrams on this link are this far apart
             detect += int((burst - 1.0) * 1228 * 8_000_000_000 / used)
+        # a loss shows once a later datagram, on any link, is acknowledged
+        # (`Outbox.on_overdue`): the next one leaves this long after it
+        total = sum(x.capacity.delivery_bps for x in sampled)
+        if total > 0:
+            detect += 1228 * 8_000_000_000 // total
         return detect + low // 2 + fast.margin_ns, low + feedback_ns
 
     def protection_views(self, feedback_ns: int, burst: float) -> list[LinkView]:

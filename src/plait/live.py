@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from plait import checks
 from plait._types import IntArg
-from plait.config import MAX_RATE_BPS, MIN_RATE_BPS, FecConfig, Scheduling
+from plait.clock import CallerTime
+from plait.config import MAX_RATE_BPS, MIN_RATE_BPS, FecConfig, Scheduling, check_budget
 from plait.errors import UsageError
 from plait.fec import BlockDecoder
-from plait.fecpolicy import FecSender, codec, new_encoder
+from plait.fecpolicy import FecSender, new_decoder, new_encoder
 from plait.linkset import LinkSet
 from plait.outbox import Outbox
 
@@ -27,6 +28,7 @@ class LiveChanges:
     latency_ns: int
     _fec: FecSender
     _decoder: BlockDecoder | None
+    _time: CallerTime
 
     def set_link_rate(self, link: IntArg, rate_bps: IntArg | None) -> None:
         """Set a link's ceiling (bit/s; None: none) without reconnecting. A number is
@@ -54,10 +56,12 @@ class LiveChanges:
             raise UsageError(f"scheduling must be a plait.Scheduling, got {scheduling!r}") from None
 
     def set_latency(self, latency_ns: IntArg) -> None:
-        """Change the default deadline budget for messages sent from now on (int ns, >= 1 ms)."""
+        """Change the default deadline budget for messages sent from now on (int ns, >= 1 ms
+        and at most 30 minutes, what the wire's deadline field carries)."""
         latency_ns = checks.ns("latency_ns", latency_ns)
         if latency_ns < 1_000_000:
             raise UsageError(f"latency_ns is in ns and must be >= 1 ms (1_000_000): {latency_ns}")
+        check_budget(latency_ns, "latency_ns")
         self.latency_ns = latency_ns
 
     def set_fec(self, fec: FecConfig | None, *, now: IntArg) -> None:
@@ -65,8 +69,8 @@ class LiveChanges:
         if fec is not None and not isinstance(fec, FecConfig):
             raise UsageError("fec must be a FecConfig or None")
         now = checks.ns("now", now)
-        self.outbox.flush_fec(now, force=True)
+        self.outbox.flush_fec(self._time.at(now), force=True)
         self._fec.config = fec
         self.outbox.fec = new_encoder(fec, self.latency_ns)
         if fec is not None and self._decoder is None:
-            self._decoder = BlockDecoder(codec())
+            self._decoder = new_decoder(self.latency_ns)

@@ -23,6 +23,7 @@ Rules:
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections import deque
 from collections.abc import Callable
@@ -142,6 +143,7 @@ class Outbox:
         "_inflight_bytes",
         "_inflight_expiry",
         "_links",
+        "_lowest",
         "_next_msg",
         "_parity",
         "_queued_bytes",
@@ -183,6 +185,7 @@ class Outbox:
         self.next_seq = 0
         self._inflight: dict[int, _Sent] = {}
         self._inflight_bytes = 0
+        self._lowest = 0  # no record below this is in flight (it only rises)
         self._inflight_expiry: list[tuple[int, int]] = []  # (deadline, seq)
         self._links: list[deque[tuple[int, int, int]]] = [deque() for _ in range(links)]
         self._runs = [0] * links  # per link: consecutive records lost so far
@@ -376,11 +379,30 @@ class Outbox:
 
     def on_acked(self, lo: int, hi: int) -> None:
         """The peer has data sequences lo..hi (unwrapped, inclusive)."""
+        self.on_acked_ranges([(lo, hi)])
+
+    def on_acked_ranges(self, ranges: list[tuple[int, int]]) -> None:
+        """The peer has the data sequences of `ranges` ((lo, hi), unwrapped, inclusive,
+        disjoint). Each is first cut to what may be in flight; then either the ranges are
+        walked or the in-flight records are (whichever is shorter), so a FEEDBACK costs
+        O(ranges + min(their length, records in flight)) however wide its ranges claim."""
         inflight = self._inflight
-        if hi - lo + 1 > len(inflight):
-            keys = [s for s in inflight if lo <= s <= hi]
+        low = self._lowest
+        while low < self.next_seq and low not in inflight:
+            low += 1
+        self._lowest = low
+        top = self.next_seq - 1
+        cut = [(max(lo, low), min(hi, top)) for lo, hi in ranges if hi >= low and lo <= top]
+        if sum(hi - lo + 1 for lo, hi in cut) <= len(inflight):
+            keys = [s for lo, hi in cut for s in range(lo, hi + 1) if s in inflight]
         else:
-            keys = [s for s in range(lo, hi + 1) if s in inflight]
+            cut.sort()
+            starts = [lo for lo, _ in cut]
+            keys = []
+            for seq in inflight:
+                i = bisect.bisect_right(starts, seq) - 1
+                if i >= 0 and seq <= cut[i][1]:
+                    keys.append(seq)
         arrival, owd = self._acked_arrival, self.owd
         for seq in keys:
             sent = inflight.pop(seq)

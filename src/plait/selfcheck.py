@@ -1,10 +1,11 @@
 """A deterministic self-check of framing and sequence windows.
 
-It is what ``plait demo`` runs until the network simulator lands: every packet type is
-built at random (from a seeded `random.Random`), round-tripped through the wire format
-and mutated to check that only canonical encodings are accepted; then a few links carry
-datagrams with loss, duplication and reordering across the 16-bit wrap, and each
-receive window's counts are checked against the truth.
+``plait selfcheck`` runs it (``plait demo`` runs whole sessions over the simulated
+network instead): every packet type is built at random (from a seeded `random.Random`),
+round-tripped through the wire format and mutated to check that only canonical
+encodings are accepted; then a few links carry datagrams with loss, duplication and
+reordering across the 16-bit wrap, and each receive window's counts are checked
+against the truth.
 """
 
 from __future__ import annotations
@@ -208,7 +209,7 @@ def render(report: SelfCheckReport) -> str:
     f = report.framing
     lines = [
         f"plait self-check, seed {report.seed}: framing and sequence windows",
-        "(the full demo over a simulated network arrives with plait.sim)",
+        "(whole sessions over a simulated network: plait demo)",
         "",
         f"framing  {f.packets} packets of {len(f.by_type)} types round-tripped, "
         f"{f.round_trip_failures} failures",

@@ -234,10 +234,11 @@ class _Run:
             self.trace.add(Record.RECEIVED, now, side, event.stream, event.msg, len(event.data))
             self.checker.on_received(_SIDES[side], event.data, event.stream, event.msg, now)
         elif isinstance(event, MessageExpired):
-            self.trace.add(Record.EXPIRED, now, side, event.stream, event.msg, event.sent)
-            self.checker.on_expired(
-                _SIDES[side], event.stream, event.msg, event.sent, now, event.handle
-            )
+            for msg in range(event.msg, event.msg + event.count):  # a receiver's run
+                self.trace.add(Record.EXPIRED, now, side, event.stream, msg, event.sent)
+                self.checker.on_expired(
+                    _SIDES[side], event.stream, msg, event.sent, now, event.handle
+                )
         elif isinstance(event, MessageUnconfirmed):
             self.trace.add(Record.UNCONFIRMED, now, side, event.stream, event.msg, event.handle)
             self.checker.on_unconfirmed(_SIDES[side], event.stream, event.msg, event.handle, now)
