@@ -174,8 +174,9 @@ def test_deadlines(open_pair: Callable[..., Opened]) -> None:
     for side in (a, b):
         stats = side.stats()
         assert stats.timers > 0
-        # typically < 0.1 ms (bench/adapters.py); generous for a loaded CI machine
-        assert stats.timer_late_p50_ns < 10_000_000, stats
+        # typically < 0.1 ms (bench/adapters.py); generous for a loaded CI machine (a
+        # p50 of 10+ ms was seen with four CPU-bound jobs on the 2 cores)
+        assert stats.timer_late_p50_ns < 30_000_000, stats
 
 
 def test_a_deadline_already_past_is_reported_not_raised(
