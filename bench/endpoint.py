@@ -1,7 +1,11 @@
 """End-to-end CPU cost per message: two plait Endpoints against two aioquic connections.
 
     taskset -c 0 python3 dev.py bench endpoint
-    taskset -c 0 .venv/bin/python bench/endpoint.py --profile   # + cProfile, plait psk
+    taskset -c 0 .venv/bin/python bench/endpoint.py --profile   # one run + cProfile, plait psk
+
+Both builds of the core in one command: 5 runs of each (``--runs``), alternating compiled
+and pure Python (``PLAIT_PURE_PYTHON=1``), each in a fresh interpreter; every figure is
+the median over the runs (only the pure build where the compiled one is not built).
 
 Needs aioquic in the venv (``.venv/bin/pip install aioquic``).
 
@@ -52,10 +56,13 @@ import argparse
 import cProfile
 import datetime
 import gc
+import json
+import os
 import pstats
 import random
 import ssl
 import statistics
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -445,15 +452,14 @@ def _profile(filler: bytes, top: int, quic: QuicPair) -> None:
         print(f"  {name:50} {measure(fn, batch=200, repeats=50)['median_ns'] / 1e3:6.2f} us")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--messages", type=int, default=MESSAGES, help="timed, per case")
-    parser.add_argument("--profile", action="store_true", help="also cProfile plait psk")
-    parser.add_argument("--top", type=int, default=15, help="profile rows to print")
-    args = parser.parse_args()
-    filler = random.Random(1200).randbytes(SIZE - 4)
-    cert = _certificate()
+#: Runs per build; each figure reported is the median of these.
+RUNS = 5
+_FIELDS = ("send_median_us", "receive_median_us", "background_mean_us")
 
+
+def _run_cases(messages: int, filler: bytes) -> list[Case]:
+    """One run: the four cases in interleaved rounds, every message checked."""
+    cert = _certificate()
     cases = [
         Case("plait (no psk)", lambda: PlaitPair(None)),
         Case("plait (psk)", lambda: PlaitPair(bytes(32))),
@@ -465,61 +471,113 @@ def main() -> None:
             case.name += f" ({case.pair.suite})"  # the suite the handshake settled on
     for case in cases:
         case.run(WARMUP, filler, timed=False)
-    per_round = max(1, args.messages // ROUNDS)
+    per_round = max(1, messages // ROUNDS)
     for _ in range(ROUNDS):
         for case in cases:
             case.run(per_round, filler, timed=True)
     for case in cases:
         case.check(filler)
+    return cases
 
-    summaries = {case.name: case.summary() for case in cases}
-    chacha = summaries[cases[3].name]["total_median_us"]
-    aes = summaries[cases[2].name]["total_median_us"]
+
+def _child(messages: int, filler: bytes) -> None:
+    """One run in this process (its build), as JSON on stdout, for `_both_builds`."""
+    cases = _run_cases(messages, filler)
+    rows = [
+        {"case": case.name, **case.summary(), "other": dict(case.pair.other_events)}
+        for case in cases
+    ]
+    print(json.dumps({"compiled": plait.COMPILED, "rows": rows}))
+
+
+def _both_builds(messages: int, runs: int) -> list[tuple[str, list[dict[str, object]]]]:
+    """`runs` runs of each build, alternating, each in a fresh interpreter; the builds
+    that exist here (the compiled one only if it is built)."""
+    builds = ["compiled", "pure"] if plait.COMPILED else ["pure"]
+    results: dict[str, list[list[dict[str, object]]]] = {build: [] for build in builds}
+    for run in range(runs):
+        for build in builds:
+            env = {k: v for k, v in os.environ.items() if k != "PLAIT_PURE_PYTHON"}
+            if build == "pure":
+                env["PLAIT_PURE_PYTHON"] = "1"
+            cmd = [sys.executable, __file__, "--child", "--messages", str(messages)]
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)  # noqa: S603  (this script)
+            got = json.loads(out.stdout)
+            if got["compiled"] != (build == "compiled"):
+                raise RuntimeError(f"asked for the {build} build, got compiled={got['compiled']}")
+            results[build].append(got["rows"])
+            print(f"  run {run + 1}/{runs} {build}: done", file=sys.stderr, flush=True)
+    return [(build, _medians(results[build])) for build in builds]
+
+
+def _medians(runs: list[list[dict[str, object]]]) -> list[dict[str, object]]:
+    """Per case, the median over runs of every figure, and of each run's ratios."""
+    rows = []
+    for index, first in enumerate(runs[0]):
+        per_run = [run[index] for run in runs]
+        row: dict[str, object] = {"case": first["case"], "runs": len(runs)}
+        for key, value in first.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                row[key] = round(statistics.median(float(r[key]) for r in per_run), 3)  # type: ignore[arg-type]  # a number, checked on the first run
+        for peer, column in ((2, "aes"), (3, "chacha20")):
+            ratios = [
+                float(r["total_median_us"]) / float(run[peer]["total_median_us"])  # type: ignore[arg-type]  # numbers from _child
+                for r, run in zip(per_run, runs, strict=True)
+            ]
+            row[f"ratio_vs_aioquic_{column}"] = round(statistics.median(ratios), 3)
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--messages", type=int, default=MESSAGES, help="timed, per case")
+    parser.add_argument("--runs", type=int, default=RUNS, help="runs per build (medians)")
+    parser.add_argument("--profile", action="store_true", help="also cProfile plait psk")
+    parser.add_argument("--top", type=int, default=15, help="profile rows to print")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    filler = random.Random(1200).randbytes(SIZE - 4)
+    if args.child:
+        _child(args.messages, filler)
+        return
+    if args.profile:
+        cases = _run_cases(args.messages, filler)
+        quic = cases[3].pair
+        assert isinstance(quic, QuicPair)  # the fourth case is aioquic's
+        _profile(filler, args.top, quic)
+        return
+    builds = _both_builds(args.messages, args.runs)
     print(
-        f"{SIZE}-byte messages, {per_round * ROUNDS} timed per case; us per message "
-        f"(plait: {LINKS} links at 1 Gbit/s, FEC 8+2)"
+        f"{SIZE}-byte messages, {args.messages} timed per case, medians of {args.runs} runs per "
+        f"build; us per message (plait: {LINKS} links at 1 Gbit/s, FEC 8+2)"
     )
     head = (
-        f"{'case':21} {'send med':>8} {'p99':>6} {'recv med':>8} {'p99':>6} {'bg mean':>7} "
+        f"{'build':9} {'case':21} {'send med':>8} {'recv med':>8} {'bg mean':>7} "
         f"{'s+r med':>7} {'total med':>9} {'p99':>6} {'msgs/s':>7} {'dgrams':>6} "
         f"{'vs ChaCha':>9} {'vs AES':>6}"
     )
     print(head)
-    rows: list[dict[str, object]] = []
-    for case in cases:
-        s = summaries[case.name]
-        ratio_chacha = s["total_median_us"] / chacha
-        ratio_aes = s["total_median_us"] / aes
-        print(
-            f"{case.name:21} {s['send_median_us']:8.1f} {s['send_p99_us']:6.1f} "
-            f"{s['receive_median_us']:8.1f} {s['receive_p99_us']:6.1f} "
-            f"{s['background_mean_us']:7.1f} {s['send_receive_median_us']:7.1f} "
-            f"{s['total_median_us']:9.1f} "
-            f"{s['total_p99_us']:6.1f} {s['messages_per_s']:7.0f} "
-            f"{s['datagrams_per_message']:6.2f} {ratio_chacha:9.2f} {ratio_aes:6.2f}",
-            flush=True,
-        )
-        rows.append(
-            {
-                "case": case.name,
-                **{k: round(v, 3) for k, v in s.items()},
-                "ratio_vs_aioquic_chacha20": round(ratio_chacha, 3),
-                "ratio_vs_aioquic_aes": round(ratio_aes, 3),
-                "other_events": dict(case.pair.other_events),
-            }
-        )
+    for build, rows in builds:
+        for s in rows:
+            print(
+                f"{build:9} {s['case']!s:21} {s['send_median_us']:8.1f} "
+                f"{s['receive_median_us']:8.1f} {s['background_mean_us']:7.1f} "
+                f"{s['send_receive_median_us']:7.1f} {s['total_median_us']:9.1f} "
+                f"{s['total_p99_us']:6.1f} {s['messages_per_s']:7.0f} "
+                f"{s['datagrams_per_message']:6.2f} {s['ratio_vs_aioquic_chacha20']:9.2f} "
+                f"{s['ratio_vs_aioquic_aes']:6.2f}",
+                flush=True,
+            )
     payload = {
-        "unit": "us per message",
+        "unit": "us per message, median of the runs' medians (ratios: median of each run's)",
         "message_bytes": SIZE,
         "plait": {"links": LINKS, "rate_bps": 1_000_000_000, "fec": "8+2"},
         "step_ns": STEP_NS,
-        "rows": rows,
+        "runs_per_build": args.runs,
+        "builds": dict(builds),
     }
     print(f"wrote {write_json('endpoint', payload)}")
-    if args.profile:
-        quic = cases[3].pair
-        assert isinstance(quic, QuicPair)
-        _profile(filler, args.top, quic)
 
 
 if __name__ == "__main__":

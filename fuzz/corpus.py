@@ -11,7 +11,9 @@ datagram is then a genuine datagram of the rebuilt session.
 
 `Session.endpoint()` returns a fresh copy of that established B in about 0.1 ms (an
 unpickled snapshot; the objects that never change, such as the config, the
-Reed-Solomon codec and the AEAD primitives, are shared instead of copied).
+Reed-Solomon codec and the AEAD primitives, are shared instead of copied). mypyc's
+native classes do not pickle, so in the compiled build it replays the handshake instead
+(about 1 ms).
 
 `write_corpus(name, ...)` writes seed files for the atheris harnesses into
 fuzz/corpus-NAME/ (gitignored). Everything here is deterministic: the same code always
@@ -254,18 +256,7 @@ class Session:
         self.sent = cap.a_to_b
         #: A's datagrams toward B in an older session of the same config and psk.
         self.old = capture(psk, OLD_SEED).a_to_b
-        rng_a, rng_b = random.Random(), random.Random()
-        rng_a.setstate(cap.states[0])  # type: ignore[arg-type]  # a getstate() value
-        rng_b.setstate(cap.states[1])  # type: ignore[arg-type]  # a getstate() value
-        a = plait.Endpoint(cap.config, initiator=True, now=cap.start, rng=rng_a)
-        b = plait.Endpoint(cap.config, initiator=False, now=cap.start, rng=rng_b)
-        for _ in range(3):  # HELLO, its answer, A's PROBEs: B is then established and locked
-            for data, link in a.datagrams_to_send(now=cap.start):
-                b.receive_datagram(data, link=link, now=cap.start)
-            for data, link in b.datagrams_to_send(now=cap.start):
-                a.receive_datagram(data, link=link, now=cap.start)
-        while b.next_event() is not None:
-            pass
+        b = self._handshake()
         self.session = b.session
         if not (b.established and b.session == wire.parse_header(self.sent[0].datagram)[1]):
             raise RuntimeError("the rebuilt session differs from the captured one")
@@ -278,7 +269,10 @@ class Session:
             crypto.session_keys(self.psk, session, nonce_i, nonce_r)[0] if self.psk else None
         )
         self.hello_key = crypto.hello_key(self.psk) if self.psk else b""
-        self._shared: dict[int, object] = {id(cap.config): cap.config, id(rng_b): rng_b}
+        self._shared: dict[int, object] = {id(cap.config): cap.config, id(b._rng): b._rng}
+        self._snapshot = b""
+        if plait.COMPILED:  # mypyc's native classes do not pickle: endpoint() replays
+            return
         decoder = b._decoder  # its codec is shared: stateless but for caches
         if decoder is not None:
             self._shared[id(decoder.codec)] = decoder.codec
@@ -286,9 +280,29 @@ class Session:
         _Pickler(buffer, self._shared).dump(b)
         self._snapshot = buffer.getvalue()
 
+    def _handshake(self) -> plait.Endpoint:
+        """B rebuilt from the captured generator states: HELLOs and A's first PROBEs."""
+        cap = self.capture
+        rng_a, rng_b = random.Random(), random.Random()
+        rng_a.setstate(cap.states[0])  # type: ignore[arg-type]  # a getstate() value
+        rng_b.setstate(cap.states[1])  # type: ignore[arg-type]  # a getstate() value
+        a = plait.Endpoint(cap.config, initiator=True, now=cap.start, rng=rng_a)
+        b = plait.Endpoint(cap.config, initiator=False, now=cap.start, rng=rng_b)
+        for _ in range(3):  # HELLO, its answer, A's PROBEs: B is then established and locked
+            for data, link in a.datagrams_to_send(now=cap.start):
+                b.receive_datagram(data, link=link, now=cap.start)
+            for data, link in b.datagrams_to_send(now=cap.start):
+                a.receive_datagram(data, link=link, now=cap.start)
+        while b.next_event() is not None:
+            pass
+        return b
+
     def endpoint(self) -> plait.Endpoint:
-        """A fresh copy of B, just established (HELLOs and A's first PROBEs received),
-        in about 0.1 ms."""
+        """A fresh copy of B, just established (HELLOs and A's first PROBEs received):
+        unpickled from a snapshot in about 0.1 ms, or, in the compiled build (whose
+        native classes do not pickle), rebuilt by replaying the handshake."""
+        if plait.COMPILED:
+            return self._handshake()
         endpoint = _Unpickler(io.BytesIO(self._snapshot), self._shared).load()
         if not isinstance(endpoint, plait.Endpoint):
             raise TypeError("the snapshot is not an Endpoint")

@@ -7,11 +7,20 @@ back datagrams, deadlines and events. It never reads a clock, opens a socket or 
     a = plait.Endpoint(cfg, initiator=True, now=0)
 
 See README.md and docs/ for the loop that drives an endpoint.
+
+`plait.COMPILED` tells whether the core's modules were compiled with mypyc (the default
+where a C compiler was there at install) or are the pure-Python ones
+(`PLAIT_PURE_PYTHON=1` forces those); both behave the same.
 """
 
 from __future__ import annotations
 
-from plait import errors, seq, wire
+import sys
+from typing import Final
+
+# _build comes first (it sorts first): importing it chooses the compiled or the
+# pure-Python modules before any of them is loaded
+from plait import _build, errors, seq, wire
 from plait.config import Config, FecConfig, HealthConfig, LinkConfig, Scheduling
 from plait.endpoint import Endpoint
 from plait.events import (
@@ -33,6 +42,7 @@ from plait.links import LinkState
 from plait.stats import FecStatsSnapshot, LinkStats, Stats
 
 __all__ = [
+    "COMPILED",
     "CloseReason",
     "Config",
     "Endpoint",
@@ -63,3 +73,6 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+#: Whether the core runs as mypyc-compiled C extensions (else as pure Python).
+COMPILED: Final = _build.is_compiled(sys.modules["plait.endpoint"])

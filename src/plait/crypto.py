@@ -37,7 +37,6 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Final
 
 import attrs
@@ -80,24 +79,23 @@ _LINK_COUNT: Final = 256
 _LINK_BYTE: Final = tuple(bytes((link,)) for link in range(_LINK_COUNT))
 
 
-def _redacted(value: bytes) -> str:
-    return f"<{len(value)} bytes>"
-
-
-def _check_size(name: str, size: int) -> Callable[[object, attrs.Attribute[bytes], bytes], None]:
-    def check(_instance: object, _attribute: attrs.Attribute[bytes], value: bytes) -> None:
-        if len(value) != size:
-            raise UsageError(f"{name} must be {size} bytes")
-
-    return check
-
-
-@attrs.frozen
+@attrs.frozen(repr=False)
 class DirectionKeys:
     """The ChaCha20-Poly1305 key and iv of one direction of one session."""
 
-    key: bytes = attrs.field(repr=_redacted, validator=_check_size("key", KEY_SIZE))
-    iv: bytes = attrs.field(repr=_redacted, validator=_check_size("iv", AEAD_NONCE_SIZE))
+    key: bytes
+    iv: bytes
+
+    # checked here rather than by `attrs.field` validators: a class-level `attrs.field()`
+    # default fails at import when mypyc compiles this module
+    def __attrs_post_init__(self) -> None:
+        if len(self.key) != KEY_SIZE:
+            raise UsageError(f"key must be {KEY_SIZE} bytes")
+        if len(self.iv) != AEAD_NONCE_SIZE:
+            raise UsageError(f"iv must be {AEAD_NONCE_SIZE} bytes")
+
+    def __repr__(self) -> str:
+        return f"DirectionKeys(key=<{len(self.key)} bytes>, iv=<{len(self.iv)} bytes>)"
 
 
 # --- key schedule (§8) -----------------------------------------------------------------

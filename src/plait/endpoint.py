@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Final
 
 from plait import checks
+from plait._types import IntArg
 from plait.clock import CallerTime, ClockMap
 from plait.config import Config, check_budget
 from plait.errors import AuthenticationFailed, MalformedPacket, SessionClosedError, UsageError
@@ -86,7 +87,7 @@ class Endpoint(LiveChanges):
     back (`plait.clock.CallerTime`). Live changes come from `plait.live.LiveChanges`."""
 
     def __init__(
-        self, config: Config, *, initiator: bool, now: int, rng: random.Random | None = None
+        self, config: Config, *, initiator: bool, now: IntArg, rng: random.Random | None = None
     ) -> None:
         """
         Args:
@@ -99,6 +100,7 @@ class Endpoint(LiveChanges):
         """
         if not isinstance(config, Config):
             raise UsageError("config must be a plait.Config")
+        now = checks.ns("now", now)
         self._time = CallerTime(now)  # an int >= 0, or UsageError
         self.config = config
         self.initiator = initiator
@@ -156,11 +158,11 @@ class Endpoint(LiveChanges):
 
     def send(
         self,
-        data: bytes,
+        data: Buffer,
         *,
-        now: int,
-        stream: int = 0,
-        deadline: int | None = None,
+        now: IntArg,
+        stream: IntArg = 0,
+        deadline: IntArg | None = None,
         duplicate: str | None = None,
     ) -> int:
         """Queue a message; returns its handle (see `MessageExpired.handle`).
@@ -183,8 +185,8 @@ class Endpoint(LiveChanges):
         if type(data) is not bytes or len(data) > self.config.max_message:
             data = checks.data(data, self.config.max_message)  # bytes, or UsageError
         if type(now) is not int or (deadline is not None and type(deadline) is not int):
-            checks.ns("now", now)
-            checks.optional_ns("deadline", deadline)
+            now = checks.ns("now", now)
+            deadline = checks.optional_ns("deadline", deadline)
         if duplicate not in _COPIES:
             raise UsageError('duplicate must be None, "best2" or "all"')
         now = max(now, self._time.now)  # the clock moves only once nothing can be refused
@@ -201,10 +203,10 @@ class Endpoint(LiveChanges):
             self.outbox.shed(now)
         return handle
 
-    def datagrams_to_send(self, *, now: int) -> list[tuple[bytes, int]]:
+    def datagrams_to_send(self, *, now: IntArg) -> list[tuple[bytes, int]]:
         """Every datagram due by `now`, as (datagram, link id), pacing respected."""
         if type(now) is not int:  # inline: this runs per datagram (a call costs ~50 ns)
-            checks.ns("now", now)
+            now = checks.ns("now", now)
         now, out = self._time.at(now), []
         while self._control:
             link, ptype, body, force_echo = self._control.popleft()
@@ -248,7 +250,7 @@ class Endpoint(LiveChanges):
             self.outbox.defer(deferred)
         return out
 
-    def receive_datagram(self, data: Buffer, *, link: int, now: int) -> bool:
+    def receive_datagram(self, data: Buffer, *, link: IntArg, now: IntArg) -> bool:
         """Feed one datagram that arrived on `link`. Never raises on its contents.
         Returns True when it was accepted as the peer's (with a psk: authenticated and
         fresh) and the newest on its link, False if dropped (counted in `Stats.drops`) or
@@ -259,7 +261,7 @@ class Endpoint(LiveChanges):
         if type(link) is not int or not 0 <= link < len(self.links):
             raise UsageError(f"no link {link!r}: a link id is an int in 0..{len(self.links) - 1}")
         if type(now) is not int:  # inline, as in datagrams_to_send
-            checks.ns("now", now)
+            now = checks.ns("now", now)
         ln, now = self.links.links[link], self._time.at(now)
         before, highest = ln.datagrams_in, ln.health.inbound.highest
         try:
@@ -306,7 +308,7 @@ class Endpoint(LiveChanges):
         best = min(best, self._life.due)
         return None if best == _NEVER else best
 
-    def handle_timer(self, *, now: int) -> None:
+    def handle_timer(self, *, now: IntArg) -> None:
         """Do whatever is due by `now`. Safe to call early, late or twice."""
         now = self._time.at(checks.ns("now", now))
         if self.closed:
@@ -339,13 +341,13 @@ class Endpoint(LiveChanges):
             self._fec.tune(now, self.latency_ns)
         self._life.on_timer(now)
 
-    def close(self, *, now: int, code: int = 0, abort: bool = False) -> None:
+    def close(self, *, now: IntArg, code: IntArg = 0, abort: bool = False) -> None:
         """End the session. By default it lingers (`state` CLOSING): `send` refuses, and
         what was handed over keeps going until each message is acknowledged or reaches
         its deadline (then `MessageExpired`/`MessageUnconfirmed`); then CLOSE (with
         `code`, 0..65535) goes out and `SessionClosed` follows. With `abort`, at once:
         every message not yet acknowledged is reported. Idempotent (abort may follow)."""
-        checks.ns("now", now)
+        now = checks.ns("now", now)
         self._life.close(code, abort, self._time.at(now))
 
     # --- sending internals ------------------------------------------------------------------

@@ -24,6 +24,7 @@ import enum
 from collections.abc import Callable, Sequence
 from typing import Final
 
+from plait._types import IntArg
 from plait.config import Config
 from plait.errors import AuthenticationFailed, UsageError
 from plait.events import CloseReason, Event, SessionClosed
@@ -139,7 +140,7 @@ class Lifecycle:
 
     # --- the end -----------------------------------------------------------------------------
 
-    def close(self, code: int, abort: bool, now: int) -> None:
+    def close(self, code: IntArg, abort: bool, now: int) -> None:
         """`Endpoint.close`: linger (CLOSING), or with `abort` end now."""
         if type(code) is not int or not 0 <= code <= 0xFFFF:
             raise UsageError(f"code must be an int in 0..65535, got {code!r}")

@@ -8,6 +8,7 @@ with a `UsageError` before anything changes (times in int ns, rates in int bit/s
 from __future__ import annotations
 
 from plait import checks
+from plait._types import IntArg
 from plait.clock import CallerTime
 from plait.config import MAX_RATE_BPS, MIN_RATE_BPS, FecConfig, Scheduling, check_budget
 from plait.errors import UsageError
@@ -29,7 +30,7 @@ class LiveChanges:
     _decoder: BlockDecoder | None
     _time: CallerTime
 
-    def set_link_rate(self, link: int, rate_bps: int | None) -> None:
+    def set_link_rate(self, link: IntArg, rate_bps: IntArg | None) -> None:
         """Set a link's ceiling (bit/s; None: none) without reconnecting. A number is
         also taken as its rate until measurement says otherwise (`plait.capacity`)."""
         if type(link) is not int or not 0 <= link < len(self.links.links):
@@ -54,19 +55,20 @@ class LiveChanges:
         except ValueError:
             raise UsageError(f"scheduling must be a plait.Scheduling, got {scheduling!r}") from None
 
-    def set_latency(self, latency_ns: int) -> None:
+    def set_latency(self, latency_ns: IntArg) -> None:
         """Change the default deadline budget for messages sent from now on (int ns, >= 1 ms
         and at most 30 minutes, what the wire's deadline field carries)."""
-        if checks.ns("latency_ns", latency_ns) < 1_000_000:
+        latency_ns = checks.ns("latency_ns", latency_ns)
+        if latency_ns < 1_000_000:
             raise UsageError(f"latency_ns is in ns and must be >= 1 ms (1_000_000): {latency_ns}")
         check_budget(latency_ns, "latency_ns")
         self.latency_ns = latency_ns
 
-    def set_fec(self, fec: FecConfig | None, *, now: int) -> None:
+    def set_fec(self, fec: FecConfig | None, *, now: IntArg) -> None:
         """Change FEC for blocks started from now on (None: off); the open block is flushed."""
         if fec is not None and not isinstance(fec, FecConfig):
             raise UsageError("fec must be a FecConfig or None")
-        checks.ns("now", now)
+        now = checks.ns("now", now)
         self.outbox.flush_fec(self._time.at(now), force=True)
         self._fec.config = fec
         self.outbox.fec = new_encoder(fec, self.latency_ns)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import ClassVar, Final, assert_never
+from typing import Final, assert_never
 
 import attrs
 
@@ -131,7 +131,12 @@ class Header:
 class Data:
     """A message, or one fragment of one (``frag_count > 1``)."""
 
-    TYPE: ClassVar[PacketType] = PacketType.DATA
+    # TYPE is a property, not a ClassVar: mypyc writes any class attribute into a
+    # compiled class's __annotations__ as a plain type, and attrs takes it for a field
+    @property
+    def TYPE(self) -> PacketType:  # noqa: N802  (a constant of the record type)
+        return PacketType.DATA
+
     seq: int
     """Session-wide data sequence (u32, wraps): dedup across links, FEC block membership."""
     deadline: int
@@ -149,7 +154,10 @@ class Data:
 class Parity:
     """Parity shard `index` of a block of `count` DATA records, seqs base .. base+count-1."""
 
-    TYPE: ClassVar[PacketType] = PacketType.PARITY
+    @property
+    def TYPE(self) -> PacketType:  # noqa: N802  (a constant of the record type)
+        return PacketType.PARITY
+
     base: int
     """Data sequence of the block's first DATA record: the block id."""
     count: int
@@ -186,7 +194,10 @@ class Feedback:
     means nothing has been received yet (and then there are no ranges).
     """
 
-    TYPE: ClassVar[PacketType] = PacketType.FEEDBACK
+    @property
+    def TYPE(self) -> PacketType:  # noqa: N802  (a constant of the record type)
+        return PacketType.FEEDBACK
+
     largest: int
     first_run: int
     ranges: tuple[tuple[int, int], ...] = ()
@@ -197,7 +208,10 @@ class Feedback:
 class Probe:
     """Keepalive / RTT probe, optionally padded with zeros (path MTU checks)."""
 
-    TYPE: ClassVar[PacketType] = PacketType.PROBE
+    @property
+    def TYPE(self) -> PacketType:  # noqa: N802  (a constant of the record type)
+        return PacketType.PROBE
+
     padding: int = 0
 
 
@@ -205,14 +219,19 @@ class Probe:
 class ProbeAck:
     """Answer to a PROBE; the header's echo carries the probe's timestamp."""
 
-    TYPE: ClassVar[PacketType] = PacketType.PROBE_ACK
+    @property
+    def TYPE(self) -> PacketType:  # noqa: N802  (a constant of the record type)
+        return PacketType.PROBE_ACK
 
 
 @attrs.frozen(kw_only=True)
 class Hello:
     """Session start. The nonce feeds the key schedule when the session has a psk."""
 
-    TYPE: ClassVar[PacketType] = PacketType.HELLO
+    @property
+    def TYPE(self) -> PacketType:  # noqa: N802  (a constant of the record type)
+        return PacketType.HELLO
+
     nonce: bytes
     response: bool = False
 
@@ -221,7 +240,10 @@ class Hello:
 class Close:
     """The sender closes the session."""
 
-    TYPE: ClassVar[PacketType] = PacketType.CLOSE
+    @property
+    def TYPE(self) -> PacketType:  # noqa: N802  (a constant of the record type)
+        return PacketType.CLOSE
+
     code: int
 
 
