@@ -22,14 +22,18 @@ Needs root, ``ip`` and ``tc`` (with tbf); skipped with the reason otherwise.
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.netns_setup import PSK, Procs, ip, pct, run, shaped_namespaces
 
@@ -52,6 +56,8 @@ IMPAIR_LATE_MAX_P99_US: Final = 10_000
 within 10 ms of its time. It measured p99 0.1 ms on a machine with one busy core and
 1.9-5.8 ms on this 2-vCPU VM shared with other test runs; beyond 10 ms the "network"
 itself, not plait, would be what the latencies measure."""
+METRICS_PORT: Final = 9100
+"""Relay A's Prometheus endpoint, inside namespace A."""
 STARVED_MS: Final = LATENCY_MS / 2
 """A machine that held an ordinary process up longer than this (the canary) makes the
 run inconclusive: the relays, ordinary processes too, could not meet the deadline."""
@@ -90,9 +96,14 @@ def test_relay_over_four_shaped_lossy_links(namespaces: tuple[str, str], tmp_pat
         procs.start("sink", ns_b, [*helper, "sink", "--bind", "127.0.0.1:9000", *rt])
         procs.start("impair", ns_b, [*helper, "forward", *impair, "--loss", str(LOSS), *rt])
         procs.start("canary", ns_b, [*helper, "canary"])
+        stats_log = tmp_path / "relay_b.jsonl"
         argv_b = [*relay, *links_b, "--forward", "127.0.0.1:9000", "--once"]
+        argv_b += ["--stats-log", str(stats_log)]
         procs.start("relay_b", ns_b, argv_b)
-        procs.start("relay_a", ns_a, [*relay, *links_a, "--listen", ":5000", "--initiator"])
+        metrics = ["--metrics-listen", f"127.0.0.1:{METRICS_PORT}"]
+        procs.start(
+            "relay_a", ns_a, [*relay, *links_a, "--listen", ":5000", "--initiator", *metrics]
+        )
         procs.wait_for("relay_a", "established", 20.0)
         procs.wait_for("relay_b", "established", 5.0)
         # Every link carrying at both ends before the stream starts: a responder that
@@ -101,6 +112,11 @@ def test_relay_over_four_shaped_lossy_links(namespaces: tuple[str, str], tmp_pat
             procs.wait_carrying(name, range(len(RATES_MBIT)), 20.0)
         stream = ["--to", "127.0.0.1:5000", "--rate-bps", str(STREAM_BPS), "--size", str(SIZE)]
         procs.start("source", ns_a, [*helper, "source", *stream, "--seconds", str(SECONDS)])
+        # relay A's live metrics, scraped inside its namespace twice while the stream runs
+        time.sleep(SECONDS / 3)
+        scrapes = [_scrape(ns_a, METRICS_PORT)]
+        time.sleep(SECONDS / 3)
+        scrapes.append(_scrape(ns_a, METRICS_PORT))
         assert procs.procs["source"].wait(SECONDS + 10.0) == 0, procs.err("source")
         time.sleep(0.5)  # the last datagrams' deadlines
         assert procs.stop("relay_a") == 0, procs.err("relay_a")  # Ctrl-C: CLOSE to B
@@ -116,6 +132,7 @@ def test_relay_over_four_shaped_lossy_links(namespaces: tuple[str, str], tmp_pat
     (tmp_path / "netns.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     print(f"  written    {tmp_path / 'netns.json'}")
 
+    _check_metrics(scrapes, stats_log)
     sent, sink = load["source"]["sent"], load["sink"]
     assert sink["corrupt"] == sink["duplicates"] == sink["reordered"] == 0  # in order, once
     assert "Traceback" not in procs.err("relay_a") + procs.err("relay_b")
@@ -156,6 +173,52 @@ def test_relay_over_four_shaped_lossy_links(namespaces: tuple[str, str], tmp_pat
     repair_ms = 2 * max(DELAYS_MS) + 10.0  # one slow round trip + the feedback delay
     assert lat["p99"] <= max(floors) + repair_ms + 15.0 + slack, (lat, slack)
     assert lat["max"] <= LATENCY_MS + 10.0 + held["max"] / 1000, (lat, held)
+
+
+Scrape = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def _scrape(ns: str, port: int) -> Scrape:
+    """Relay A's /metrics, fetched inside `ns` and parsed by prometheus-client's own
+    parser: {(name, labels): value}."""
+    fetch = (
+        "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("
+        f"'http://127.0.0.1:{port}/metrics', timeout=10).read().decode())"
+    )
+    text = subprocess.run(  # noqa: S603  (this interpreter, a fixed one-liner)
+        ["ip", "netns", "exec", ns, sys.executable, "-c", fetch],  # noqa: S607
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    out: Scrape = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
+def _check_metrics(scrapes: list[Scrape], stats_log: Path) -> None:
+    """Both scrapes have every link's metrics; the counters only grew between them, and
+    so did relay B's --stats-log lines."""
+    first, second = scrapes
+    for link in map(str, range(len(RATES_MBIT))):
+        lab = (("link", link),)
+        assert second["plait_link_sent_bytes_total", lab] > 0
+        assert 0 < second["plait_link_rtt_seconds", lab] < 1.0
+        assert second["plait_link_capacity_bytes_per_second", lab] > 0
+    assert (
+        second["plait_relay_carried_datagrams_total", ()]
+        > first["plait_relay_carried_datagrams_total", ()]
+        > 0
+    )
+    counters = [k for k in first if k[0].endswith("_total")]
+    assert all(second[k] >= first[k] for k in counters), counters
+    records = [json.loads(line) for line in stats_log.read_text().splitlines()]
+    assert len(records) >= 3
+    for earlier, later in itertools.pairwise(records):
+        assert all(later[k] >= earlier[k] for k in ("emitted", "delivered", "repairs"))
 
 
 def _report(load: dict[str, Any], elapsed: float) -> dict[str, Any]:
