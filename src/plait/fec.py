@@ -39,15 +39,30 @@ def shards_of(records: Sequence[bytes]) -> list[bytes]:
     return [_LEN.pack(len(r)) + r + bytes(width - 2 - len(r)) for r in records]
 
 
-def _record_of(shard: bytes) -> bytes | None:
-    """The record inside a rebuilt shard, or None if its prefix or padding is wrong."""
-    if len(shard) < _LEN.size:
+def _joined(records: Sequence[bytes]) -> bytes:
+    """`shards_of(records)` end to end, built in one copy."""
+    width = 2 + max(map(len, records))
+    parts: list[bytes] = []
+    last, prefix = -1, b""
+    for r in records:
+        n = len(r)
+        if n != last:  # records mostly share one length: one prefix for them all
+            last, prefix = n, _LEN.pack(n)
+        parts.append(prefix)
+        parts.append(r)
+        if n + 2 < width:
+            parts.append(bytes(width - 2 - n))
+    return b"".join(parts)
+
+
+def _record_at(whole: bytes, start: int, width: int) -> bytes | None:
+    """The record in the rebuilt shard ``whole[start : start + width]`` (width >= 2), or
+    None if its length prefix or padding is wrong."""
+    (length,) = _LEN.unpack_from(whole, start)
+    end, stop = start + 2 + length, start + width
+    if end > stop or whole.count(0, end, stop) != stop - end:
         return None
-    (length,) = _LEN.unpack_from(shard)
-    end = 2 + length
-    if end > len(shard) or shard.count(0, end) != len(shard) - end:
-        return None
-    return shard[2:end]
+    return whole[start + 2 : end]
 
 
 class FecStats:
@@ -85,7 +100,9 @@ class BlockEncoder:
 
     __slots__ = (
         "_base",
-        "_block",
+        "_block_flush",
+        "_block_k",
+        "_block_m",
         "_opened_at",
         "_records",
         "codec",
@@ -101,7 +118,7 @@ class BlockEncoder:
         self._records: list[bytes] = []
         self._base = 0
         self._opened_at = 0
-        self._block = (0, 0, 0)  # (k, m, flush_ns) of the open block
+        self._block_k = self._block_m = self._block_flush = 0  # k, m, flush_ns of the open block
         self.k = self.m = self.flush_ns = 0
         self.set_params(k, m, flush_ns)
 
@@ -125,24 +142,25 @@ class BlockEncoder:
     def add(self, seq: int, record: bytes, now: int) -> list[Parity]:
         """Add the record just sent with data sequence `seq` (one more than the last);
         returns the block's parity if this record completes it."""
-        if not self._records:
+        records = self._records
+        if not records:
             if not self.m:
                 return []  # no FEC for now: nothing to keep
             self._base, self._opened_at = seq, now
-            self._block = (self.k, self.m, self.flush_ns)
-        elif seq != self._base + len(self._records):
-            raise UsageError(f"record {seq} does not follow {self._base + len(self._records) - 1}")
-        self._records.append(record)
+            self._block_k, self._block_m, self._block_flush = self.k, self.m, self.flush_ns
+        elif seq != self._base + len(records):
+            raise UsageError(f"record {seq} does not follow {self._base + len(records) - 1}")
+        records.append(record)
         self.stats.data_bytes += len(record)
-        return self._close() if len(self._records) >= self._block[0] else []
+        return self._close() if len(records) >= self._block_k else []
 
     def deadline(self) -> int | None:
         """When the open block must be flushed, if one is open."""
-        return self._opened_at + self._block[2] if self._records else None
+        return self._opened_at + self._block_flush if self._records else None
 
     def on_timer(self, now: int) -> list[Parity]:
         """Flush the open block if its deadline has passed."""
-        if self._records and now >= self._opened_at + self._block[2]:
+        if self._records and now >= self._opened_at + self._block_flush:
             return self._close()
         return []
 
@@ -152,26 +170,28 @@ class BlockEncoder:
 
     def _close(self) -> list[Parity]:
         records, self._records = self._records, []
-        k, m = len(records), self._block[1]
-        parity = self.codec.parity(k, m, shards_of(records))
+        k, m, base = len(records), self._block_m, self._base
+        parity = self.codec.encode(k, m, _joined(records))
         stats = self.stats
         stats.blocks_sent += 1
-        stats.parity_sent += len(parity)
-        stats.parity_bytes += sum(map(len, parity))
+        stats.parity_sent += m
+        stats.parity_bytes += m * len(parity[0])
         return [
-            Parity(base=self._base, count=k, parity_count=m, index=i, shard=shard)
-            for i, shard in enumerate(parity)
+            Parity(base=base, count=k, parity_count=m, index=i, shard=parity[i]) for i in range(m)
         ]
 
 
 class _Block:
-    __slots__ = ("base", "k", "m", "nbytes", "opened_at", "parity", "width")
+    """An open block: its parity so far, and how many of its records are stored."""
 
-    def __init__(self, base: int, k: int, m: int, width: int, now: int) -> None:
+    __slots__ = ("base", "have", "k", "m", "nbytes", "opened_at", "parity", "width")
+
+    def __init__(self, base: int, k: int, m: int, width: int, now: int, have: int) -> None:
         self.base, self.k, self.m, self.width = base, k, m, width
         self.opened_at = now
         self.parity: dict[int, bytes] = {}
         self.nbytes = 0
+        self.have = have  # records of base .. base + k - 1 in the decoder's store
 
 
 class BlockDecoder:
@@ -237,56 +257,73 @@ class BlockDecoder:
     def on_data(self, seq: int, record: bytes, now: int = 0) -> list[tuple[int, bytes]]:
         """A DATA record arrived (or was rebuilt elsewhere) at `now`; returns records
         rebuilt now."""
-        if seq in self._records:
+        if seq in self._records or not self._store(seq, record, now):
             return []
-        self._store(seq, record, now)
         base = self._member.get(seq)
-        return [] if base is None else self._attempt(self._blocks[base], now)
+        if base is None:
+            return []
+        block = self._blocks[base]
+        block.have += 1
+        return self._attempt(block, now)
 
-    def _store(self, seq: int, record: bytes, now: int) -> None:
+    def _store(self, seq: int, record: bytes, now: int) -> bool:
         """Keep a record for blocks to come, within `max_records` and `max_record_bytes`
-        (the oldest go first)."""
-        if len(record) > self.max_record_bytes:
+        (the oldest go first); False if it is too large to keep. The caller counts it
+        in its open block, if any."""
+        size = len(record)
+        if size > self.max_record_bytes:
             self.stats.drop("record too large to keep")
-            return
+            return False
+        records = self._records
         while self._arrivals and (
-            len(self._records) >= self.max_records
-            or self.record_bytes + len(record) > self.max_record_bytes
+            len(records) >= self.max_records or self.record_bytes + size > self.max_record_bytes
         ):
             self._forget_oldest()
             self.stats.drop("record evicted")
-        self._records[seq] = record
-        self.record_bytes += len(record)
+        records[seq] = record
+        self.record_bytes += size
         self._arrivals.append((now, seq))
+        return True
 
     def _forget_oldest(self) -> None:
-        old = self._records.pop(self._arrivals.popleft()[1], None)
+        seq = self._arrivals.popleft()[1]
+        old = self._records.pop(seq, None)
         if old is not None:
             self.record_bytes -= len(old)
+            base = self._member.get(seq)
+            if base is not None:
+                self._blocks[base].have -= 1
 
     def on_parity(self, seq_base: int, parity: Parity, now: int = 0) -> list[tuple[int, bytes]]:
         """A PARITY shard arrived at `now`; `seq_base` is its unwrapped base. Returns
         records rebuilt now. Shards that cannot be right are dropped and counted."""
-        k, m = parity.count, parity.parity_count
+        k, m, shard = parity.count, parity.parity_count, parity.shard
+        width = len(shard)
         stats = self.stats
         stats.parity_received += 1
         too_large = k > self.max_k or m > self.max_m
-        if too_large or len(parity.shard) < _LEN.size:  # a data shard holds its u16 length
+        if too_large or width < _LEN.size:  # a data shard holds its u16 length
             stats.drop("block too large" if too_large else "parity shard too short")
             return []
         block = self._blocks.get(seq_base)
         if block is None:
-            if any(s in self._member for s in range(seq_base, seq_base + k)):
-                stats.drop("overlapping block")
-                return []
-            if all(s in self._records for s in range(seq_base, seq_base + k)):
+            member, records = self._member, self._records
+            have = 0
+            for s in range(seq_base, seq_base + k):
+                if s in member:
+                    stats.drop("overlapping block")
+                    return []
+                if s in records:
+                    have += 1
+            if have == k:
                 stats.blocks_complete += 1  # nothing missing: no need to open the block
                 return []
-            block = self._open(seq_base, k, m, len(parity.shard), now)
-        elif (block.k, block.m, block.width) != (k, m, len(parity.shard)):
+            block = self._open(seq_base, k, m, width, now, have)
+        elif block.k != k or block.m != m or block.width != width:
             stats.drop("inconsistent parity")
             return []
-        if parity.index in block.parity or self._keep(block, parity.index, parity.shard):
+        index = parity.index
+        if index in block.parity or self._keep(block, index, shard):
             return self._attempt(block, now)
         return []  # it alone outgrew the parity bytes: dropped (counted)
 
@@ -304,24 +341,24 @@ class BlockDecoder:
                 return False
         return True
 
-    def _open(self, base: int, k: int, m: int, width: int, now: int) -> _Block:
+    def _open(self, base: int, k: int, m: int, width: int, now: int, have: int) -> _Block:
         if len(self._blocks) >= self.max_blocks:
             self._close(next(iter(self._blocks.values())), lost=True)
-        block = _Block(base, k, m, width, now)
+        block = _Block(base, k, m, width, now, have)
         self._blocks[base] = block
+        member = self._member
         for s in range(base, base + k):
-            self._member[s] = base
+            member[s] = base
         return block
 
     def _close(self, block: _Block, *, lost: bool) -> None:
         del self._blocks[block.base]
         self.parity_bytes -= block.nbytes
+        member = self._member
         for s in range(block.base, block.base + block.k):
-            self._member.pop(s, None)
-        if lost:
-            missing = any(s not in self._records for s in range(block.base, block.base + block.k))
-            if missing:
-                self.stats.blocks_lost += 1
+            del member[s]
+        if lost and block.have < block.k:
+            self.stats.blocks_lost += 1
 
     def expire(self, before_base: int, now: int | None = None) -> None:
         """Give up on open blocks whose base is below `before_base` (their data is past
@@ -343,37 +380,50 @@ class BlockDecoder:
             self._forget_oldest()
 
     def _attempt(self, block: _Block, now: int) -> list[tuple[int, bytes]]:
-        base, k, records = block.base, block.k, self._records
-        present = [j for j in range(k) if base + j in records]
-        if len(present) == k:
+        k = block.k
+        if block.have >= k:
             self.stats.blocks_complete += 1
             self._close(block, lost=False)
             return []
-        if len(present) + len(block.parity) < k:
+        if block.have + len(block.parity) < k:
             return []
-        lost = [j for j in range(k) if base + j not in records]
-        have: dict[int, bytes] = {}
-        for j in present:
-            record = records[base + j]
-            pad = block.width - 2 - len(record)
-            if pad < 0:
+        # k shards are in: the stored records framed as data shards (one copy each), and
+        # as many parity shards as records are missing, all behind the codec's frames
+        base, width, records = block.base, block.width, self._records
+        frames = self.codec.frames(k, block.m, width)
+        fragments: dict[int, bytes] = {}
+        lost: list[int] = []
+        last, prefix = -1, b""
+        for j in range(k):
+            record = records.get(base + j)
+            if record is None:
+                lost.append(j)
+                continue
+            n = len(record)
+            if n != last:
+                last, prefix = n, _LEN.pack(n)
+            if n + 2 == width:
+                fragments[j] = b"".join((frames[j], prefix, record))
+            elif n + 2 < width:
+                fragments[j] = b"".join((frames[j], prefix, record, bytes(width - 2 - n)))
+            else:
                 self.stats.drop("record longer than its block's shards")
                 self._close(block, lost=True)
                 return []
-            have[j] = _LEN.pack(len(record)) + record + bytes(pad)
         for i in sorted(block.parity)[: len(lost)]:
-            have[k + i] = block.parity[i]
+            fragments[k + i] = frames[k + i] + block.parity[i]
+        whole = self.codec.decode(k, block.m, fragments)
         rebuilt = []
-        for j, shard in zip(lost, self.codec.recover(k, block.m, have, lost), strict=True):
-            got = _record_of(shard)
+        for j in lost:
+            got = _record_at(whole, j * width, width)
             if got is None:
                 self.stats.drop("rebuilt shard does not check out")
                 self._close(block, lost=True)
                 return []
             rebuilt.append((base + j, got))
+        self._close(block, lost=False)  # first: the records stored below are no members
         for seq, record in rebuilt:
             self._store(seq, record, now)
         self.stats.recovered += len(rebuilt)
         self.stats.blocks_recovered += 1
-        self._close(block, lost=False)
         return rebuilt
