@@ -12,7 +12,9 @@ codec alone, and zfec (raw codec calls, a different code; in the ``dev`` extra).
 
 Both builds of the core in one command: ``--runs`` runs of each (default 3), alternating
 compiled and pure Python (``PLAIT_PURE_PYTHON=1``), each in a fresh interpreter; every
-figure is the median over the runs. Ratio = plait + pyeclib / raw pyeclib.
+figure is the median over the runs. Ratios: plait + pyeclib / raw pyeclib, and / pyeclib
+on wire shards, i.e. its public API on shards without its headers, as plait's wire carries
+them (joined to encode and the parity headers stripped; headers put back to decode).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from plait.wire import Parity
 CONFIGS = [(4, 1), (4, 2), (8, 2), (10, 4), (16, 4)]
 SIZE = 1200
 RUNS = 3
+HEADER = 80  # pyeclib's fragment header (liberasurecode's fragment_header_t)
 BATCH, REPEATS = 50, 100
 Timing = tuple[dict[str, float], dict[str, float]]
 
@@ -111,6 +114,36 @@ def _pyeclib_cases(k: int, m: int) -> Timing | None:
     return _timed(lambda: driver.encode(data), lambda: driver.decode(received))
 
 
+def _wire_cases(k: int, m: int) -> Timing | None:
+    """pyeclib's public API on shards as plait's wire carries them, without its 80-byte
+    fragment headers (what plait.rs did before it framed whole blocks): encode the shards
+    joined and strip the m parity fragments' headers; put pyeclib's own headers back on k
+    shards, decode, and cut out the lost shards."""
+    try:
+        from pyeclib.ec_iface import ECDriver  # noqa: PLC0415  (optional peer)
+    except ImportError:
+        return None
+    rng = random.Random(7)
+    shards = shards_of([rng.randbytes(SIZE) for _ in range(k)])
+    driver = ECDriver(k=k, m=m, ec_type="isa_l_rs_cauchy")
+    fragments = driver.encode(b"".join(shards))
+    headers = [f[:HEADER] for f in fragments]
+    lost = list(range(min(k, m)))
+    have = {i: f[HEADER:] for i, f in enumerate(fragments) if i not in lost}
+    have = dict(list(have.items())[:k])
+    size = len(shards[0])
+
+    def encode() -> list[bytes]:
+        return [f[HEADER:] for f in driver.encode(b"".join(shards))[k:]]
+
+    def decode() -> list[bytes]:
+        whole = driver.decode([headers[i] + s for i, s in have.items()])
+        return [whole[j * size : (j + 1) * size] for j in lost]
+
+    assert decode() == shards[: len(lost)]
+    return _timed(encode, decode)
+
+
 def _zfec_cases(k: int, m: int) -> Timing | None:
     try:
         import zfec  # type: ignore[import-untyped]  # noqa: PLC0415  (optional peer, untyped)
@@ -140,6 +173,7 @@ def _child() -> None:
         ]
         entries += [
             ("raw pyeclib (ECDriver)", _pyeclib_cases(k, m)),
+            ("pyeclib on wire shards", _wire_cases(k, m)),
             ("raw portable (plait.rs)", _codec_cases(codecs[-1], k, m)),
             ("raw zfec (peer)", _zfec_cases(k, m)),
         ]
@@ -182,15 +216,16 @@ def _medians(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
                 for key in ("median_ns", "p99_ns", "min_ns")
             }
         if first["case"].startswith("plait + pyeclib"):
-            for op in ("encode", "decode"):
-                ratios = []
-                for r, run in zip(per_run, runs, strict=True):
-                    raw = [x for x in run if x["case"].startswith("raw pyeclib")]
-                    raw = [x for x in raw if (x["k"], x["m"]) == (first["k"], first["m"])]
-                    if raw:
-                        ratios.append(r[op]["median_ns"] / raw[0][op]["median_ns"])
-                if ratios:
-                    row[f"{op}_ratio_vs_raw_pyeclib"] = round(statistics.median(ratios), 2)
+            for peer, key in (("raw pyeclib", "raw_pyeclib"), ("pyeclib on wire", "wire_shards")):
+                for op in ("encode", "decode"):
+                    ratios = []
+                    for r, run in zip(per_run, runs, strict=True):
+                        ref = [x for x in run if x["case"].startswith(peer)]
+                        ref = [x for x in ref if (x["k"], x["m"]) == (first["k"], first["m"])]
+                        if ref:
+                            ratios.append(r[op]["median_ns"] / ref[0][op]["median_ns"])
+                    if ratios:
+                        row[f"{op}_ratio_vs_{key}"] = round(statistics.median(ratios), 2)
         rows.append(row)
     return rows
 
@@ -206,18 +241,21 @@ def main() -> None:
     builds = _both_builds(args.runs)
     print(
         f"{SIZE}-byte records, µs per block: median (p99) over batches of {BATCH}, "
-        f"medians of {args.runs} runs per build; ratio = plait + pyeclib / raw pyeclib"
+        f"medians of {args.runs} runs per build; ratios: plait + pyeclib / raw pyeclib, "
+        "and / pyeclib on wire shards"
     )
     head = f"{'build':9} {'(k,m)':7} {'case':32} {'encode µs':>9} {'p99':>6} {'decode µs':>9} "
-    print(f"{head}{'p99':>6} {'ratio enc':>9} {'dec':>5}")
+    print(f"{head}{'p99':>6} {'vs raw enc':>10} {'dec':>5} {'vs wire enc':>11} {'dec':>5}")
     for build, rows in builds:
         for row in rows:
             enc, dec = row["encode"], row["decode"]
             ratios = ""
             if "encode_ratio_vs_raw_pyeclib" in row:
                 ratios = (
-                    f" {row['encode_ratio_vs_raw_pyeclib']:9.2f} "
+                    f" {row['encode_ratio_vs_raw_pyeclib']:10.2f} "
                     f"{row['decode_ratio_vs_raw_pyeclib']:5.2f}"
+                    f" {row.get('encode_ratio_vs_wire_shards', 0):11.2f} "
+                    f"{row.get('decode_ratio_vs_wire_shards', 0):5.2f}"
                 )
             print(
                 f"{build:9} {'({},{})'.format(row['k'], row['m']):7} {row['case']:32} "

@@ -20,7 +20,6 @@ How much parity a block gets is the protection policy's choice (`plait.protectio
 from __future__ import annotations
 
 import struct
-from collections import deque
 from collections.abc import Sequence
 from typing import Final
 
@@ -31,6 +30,7 @@ from plait.wire import MAX_BLOCK_SHARDS, Parity
 __all__ = ["BlockDecoder", "BlockEncoder", "FecStats", "shards_of"]
 
 _LEN: Final = struct.Struct("!H")
+_COMPACT: Final = 1024  # _Arrivals drops its consumed front from this length on
 
 
 def shards_of(records: Sequence[bytes]) -> list[bytes]:
@@ -58,9 +58,8 @@ def _joined(records: Sequence[bytes]) -> bytes:
 def _record_at(whole: bytes, start: int, width: int) -> bytes | None:
     """The record in the rebuilt shard ``whole[start : start + width]`` (width >= 2), or
     None if its length prefix or padding is wrong."""
-    (length,) = _LEN.unpack_from(whole, start)
-    end, stop = start + 2 + length, start + width
-    if end > stop or whole.count(0, end, stop) != stop - end:
+    end, stop = start + 2 + (whole[start] << 8 | whole[start + 1]), start + width
+    if end > stop or (end < stop and whole.count(0, end, stop) != stop - end):
         return None
     return whole[start + 2 : end]
 
@@ -74,10 +73,11 @@ class FecStats:
         "blocks_recovered",
         "blocks_sent",
         "data_bytes",
-        "dropped",
+        "evicted",
         "parity_bytes",
         "parity_received",
         "parity_sent",
+        "reasons",
         "recovered",
     )
 
@@ -85,10 +85,16 @@ class FecStats:
         self.blocks_sent = self.parity_sent = self.parity_bytes = self.data_bytes = 0
         self.parity_received = self.recovered = 0
         self.blocks_complete = self.blocks_recovered = self.blocks_lost = 0
-        self.dropped: dict[str, int] = {}
+        self.reasons: dict[str, int] = {}
+        self.evicted = 0  # records evicted: counted apart, since it is per record
 
     def drop(self, reason: str) -> None:
-        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+
+    @property
+    def dropped(self) -> dict[str, int]:
+        """What was dropped, by reason."""
+        return {**self.reasons, "record evicted": self.evicted} if self.evicted else self.reasons
 
     @property
     def overhead(self) -> float:
@@ -181,6 +187,40 @@ class BlockEncoder:
         ]
 
 
+class _Arrivals:
+    """The stored records' (time, seq), oldest first: one flat list read from `head`,
+    its consumed front cut off once it is half the list (O(1) amortized, and list
+    operations are what mypyc compiles to direct calls)."""
+
+    __slots__ = ("flat", "head")
+
+    def __init__(self) -> None:
+        self.flat: list[int] = []
+        self.head = 0
+
+    def __len__(self) -> int:
+        return (len(self.flat) - self.head) >> 1
+
+    def push(self, at: int, seq: int) -> None:
+        flat = self.flat
+        flat.append(at)
+        flat.append(seq)
+
+    def oldest_at(self) -> int:
+        """When the oldest was stored; only if there is one."""
+        return self.flat[self.head]
+
+    def pop(self) -> int:
+        """Forget the oldest; its seq."""
+        flat, head = self.flat, self.head + 2
+        seq = flat[head - 1]
+        if head >= _COMPACT and head * 2 >= len(flat):
+            del flat[:head]
+            head = 0
+        self.head = head
+        return seq
+
+
 class _Block:
     """An open block: its parity so far, and how many of its records are stored."""
 
@@ -241,7 +281,7 @@ class BlockDecoder:
         self.hold_ns = hold_ns
         self.stats = FecStats()
         self._records: dict[int, bytes] = {}
-        self._arrivals: deque[tuple[int, int]] = deque()  # (stored at, seq), oldest first
+        self._arrivals = _Arrivals()
         self.record_bytes = self.parity_bytes = 0
         self._blocks: dict[int, _Block] = {}
         self._member: dict[int, int] = {}  # data sequence -> base of its open block
@@ -257,7 +297,7 @@ class BlockDecoder:
     def on_data(self, seq: int, record: bytes, now: int = 0) -> list[tuple[int, bytes]]:
         """A DATA record arrived (or was rebuilt elsewhere) at `now`; returns records
         rebuilt now."""
-        if seq in self._records or not self._store(seq, record, now):
+        if seq in self._records or not self._store(seq, record, now) or not self._member:
             return []
         base = self._member.get(seq)
         if base is None:
@@ -275,24 +315,27 @@ class BlockDecoder:
             self.stats.drop("record too large to keep")
             return False
         records = self._records
-        while self._arrivals and (
-            len(records) >= self.max_records or self.record_bytes + size > self.max_record_bytes
-        ):
-            self._forget_oldest()
-            self.stats.drop("record evicted")
+        while len(records) >= self.max_records or self.record_bytes + size > self.max_record_bytes:
+            if not self._forget_oldest():
+                break
+            self.stats.evicted += 1
         records[seq] = record
         self.record_bytes += size
-        self._arrivals.append((now, seq))
+        self._arrivals.push(now, seq)
         return True
 
-    def _forget_oldest(self) -> None:
-        seq = self._arrivals.popleft()[1]
-        old = self._records.pop(seq, None)
+    def _forget_oldest(self) -> bool:
+        """Forget the oldest stored record; False if there is none."""
+        if not len(self._arrivals):
+            return False
+        seq = self._arrivals.pop()
+        old = self._records.pop(seq, None)  # always there: one arrival per stored record
         if old is not None:
             self.record_bytes -= len(old)
-            base = self._member.get(seq)
+            base = self._member.get(seq) if self._member else None
             if base is not None:
                 self._blocks[base].have -= 1
+        return True
 
     def on_parity(self, seq_base: int, parity: Parity, now: int = 0) -> list[tuple[int, bytes]]:
         """A PARITY shard arrived at `now`; `seq_base` is its unwrapped base. Returns
@@ -308,11 +351,11 @@ class BlockDecoder:
         block = self._blocks.get(seq_base)
         if block is None:
             member, records = self._member, self._records
+            if member and any(s in member for s in range(seq_base, seq_base + k)):
+                stats.drop("overlapping block")
+                return []
             have = 0
             for s in range(seq_base, seq_base + k):
-                if s in member:
-                    stats.drop("overlapping block")
-                    return []
                 if s in records:
                     have += 1
             if have == k:
@@ -376,7 +419,7 @@ class BlockDecoder:
                 break
             self._close(block, lost=True)
         arrivals = self._arrivals
-        while arrivals and arrivals[0][0] < limit:
+        while len(arrivals) and arrivals.oldest_at() < limit:
             self._forget_oldest()
 
     def _attempt(self, block: _Block, now: int) -> list[tuple[int, bytes]]:
@@ -403,7 +446,7 @@ class BlockDecoder:
             if n != last:
                 last, prefix = n, _LEN.pack(n)
             if n + 2 == width:
-                fragments[j] = b"".join((frames[j], prefix, record))
+                fragments[j] = frames[j] + prefix + record  # a small copy, then one
             elif n + 2 < width:
                 fragments[j] = b"".join((frames[j], prefix, record, bytes(width - 2 - n)))
             else:
