@@ -37,7 +37,7 @@ from _harness import measure, write_json
 
 import plait
 from plait import rs
-from plait.fec import BlockDecoder, BlockEncoder, shards_of
+from plait.fec import BlockDecoder, BlockEncoder, ParityBlock, shards_of
 from plait.wire import Parity
 
 CONFIGS = [(4, 1), (4, 2), (8, 2), (10, 4), (16, 4)]
@@ -55,7 +55,9 @@ def _timed(encode: Callable[[], object], decode: Callable[[], object]) -> Timing
     )
 
 
-def _plait_cases(codec: rs.ErasureCodec, k: int, m: int) -> Timing:
+def _plait_cases(codec: rs.ErasureCodec, k: int, m: int, *, push: bool = False) -> Timing:
+    """`push`: the sender takes each block's parity as one ParityBlock (`push`), not as
+    `Parity` records (`add`, what plait.outbox calls today)."""
     rng = random.Random(k * 100 + m)
     records = [rng.randbytes(SIZE) for _ in range(k)]
     enc = BlockEncoder(codec, k=k, m=m, flush_ns=10**9)
@@ -67,6 +69,13 @@ def _plait_cases(codec: rs.ErasureCodec, k: int, m: int) -> Timing:
             out += enc.add(seq[0], record, 0)
             seq[0] += 1
         return out
+
+    def encode_push() -> ParityBlock | None:
+        block = None
+        for record in records:
+            block = enc.push(seq[0], record, 0) or block
+            seq[0] += 1
+        return block
 
     parity = BlockEncoder(codec, k=k, m=m, flush_ns=10**9)
     blocks = [parity.add(i, record, 0) for i, record in enumerate(records)][-1]
@@ -85,7 +94,7 @@ def _plait_cases(codec: rs.ErasureCodec, k: int, m: int) -> Timing:
         return out
 
     assert [r for _, r in decode()] == records[:lost]
-    return _timed(encode, decode)
+    return _timed(encode_push if push else encode, decode)
 
 
 def _codec_cases(codec: rs.ErasureCodec, k: int, m: int) -> Timing:
@@ -171,6 +180,9 @@ def _child() -> None:
         entries: list[tuple[str, Timing | None]] = [
             (f"plait + {c.name}", _plait_cases(c, k, m)) for c in codecs
         ]
+        if codecs[0].name.startswith("pyeclib"):
+            push = _plait_cases(codecs[0], k, m, push=True)
+            entries.insert(1, ("  the same, push (no Parity)", push))
         entries += [
             ("raw pyeclib (ECDriver)", _pyeclib_cases(k, m)),
             ("pyeclib on wire shards", _wire_cases(k, m)),
@@ -215,7 +227,7 @@ def _medians(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
                 key: round(statistics.median(r[op][key] for r in per_run), 1)
                 for key in ("median_ns", "p99_ns", "min_ns")
             }
-        if first["case"].startswith("plait + pyeclib"):
+        if first["case"].startswith(("plait + pyeclib", "  the same")):
             for peer, key in (("raw pyeclib", "raw_pyeclib"), ("pyeclib on wire", "wire_shards")):
                 for op in ("encode", "decode"):
                     ratios = []

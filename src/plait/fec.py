@@ -27,7 +27,7 @@ from plait.errors import UsageError
 from plait.rs import ErasureCodec
 from plait.wire import MAX_BLOCK_SHARDS, Parity
 
-__all__ = ["BlockDecoder", "BlockEncoder", "FecStats", "shards_of"]
+__all__ = ["BlockDecoder", "BlockEncoder", "FecStats", "ParityBlock", "shards_of"]
 
 _LEN: Final = struct.Struct("!H")
 _COMPACT: Final = 1024  # _Arrivals drops its consumed front from this length on
@@ -101,6 +101,25 @@ class FecStats:
         return self.parity_bytes / self.data_bytes if self.data_bytes else 0.0
 
 
+class ParityBlock:
+    """The parity of one closed block: `shards[i]` is parity shard i of the `count`
+    records from data sequence `base` on. One plain object per block, where `records`
+    makes one frozen `Parity` per shard."""
+
+    __slots__ = ("base", "count", "shards")
+
+    def __init__(self, base: int, count: int, shards: list[bytes]) -> None:
+        self.base, self.count, self.shards = base, count, shards
+
+    def records(self) -> list[Parity]:
+        """The PARITY records of the block."""
+        base, k, shards = self.base, self.count, self.shards
+        m = len(shards)
+        return [
+            Parity(base=base, count=k, parity_count=m, index=i, shard=shards[i]) for i in range(m)
+        ]
+
+
 class BlockEncoder:
     """Groups outgoing DATA records into blocks and computes their parity."""
 
@@ -148,17 +167,23 @@ class BlockEncoder:
     def add(self, seq: int, record: bytes, now: int) -> list[Parity]:
         """Add the record just sent with data sequence `seq` (one more than the last);
         returns the block's parity if this record completes it."""
+        block = self.push(seq, record, now)
+        return [] if block is None else block.records()
+
+    def push(self, seq: int, record: bytes, now: int) -> ParityBlock | None:
+        """`add` without a `Parity` object per shard: the block's parity, if this record
+        completes it, as one `ParityBlock`."""
         records = self._records
         if not records:
             if not self.m:
-                return []  # no FEC for now: nothing to keep
+                return None  # no FEC for now: nothing to keep
             self._base, self._opened_at = seq, now
             self._block_k, self._block_m, self._block_flush = self.k, self.m, self.flush_ns
         elif seq != self._base + len(records):
             raise UsageError(f"record {seq} does not follow {self._base + len(records) - 1}")
         records.append(record)
         self.stats.data_bytes += len(record)
-        return self._close() if len(records) >= self._block_k else []
+        return self._close() if len(records) >= self._block_k else None
 
     def deadline(self) -> int | None:
         """When the open block must be flushed, if one is open."""
@@ -167,14 +192,14 @@ class BlockEncoder:
     def on_timer(self, now: int) -> list[Parity]:
         """Flush the open block if its deadline has passed."""
         if self._records and now >= self._opened_at + self._block_flush:
-            return self._close()
+            return self._close().records()
         return []
 
     def flush(self) -> list[Parity]:
         """Close the open block now, whatever its size."""
-        return self._close() if self._records else []
+        return self._close().records() if self._records else []
 
-    def _close(self) -> list[Parity]:
+    def _close(self) -> ParityBlock:
         records, self._records = self._records, []
         k, m, base = len(records), self._block_m, self._base
         parity = self.codec.encode(k, m, _joined(records))
@@ -182,9 +207,7 @@ class BlockEncoder:
         stats.blocks_sent += 1
         stats.parity_sent += m
         stats.parity_bytes += m * len(parity[0])
-        return [
-            Parity(base=base, count=k, parity_count=m, index=i, shard=parity[i]) for i in range(m)
-        ]
+        return ParityBlock(base, k, parity)
 
 
 class _Arrivals:
@@ -243,6 +266,10 @@ class BlockDecoder:
     __slots__ = (
         "_arrivals",
         "_blocks",
+        "_frames",
+        "_frames_k",
+        "_frames_m",
+        "_frames_width",
         "_member",
         "_records",
         "codec",
@@ -285,6 +312,8 @@ class BlockDecoder:
         self.record_bytes = self.parity_bytes = 0
         self._blocks: dict[int, _Block] = {}
         self._member: dict[int, int] = {}  # data sequence -> base of its open block
+        self._frames: Sequence[bytes] = ()  # the codec's frames for the last block rebuilt
+        self._frames_k = self._frames_m = self._frames_width = 0
 
     @property
     def open_blocks(self) -> int:
@@ -422,6 +451,13 @@ class BlockDecoder:
         while len(arrivals) and arrivals.oldest_at() < limit:
             self._forget_oldest()
 
+    def _frames_for(self, k: int, m: int, width: int) -> Sequence[bytes]:
+        """The codec's frames for a (k, m) block of `width`-byte shards (the last kept)."""
+        if k != self._frames_k or m != self._frames_m or width != self._frames_width:
+            self._frames = self.codec.frames(k, m, width)
+            self._frames_k, self._frames_m, self._frames_width = k, m, width
+        return self._frames
+
     def _attempt(self, block: _Block, now: int) -> list[tuple[int, bytes]]:
         k = block.k
         if block.have >= k:
@@ -432,8 +468,8 @@ class BlockDecoder:
             return []
         # k shards are in: the stored records framed as data shards (one copy each), and
         # as many parity shards as records are missing, all behind the codec's frames
-        base, width, records = block.base, block.width, self._records
-        frames = self.codec.frames(k, block.m, width)
+        base, m, width, records = block.base, block.m, block.width, self._records
+        frames = self._frames_for(k, m, width)
         fragments: dict[int, bytes] = {}
         lost: list[int] = []
         last, prefix = -1, b""
@@ -455,7 +491,7 @@ class BlockDecoder:
                 return []
         for i in sorted(block.parity)[: len(lost)]:
             fragments[k + i] = frames[k + i] + block.parity[i]
-        whole = self.codec.decode(k, block.m, fragments)
+        whole = self.codec.decode(k, m, fragments)
         rebuilt = []
         for j in lost:
             got = _record_at(whole, j * width, width)
