@@ -260,7 +260,7 @@ def test_decoder_state_stays_consistent_and_bounded(
         blocks = dec._blocks
         assert len(blocks) <= 3
         assert dec.parity_bytes == sum(b.nbytes for b in blocks.values()) <= 40
-        members = {s: b.base for b in blocks.values() for s in range(b.base, b.base + b.k)}
+        members = {s: b for b in blocks.values() for s in range(b.base, b.base + b.k)}
         assert dec._member == members
         for b in blocks.values():
             assert b.have == sum(s in stored for s in range(b.base, b.base + b.k))

@@ -41,7 +41,10 @@ def shards_of(records: Sequence[bytes]) -> list[bytes]:
 
 def _joined(records: Sequence[bytes]) -> bytes:
     """`shards_of(records)` end to end, built in one copy."""
-    width = 2 + max(map(len, records))
+    longest = 0
+    for r in records:
+        longest = max(longest, len(r))
+    width = 2 + longest
     parts: list[bytes] = []
     last, prefix = -1, b""
     for r in records:
@@ -311,7 +314,7 @@ class BlockDecoder:
         self._arrivals = _Arrivals()
         self.record_bytes = self.parity_bytes = 0
         self._blocks: dict[int, _Block] = {}
-        self._member: dict[int, int] = {}  # data sequence -> base of its open block
+        self._member: dict[int, _Block] = {}  # data sequence -> its open block
         self._frames: Sequence[bytes] = ()  # the codec's frames for the last block rebuilt
         self._frames_k = self._frames_m = self._frames_width = 0
 
@@ -328,10 +331,9 @@ class BlockDecoder:
         rebuilt now."""
         if seq in self._records or not self._store(seq, record, now) or not self._member:
             return []
-        base = self._member.get(seq)
-        if base is None:
+        block = self._member.get(seq)
+        if block is None:
             return []
-        block = self._blocks[base]
         block.have += 1
         return self._attempt(block, now)
 
@@ -361,9 +363,9 @@ class BlockDecoder:
         old = self._records.pop(seq, None)  # always there: one arrival per stored record
         if old is not None:
             self.record_bytes -= len(old)
-            base = self._member.get(seq) if self._member else None
-            if base is not None:
-                self._blocks[base].have -= 1
+            block = self._member.get(seq) if self._member else None
+            if block is not None:
+                block.have -= 1
         return True
 
     def on_parity(self, seq_base: int, parity: Parity, now: int = 0) -> list[tuple[int, bytes]]:
@@ -420,7 +422,7 @@ class BlockDecoder:
         self._blocks[base] = block
         member = self._member
         for s in range(base, base + k):
-            member[s] = base
+            member[s] = block
         return block
 
     def _close(self, block: _Block, *, lost: bool) -> None:
