@@ -273,6 +273,7 @@ class BlockDecoder:
         "_frames_k",
         "_frames_m",
         "_frames_width",
+        "_full_heads",
         "_member",
         "_records",
         "codec",
@@ -317,6 +318,7 @@ class BlockDecoder:
         self._member: dict[int, _Block] = {}  # data sequence -> its open block
         self._frames: Sequence[bytes] = ()  # the codec's frames for the last block rebuilt
         self._frames_k = self._frames_m = self._frames_width = 0
+        self._full_heads: list[bytes] = []
 
     @property
     def open_blocks(self) -> int:
@@ -454,9 +456,13 @@ class BlockDecoder:
             self._forget_oldest()
 
     def _frames_for(self, k: int, m: int, width: int) -> Sequence[bytes]:
-        """The codec's frames for a (k, m) block of `width`-byte shards (the last kept)."""
+        """The codec's frames for a (k, m) block of `width`-byte shards, and, as
+        `_full_heads`, each data shard's frame with the length prefix of a record that
+        fills its shard (most do). The last block shape's are kept."""
         if k != self._frames_k or m != self._frames_m or width != self._frames_width:
-            self._frames = self.codec.frames(k, m, width)
+            frames = self._frames = self.codec.frames(k, m, width)
+            prefix = _LEN.pack(min(width - 2, 0xFFFF))  # wider: no record fills it
+            self._full_heads = [frames[j] + prefix for j in range(k)]
             self._frames_k, self._frames_m, self._frames_width = k, m, width
         return self._frames
 
@@ -472,6 +478,7 @@ class BlockDecoder:
         # as many parity shards as records are missing, all behind the codec's frames
         base, m, width, records = block.base, block.m, block.width, self._records
         frames = self._frames_for(k, m, width)
+        heads = self._full_heads
         fragments: dict[int, bytes] = {}
         lost: list[int] = []
         last, prefix = -1, b""
@@ -481,11 +488,11 @@ class BlockDecoder:
                 lost.append(j)
                 continue
             n = len(record)
-            if n != last:
-                last, prefix = n, _LEN.pack(n)
             if n + 2 == width:
-                fragments[j] = frames[j] + prefix + record  # a small copy, then one
+                fragments[j] = heads[j] + record
             elif n + 2 < width:
+                if n != last:
+                    last, prefix = n, _LEN.pack(n)
                 fragments[j] = b"".join((frames[j], prefix, record, bytes(width - 2 - n)))
             else:
                 self.stats.drop("record longer than its block's shards")

@@ -14,7 +14,13 @@ Two codecs produce identical bytes (the tests check it):
   80-byte header that must not go on the wire, so plait sends raw shards and rebuilds
   the header locally from a template taken from pyeclib itself. At first use it
   self-tests that, and the parity bytes, against the portable codec. It is not used
-  if that test fails.
+  if that test fails. It calls pyeclib's C module with the driver's handle, as
+  ``ECDriver`` does after its Python-level checks (plait's fragments pass them by
+  construction, and are always ``bytes``: a memoryview makes liberasurecode abort the
+  process), and falls back to ``ECDriver`` where that module is not there.
+
+`plait.fec` hands a codec whole blocks (`ErasureCodec.encode`, `frames`, `decode`), so
+each shard is copied once on its way in and each rebuilt record once on its way out.
 * `PortableCodec`: the standard library only, for platforms without pyeclib wheels
   (macOS, Windows). It multiplies each shard by a coefficient with ``bytes.translate``
   and XORs the products as Python ints. It is ~6x slower than ISA-L at (8, 2),
