@@ -261,7 +261,9 @@ def test_decoder_state_stays_consistent_and_bounded(
         assert len(blocks) <= 3
         assert dec.parity_bytes == sum(b.nbytes for b in blocks.values()) <= 40
         members = {s: b for b in blocks.values() for s in range(b.base, b.base + b.k)}
-        assert dec._member == members
+        assert sum(b.k for b in blocks.values()) == len(members)  # no two overlap
+        assert dec._bases == sorted(blocks)
+        assert all(dec._block_of(s) is members.get(s) for s in range(-1, 50))
         for b in blocks.values():
             assert b.have == sum(s in stored for s in range(b.base, b.base + b.k))
             assert b.have < b.k  # a block whose records are all in is closed at once

@@ -20,6 +20,7 @@ How much parity a block gets is the protection policy's choice (`plait.protectio
 from __future__ import annotations
 
 import struct
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Sequence
 from typing import Final
 
@@ -268,13 +269,13 @@ class BlockDecoder:
 
     __slots__ = (
         "_arrivals",
+        "_bases",
         "_blocks",
         "_frames",
         "_frames_k",
         "_frames_m",
         "_frames_width",
         "_full_heads",
-        "_member",
         "_records",
         "codec",
         "hold_ns",
@@ -315,7 +316,7 @@ class BlockDecoder:
         self._arrivals = _Arrivals()
         self.record_bytes = self.parity_bytes = 0
         self._blocks: dict[int, _Block] = {}
-        self._member: dict[int, _Block] = {}  # data sequence -> its open block
+        self._bases: list[int] = []  # the open blocks' bases, ascending (they never overlap)
         self._frames: Sequence[bytes] = ()  # the codec's frames for the last block rebuilt
         self._frames_k = self._frames_m = self._frames_width = 0
         self._full_heads: list[bytes] = []
@@ -331,9 +332,9 @@ class BlockDecoder:
     def on_data(self, seq: int, record: bytes, now: int = 0) -> list[tuple[int, bytes]]:
         """A DATA record arrived (or was rebuilt elsewhere) at `now`; returns records
         rebuilt now."""
-        if seq in self._records or not self._store(seq, record, now) or not self._member:
+        if seq in self._records or not self._store(seq, record, now) or not self._bases:
             return []
-        block = self._member.get(seq)
+        block = self._block_of(seq)
         if block is None:
             return []
         block.have += 1
@@ -365,7 +366,7 @@ class BlockDecoder:
         old = self._records.pop(seq, None)  # always there: one arrival per stored record
         if old is not None:
             self.record_bytes -= len(old)
-            block = self._member.get(seq) if self._member else None
+            block = self._block_of(seq) if self._bases else None
             if block is not None:
                 block.have -= 1
         return True
@@ -383,8 +384,8 @@ class BlockDecoder:
             return []
         block = self._blocks.get(seq_base)
         if block is None:
-            member, records = self._member, self._records
-            if member and any(s in member for s in range(seq_base, seq_base + k)):
+            records = self._records
+            if self._bases and self._overlaps(seq_base, k):
                 stats.drop("overlapping block")
                 return []
             have = 0
@@ -402,6 +403,27 @@ class BlockDecoder:
         if index in block.parity or self._keep(block, index, shard):
             return self._attempt(block, now)
         return []  # it alone outgrew the parity bytes: dropped (counted)
+
+    def _block_of(self, seq: int) -> _Block | None:
+        """The open block that `seq` belongs to, if any."""
+        bases = self._bases
+        i = bisect_right(bases, seq)
+        if i:
+            block = self._blocks[bases[i - 1]]
+            if seq < block.base + block.k:
+                return block
+        return None
+
+    def _overlaps(self, base: int, k: int) -> bool:
+        """Whether a block of `k` records from `base` (no open block's base) would
+        overlap an open block: the one before it, or the one after it."""
+        bases = self._bases
+        i = bisect_left(bases, base)
+        if i:
+            before = self._blocks[bases[i - 1]]
+            if before.base + before.k > base:
+                return True
+        return i < len(bases) and bases[i] < base + k
 
     def _keep(self, block: _Block, index: int, shard: bytes) -> bool:
         """Add a shard to `block` within `max_parity_bytes`, the oldest blocks evicted
@@ -422,17 +444,14 @@ class BlockDecoder:
             self._close(next(iter(self._blocks.values())), lost=True)
         block = _Block(base, k, m, width, now, have)
         self._blocks[base] = block
-        member = self._member
-        for s in range(base, base + k):
-            member[s] = block
+        insort(self._bases, base)
         return block
 
     def _close(self, block: _Block, *, lost: bool) -> None:
         del self._blocks[block.base]
+        bases = self._bases
+        del bases[bisect_left(bases, block.base)]
         self.parity_bytes -= block.nbytes
-        member = self._member
-        for s in range(block.base, block.base + block.k):
-            del member[s]
         if lost and block.have < block.k:
             self.stats.blocks_lost += 1
 
