@@ -460,8 +460,9 @@ class BlockDecoder:
         its deadline), and, given `now`, on blocks and records older than `hold_ns`
         (blocks that never complete, records no block claims); those blocks still
         missing data count as lost."""
-        for block in [b for b in self._blocks.values() if b.base < before_base]:
-            self._close(block, lost=True)
+        bases = self._bases
+        while bases and bases[0] < before_base:
+            self._close(self._blocks[bases[0]], lost=True)
         if now is None:
             return
         limit = now - self.hold_ns
