@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from plait.errors import UsageError
@@ -124,6 +124,10 @@ class ParityBlock:
         ]
 
 
+def _records_of(block: ParityBlock | None) -> list[Parity]:
+    return [] if block is None else block.records()
+
+
 class BlockEncoder:
     """Groups outgoing DATA records into blocks and computes their parity."""
 
@@ -138,11 +142,15 @@ class BlockEncoder:
         "flush_ns",
         "k",
         "m",
+        "parity_for",
         "stats",
     )
 
     def __init__(self, codec: ErasureCodec, k: int, m: int, flush_ns: int) -> None:
         self.codec = codec
+        self.parity_for: Callable[[int], int] | None = None
+        """The parity a block flushed with fewer records than its k needs (at most its
+        m; None: its m)."""
         self.stats = FecStats()
         self._records: list[bytes] = []
         self._base = 0
@@ -171,8 +179,7 @@ class BlockEncoder:
     def add(self, seq: int, record: bytes, now: int) -> list[Parity]:
         """Add the record just sent with data sequence `seq` (one more than the last);
         returns the block's parity if this record completes it."""
-        block = self.push(seq, record, now)
-        return [] if block is None else block.records()
+        return _records_of(self.push(seq, record, now))
 
     def push(self, seq: int, record: bytes, now: int) -> ParityBlock | None:
         """`add` without a `Parity` object per shard: the block's parity, if this record
@@ -196,16 +203,20 @@ class BlockEncoder:
     def on_timer(self, now: int) -> list[Parity]:
         """Flush the open block if its deadline has passed."""
         if self._records and now >= self._opened_at + self._block_flush:
-            return self._close().records()
+            return _records_of(self._close())
         return []
 
     def flush(self) -> list[Parity]:
         """Close the open block now, whatever its size."""
-        return self._close().records() if self._records else []
+        return _records_of(self._close()) if self._records else []
 
-    def _close(self) -> ParityBlock:
+    def _close(self) -> ParityBlock | None:
         records, self._records = self._records, []
         k, m, base = len(records), self._block_m, self._base
+        if k < self._block_k and self.parity_for is not None:
+            m = min(m, self.parity_for(k))
+            if not m:
+                return None
         parity = self.codec.encode(k, m, _joined(records))
         stats = self.stats
         stats.blocks_sent += 1
