@@ -14,7 +14,7 @@ to the address the kernel sends to that destination from (127.0.0.1 for a local 
 and every datagram from anyone else is dropped and counted.
 
 Two threads: the raw adapter's loop thread owns the session and the local socket. It
-reads the local socket (`RawSession.watch`) and hands each datagram to the session
+reads the local socket (`RawSession._add_reader`) and hands each datagram to the session
 (never blocking: a full send buffer drops the datagram and counts it), and writes what
 the peer sends straight out of the local socket (`on_message`), so a datagram crosses
 no thread either way. The main thread prints the stats and waits for SIGINT, SIGTERM
@@ -161,7 +161,8 @@ class Relay:
             retry_links=True,
             on_link=lambda link, why: self._link_changed(link, why, before),
         )
-        self.session.watch(self._local.fileno(), self._carry)
+        # the local socket is read on the loop thread: a datagram crosses no thread
+        self.session._add_reader(self._local.fileno(), self._carry)
         for link in sorted(before.keys() - self._not_open.keys()):
             self.notice(f"link {link}: open")  # it waited in the last session
         self.sessions += 1
@@ -339,7 +340,7 @@ class Relay:
         self._open()
 
     def _carry(self) -> None:
-        """On the loop thread (`RawSession.watch`): what the local socket holds, up to a
+        """On the loop thread (`RawSession._add_reader`): what the local socket holds, up to a
         batch, into the session."""
         session, recv, only, buf = (
             self.session,
