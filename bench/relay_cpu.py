@@ -17,7 +17,10 @@ the local end of a tunnel; a sink in B receives them from the far end. The tunne
 * **SRT**: ``srt-live-transmit`` at each end (udp -> srt caller, srt listener -> udp),
   latency 150 ms, AES-128, over link 3 (10 Mbit/s) alone;
 * **RIST**: ``ristsender`` / ``ristreceiver`` (main profile, AES-128, a 150 ms buffer)
-  over link 3 alone.
+  over link 3 alone;
+* **UDP forwarder**: the floor of any relay in Python that wakes once per datagram:
+  this script's ``--forwarder`` mode at each end (a blocking ``recv`` and a ``sendto``
+  per datagram, nothing else) over link 3 alone.
 
 The stream runs for ``--seconds`` + 3 s; each end's CPU (user + system time of the
 whole process, all its threads, from /proc/PID/stat) is read 2 s after the stream
@@ -42,6 +45,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -162,6 +166,27 @@ def _plait_b(tmp: Path) -> list[str]:
     ]
 
 
+def _forwarder(listen: str, to: str) -> Callable[[Path], list[str]]:
+    return lambda tmp: [sys.executable, str(Path(__file__).resolve()), "--forwarder", listen, to]
+
+
+def forward(listen: str, to: str) -> None:
+    """``--forwarder``: each datagram that arrives at `listen` goes on to `to`, until
+    a signal ends the process."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    host, _, port = listen.rpartition(":")
+    out_host, _, out_port = to.rpartition(":")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, int(port)))
+    out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    out.connect((out_host, int(out_port)))
+    buf = bytearray(65536)
+    while True:
+        n = sock.recv_into(buf)
+        with contextlib.suppress(OSError):
+            out.send(memoryview(buf)[:n])
+
+
 _SRT: Final = f"latency={LATENCY_MS}&passphrase={SRT_PASSPHRASE}&pbkeylen=16"
 _RIST: Final = ["-p", "1", "-b", str(LATENCY_MS), "-s", SRT_PASSPHRASE, "-e", "128"]
 _RIST_QUIET: Final = ["-S", "0", "-v", "3"]
@@ -213,6 +238,13 @@ TUNNELS: Final = (
         {},
         None,
         ("ristsender", "ristreceiver"),
+    ),
+    Tunnel(
+        "UDP forwarder",
+        _forwarder("127.0.0.1:5000", f"{_PEER_IP}:7800"),
+        _forwarder(f"{_PEER_IP}:7800", "127.0.0.1:9000"),
+        {},
+        None,
     ),
 )
 
@@ -397,7 +429,11 @@ def main() -> None:
         default=[],
         help="an argument for both plait relays (repeatable), e.g. --relay-arg=--spin-us=0",
     )
+    parser.add_argument("--forwarder", nargs=2, metavar=("LISTEN", "TO"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.forwarder:
+        forward(*args.forwarder)
+        return
     RELAY_ARGS.extend(args.relay_arg)
     rounds, seconds = (1, 5.0) if args.quick else (args.rounds, args.seconds)
     tunnels = [t for t in TUNNELS if args.only is None or t.name in args.only]
