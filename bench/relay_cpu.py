@@ -349,6 +349,7 @@ def run_one(tunnel: Tunnel, ns_a: str, ns_b: str, seconds: float) -> dict[str, A
             },
             "wakeups_per_s": {e: round((w1[e] - w0[e]) / wall) for e in ("a", "b")},
             "window_s": round(wall, 3),
+            "loadavg_1min": round(os.getloadavg()[0], 2),
         }
         if tunnel.ready is not None:  # plait: the loop thread and the main thread apart
             out["threads_pct"] = {
@@ -377,6 +378,7 @@ def summarize(samples: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "delivered_pct": min(r["delivered_pct"] for r in runs),
             "latency_p50_ms": _median([r["latency_ms"]["p50"] for r in runs]),
             "latency_p99_ms": _median([r["latency_ms"]["p99"] for r in runs]),
+            "loadavg_1min": _median([r["loadavg_1min"] for r in runs]),
         }
     for peer in ("SRT", "RIST"):
         if peer in out and "plait compiled" in out:
@@ -397,6 +399,9 @@ def render(summary: dict[str, Any], rounds: int, seconds: float) -> str:
             f"  {name:<16} {s['cpu_pct_a']:6.2f}% {s['cpu_pct_b']:6.2f}%   "
             f"{s['delivered_pct']:8.2f}%   {s['latency_p50_ms']:.1f} / {s['latency_p99_ms']:.1f} ms"
         )
+    loads = [s["loadavg_1min"] for s in summary.values() if "loadavg_1min" in s]
+    if loads:
+        lines.append(f"  load average (1 min, medians per tunnel) {min(loads):g} to {max(loads):g}")
     ratios = [
         f"{k[3:]} {v:.2f}x"
         for k, v in summary.get("plait compiled", {}).items()
