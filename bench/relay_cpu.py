@@ -1,6 +1,6 @@
 """The relay's CPU between network namespaces, against SRT and RIST in the same run.
 
-    python3 dev.py bench relay_cpu             # as root, ~6 min; bench/results/relay_cpu.json
+    python3 dev.py bench relay_cpu             # as root, ~8 min; bench/results/relay_cpu.json
     python3 dev.py bench relay_cpu --quick     # a smoke run (one 5 s round), nothing written
 
 Two namespaces, A and B, are joined by four veth pairs, each direction shaped by
@@ -19,18 +19,21 @@ the local end of a tunnel; a sink in B receives them from the far end. The tunne
 * **RIST**: ``ristsender`` / ``ristreceiver`` (main profile, AES-128, a 150 ms buffer)
   over link 3 alone;
 * **UDP forwarder**: the floor of any relay in Python that wakes once per datagram:
-  this script's ``--forwarder`` mode at each end (a blocking ``recv`` and a ``sendto``
+  this script's ``--forwarder`` mode at each end (a blocking ``recv`` and a ``send``
   per datagram, nothing else) over link 3 alone.
 
 The stream runs for ``--seconds`` + 3 s; each end's CPU (user + system time of the
 whole process, all its threads, from /proc/PID/stat) is read 2 s after the stream
 starts and ``--seconds`` later: the steady state, without start-up, handshake or the
 path MTU search. It is given as a share of one core (100 % = one CPU busy the whole
-time). CPU time is what the process itself used, so it holds on a loaded machine,
-where wall-clock latency would not. Each round runs every tunnel once, in a rotated
+time). CPU time is what the process itself used: a loaded machine adds none of its
+waits, as it would to wall-clock latency, but still inflates it, since a process woken
+among others runs with cold caches (plait's relays used up to twice as much with both
+vCPUs busy), so each sample records the load average. Each round runs every tunnel once, in a rotated
 order, so drift in the machine's load hits each alike; the medians over the rounds are
-printed and written with every sample. For plait, the time of the loop thread (the
-session) and of the main thread (the local socket, stats) are also given.
+printed and written with every sample. For plait, the time of each thread (the
+session's loop thread, and ``main``, which prints the stats) and its wake-ups are
+also given.
 
 Needs root, ``ip`` and ``tc`` (with tbf); SRT and RIST need ``srt-live-transmit`` and
 ``ristsender``/``ristreceiver`` (Debian: ``apt-get install srt-tools rist-tools``), and
