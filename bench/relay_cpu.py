@@ -29,9 +29,9 @@ path MTU search. It is given as a share of one core (100 % = one CPU busy the wh
 time). CPU time is what the process itself used: a loaded machine adds none of its
 waits, as it would to wall-clock latency, but still inflates it, since a process woken
 among others runs with cold caches (plait's relays used up to twice as much with both
-vCPUs busy), so each sample records the load average. Each round runs every tunnel once, in a rotated
-order, so drift in the machine's load hits each alike; the medians over the rounds are
-printed and written with every sample. For plait, the time of each thread (the
+vCPUs busy), so each sample records the load average. Each round runs every tunnel
+once, in a rotated order, so drift in the machine's load hits each alike; the medians
+over the rounds are printed and written with every sample. For plait, the time of each thread (the
 session's loop thread, and ``main``, which prints the stats) and its wake-ups are
 also given.
 
