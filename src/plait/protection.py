@@ -107,8 +107,10 @@ def residual(links: Sequence[LinkView], budget_ns: int, fec_left: float = 1.0) -
     return out * fec_left
 
 
-def _lossy(links: Sequence[LinkView]) -> bool:
-    return any(loss > 0.0 for _, loss, _, _ in links)
+def _arq_alone(links: Sequence[LinkView], budget_ns: int, burst: float, target: float) -> bool:
+    """Re-sends alone reach the target (or nothing is lost), and losses are not bursty."""
+    lossy = any(loss > 0.0 for _, loss, _, _ in links)
+    return residual(links, budget_ns) <= target and (burst < _BURSTY or not lossy)
 
 
 def choose_fec(
@@ -151,9 +153,7 @@ def choose_protection(
     the least cost: parity ``m / k`` plus the share of the traffic copied, within
     `max_protection` (so at most ``m_max``, and at least the mean loss burst). When no
     plan within the cap reaches the target, the one that comes closest."""
-    if not links:
-        return 0, True
-    if residual(links, budget_ns) <= target and (burst < _BURSTY or not _lossy(links)):
+    if not links or _arq_alone(links, budget_ns, burst, target):
         return 0, True  # ARQ alone does (or nothing is lost); urgent messages may be copied
     return _best(links, budget_ns, k, m_max, burst, target, max_protection)[1:]
 
@@ -173,9 +173,7 @@ def choose_block(
     parity cannot bring a block of `k_max` to the target, a smaller block with the
     same parity may: at 10 % loss, (16, 6) leaves 1.8e-3 of the records lost, (8, 6)
     1.3e-4, at twice the cost; the cheapest that reaches the target wins."""
-    if not links:
-        return k_max, 0, True
-    if residual(links, budget_ns) <= target and (burst < _BURSTY or not _lossy(links)):
+    if not links or _arq_alone(links, budget_ns, burst, target):
         return k_max, 0, True
     best: tuple[tuple[bool, float, float], int, int, bool] | None = None
     for k in range(k_max, 0, -1):
