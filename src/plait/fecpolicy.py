@@ -234,21 +234,24 @@ class FecSender:
         )
         self._insure = len(carrying) > 1 and latency_ns < outage_ns
         self._views, self._budget_ns, self._m_by_k = views, latency_ns, {}
-        # a smaller block costs more parity per record: only within what the links
+        # a smaller block costs more parity per record: only once every link is judged
+        # (before, the estimates of a few datagrams are noise) and within what the links
         # carry beside the data (records taken at full size, headers counted), or its
-        # parity holds new data back until the sender sheds it (three 8 % links, 4.8
-        # Mbit/s of data: 7 % shed where blocks of 16 delivered everything)
+        # parity holds new data back until the sender sheds it (three or four 8-9 %
+        # links, 4.8 Mbit/s of data in a 0.6 s burst: 7-10 % shed where blocks of 16
+        # delivered everything)
         data_bps = sent * (self.outbox.max_payload + _WIRE_EXTRA) * 8 * NS_PER_S // elapsed
         room = self.links.usable_bps() / data_bps - 1.0 - _HEADROOM if data_bps else 0.0
-        k = choose_block(
-            views,
-            budget_ns=latency_ns,
-            k_max=k,
-            m_max=fec.m,
-            burst=self.outbox.burst,
-            target=self.target_loss,
-            max_protection=min(self.max_protection, room),
-        )[0]
+        if judged:
+            k = choose_block(
+                views,
+                budget_ns=latency_ns,
+                k_max=k,
+                m_max=fec.m,
+                burst=self.outbox.burst,
+                target=self.target_loss,
+                max_protection=min(self.max_protection, room),
+            )[0]
         m = self._plan(k)
         encoder.set_params(k, m, fec.flush_ns if fec.flush_ns is not None else flush)
         encoder.parity_for = self.parity_for
