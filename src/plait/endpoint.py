@@ -110,6 +110,10 @@ class Endpoint(LiveChanges):
         self._drops: dict[str, int] = {}
         self.links = LinkSet(config, now)
         self._timeouts = [loss_timeout(config, None)] * len(config.links)  # per link id
+        self._timeouts_moved = 0  # bumped when one of _timeouts changes
+        # _links_due's cache: the counters it was computed at, and its value
+        self._due_timers = self._due_logs = self._due_timeouts = -1
+        self._due_links = _NEVER
         self._states = [ln.health.state for ln in self.links.links]  # as last reported
         self._clock = ClockMap()
         self.latency_ns = config.latency_ns
@@ -132,6 +136,7 @@ class Endpoint(LiveChanges):
         self._control: deque[Control] = deque()
         self._feedback = FeedbackTimer(config.feedback_interval_ns, now)
         self._fec = FecSender(self.outbox, self.links, config, now)
+        self._timer_work = 0  # handle_timer calls that found a timer due (for the tests)
         self.closed = False
         """True once the session ended (`SessionClosed`); see `state`."""
         self._life = Lifecycle(config, now, self.outbox, self.inbox, self._emit, self._on_end)
@@ -282,42 +287,74 @@ class Endpoint(LiveChanges):
         (it may discard bookkeeping of what is already finished). None once closed."""
         if self.closed:
             return None
-        best = _NEVER
-        for t in (self.outbox.deadline(), self.inbox.deadline(), self._feedback.due):
+        best = self._work_due()
+        if self._hs.can_seal and self.outbox.pending() and self.links.carrying():
+            t = self.links.wake_at or self.links.next_free()  # without: a link's recovery
             if t is not None and t < best:
                 best = t
-        if self._can_seal():
-            outbox, timeouts = self.outbox, self._timeouts
-            for ln in self.links.links:
-                health = ln.health
-                t = health.deadline()
-                if t is not None and t < best:
-                    best = t
-                t = health.probe_at
-                best = min(best, t)
-                oldest = outbox.oldest_unacked(ln.id)
-                if oldest is not None and oldest + timeouts[ln.id] < best:
-                    best = oldest + timeouts[ln.id]
-            best = min(best, self._pmtu.due)
-            if outbox.pending() and self.links.carrying():  # else: a link's recovery
-                t = self.links.wake_at or self.links.next_free()
-                if t is not None and t < best:
-                    best = t
-        if self.initiator and not self._hs.locked and not self.closed:
-            best = min(best, self._hello_at + self.config.health.probe_interval_ns)
-        best = min(best, self._life.due)
         return None if best == _NEVER else best
+
+    def _work_due(self) -> int:
+        """When `handle_timer` next has work: `next_deadline` but for the pacers
+        (`_NEVER`: none). Each part is kept by its owner as its inputs change."""
+        best = self._life.due
+        t = self.outbox.deadline()
+        if t is not None and t < best:
+            best = t
+        t = self.inbox.deadline()
+        if t is not None and t < best:
+            best = t
+        t = self._feedback.due
+        if t is not None and t < best:
+            best = t
+        if self._hs.can_seal:
+            best = min(best, self._links_due(), self._pmtu.due)
+        if self.initiator and not self._hs.locked:
+            best = min(best, self._hello_at + self.config.health.probe_interval_ns)
+        return best
+
+    def _links_due(self) -> int:
+        """The earliest of every link's own timer (`LinkHealth.due`) and its tail-loss
+        timeout (its oldest record in flight + its `loss_timeout`): looked up again only
+        when one of them may have moved."""
+        links, outbox = self.links, self.outbox
+        timers, logs = links.epoch.timers, outbox.logs_moved
+        if (
+            timers == self._due_timers
+            and logs == self._due_logs
+            and self._timeouts_moved == self._due_timeouts
+        ):
+            return self._due_links
+        best, timeouts = _NEVER, self._timeouts
+        for ln in links.links:
+            t = ln.health.due
+            best = min(best, t)
+            oldest = outbox.oldest_unacked(ln.id)
+            if oldest is not None and oldest + timeouts[ln.id] < best:
+                best = oldest + timeouts[ln.id]
+        self._due_timers, self._due_logs = timers, logs
+        self._due_timeouts, self._due_links = self._timeouts_moved, best
+        return best
 
     def handle_timer(self, *, now: IntArg) -> None:
         """Do whatever is due by `now`. Safe to call early, late or twice."""
         now = self._time.at(checks.ns("now", now))
         if self.closed:
             return
+        # called only because a pacer releases (`datagrams_to_send`'s business), it leaves
+        # alone every timer not due; the links are judged again all the same, as on every
+        # call (their health and path MTU suspicion follow how often they are judged)
+        work = now >= self._work_due() or self._fec.due(now)
         hc = self.config.health
         # until the responder has shown it holds our keys (an authenticated datagram other
         # than HELLO), keep repeating HELLO: a replayed old HELLO may have displaced our
         # session there while it was half-open, and this brings it back
-        if self.initiator and not self._hs.locked and now >= self._hello_at + hc.probe_interval_ns:
+        if (
+            work
+            and self.initiator
+            and not self._hs.locked
+            and now >= self._hello_at + hc.probe_interval_ns
+        ):
             self._queue_hellos()
             self._hello_at = now
         if self._can_seal():
@@ -329,6 +366,9 @@ class Endpoint(LiveChanges):
             self._sync_states(now)
             if self._pmtu.on_timer(now, self.links):
                 self._fit_payload()
+        if not work:
+            return
+        self._timer_work += 1
         if self._feedback.due is not None and now >= self._feedback.due:
             self._queue_feedback(now)
         for ln in self.links.links:
@@ -488,7 +528,10 @@ class Endpoint(LiveChanges):
             self._clock.min_rtt_ns = self.links.min_rtt()
             self._clock.margin_ns = self.links.clock_margin(self.latency_ns)
             self.links.set_margin(self._clock.margin_ns)
-            self._timeouts[link] = loss_timeout(self.config, ln.health.rtt)
+            timeout = loss_timeout(self.config, ln.health.rtt)
+            if timeout != self._timeouts[link]:
+                self._timeouts[link] = timeout
+                self._timeouts_moved += 1
 
     def _receive_hello(
         self, data: Buffer, offset: int, link: int, now: int, session: int, meta: Meta

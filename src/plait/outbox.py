@@ -40,6 +40,8 @@ __all__ = ["Item", "Outbox"]
 _REORDER: Final = 3  # later datagrams on the same link before a gap counts as loss
 _FRAG_FIELDS: Final = 2  # frag_index and frag_count (wire-format §3.1)
 _NEW, _REPAIR, _PARITY = 0, 1, 2
+_NEVER: Final = 1 << 62
+_UNKNOWN: Final = -1  # a cached deadline to recompute
 
 
 class _Msg:
@@ -135,6 +137,8 @@ class Outbox:
     __slots__ = (
         "_acked_arrival",
         "_deferred",
+        "_due_expiry",
+        "_due_inflight",
         "_emit",
         "_expiry",
         "_handles",
@@ -152,6 +156,7 @@ class Outbox:
         "_streams",
         "burst",
         "fec",
+        "logs_moved",
         "max_payload",
         "next_seq",
         "owd",
@@ -196,6 +201,12 @@ class Outbox:
         self.queue = [0] * links
         self.burst = 1.0  # mean length of loss bursts (EWMA, gain 1/8): sizes FEC
         self.stats = OutboxStats()
+        # `deadline`'s parts, kept as the heaps change (_UNKNOWN: recompute; _NEVER: none)
+        self._due_expiry = _NEVER  # the earliest queued message's deadline + 1
+        self._due_inflight = _NEVER  # the earliest tracked record's deadline + 1
+        self.logs_moved = 0
+        """Bumped whenever `oldest_unacked` of some link may have changed (a record left
+        flight, or a log's head moved): a cache of those is valid while it has not."""
 
     # --- accepting messages ----------------------------------------------------------------
 
@@ -229,6 +240,8 @@ class Outbox:
             self._streams.push(stream, (m, index), len(frag))
         self._queued_bytes += len(data)
         heapq.heappush(self._expiry, (deadline, m.handle, m))
+        if self._due_expiry >= 0 and deadline + 1 < self._due_expiry:
+            self._due_expiry = deadline + 1
         self.stats.messages += 1
         return m.handle
 
@@ -291,6 +304,7 @@ class Outbox:
             if m.msg >= 0 or (now - m.queued_at) * 2 <= m.deadline - m.queued_at:
                 return
             heapq.heappop(expiry)
+            self._due_expiry = _UNKNOWN
             self._expire(m)
 
     def abandon(self, item: Item) -> None:
@@ -335,11 +349,15 @@ class Outbox:
         self._queued_bytes -= len(frag)
         if item.frag == count - 1:
             m.done = True  # fully handed over: no longer expires from the queue
+            if m.deadline + 1 >= self._due_expiry:  # it may have been the earliest
+                self._due_expiry = _UNKNOWN
         sent = _Sent(record, m)
         m.unacked += 1
         self._inflight[seq] = sent
         self._inflight_bytes += len(record)
         heapq.heappush(self._inflight_expiry, (m.deadline, seq))
+        if self._due_inflight >= 0 and m.deadline + 1 < self._due_inflight:
+            self._due_inflight = m.deadline + 1
         self.stats.records += 1
         item.seq, item.body = seq, record
         if self.fec is not None:
@@ -371,7 +389,10 @@ class Outbox:
             return
         sent.links.append(link)
         sent.at = now
-        self._links[link].append((link_seq, item.seq, now))
+        log = self._links[link]
+        if not log:
+            self.logs_moved += 1
+        log.append((link_seq, item.seq, now))
         if item.kind == _REPAIR:
             self.stats.repairs += 1
 
@@ -404,8 +425,12 @@ class Outbox:
                 if i >= 0 and seq <= cut[i][1]:
                     keys.append(seq)
         arrival, owd = self._acked_arrival, self.owd
+        if keys:
+            self.logs_moved += 1
         for seq in keys:
             sent = inflight.pop(seq)
+            if sent.deadline + 1 <= self._due_inflight:  # it may have been the earliest
+                self._due_inflight = _UNKNOWN
             m = sent.msg
             m.unacked -= 1
             self._inflight_bytes -= len(sent.record)
@@ -431,6 +456,7 @@ class Outbox:
             or (log[0][0] < highest and now - log[0][2] > rack_ns)
             or now - log[0][2] > timeout_ns
         ):
+            self.logs_moved += 1
             _, seq, _ = log.popleft()
             if seq in self._inflight:
                 self.stats.lost += 1
@@ -453,6 +479,7 @@ class Outbox:
         horizon = self._acked_arrival - self.owd[link] - self.queue[link] - window_ns
         inflight = self._inflight
         while log and log[0][2] < horizon:
+            self.logs_moved += 1
             _, seq, _ = log.popleft()
             if seq in inflight:
                 self.stats.lost += 1
@@ -488,6 +515,7 @@ class Outbox:
         no later datagram reveals)."""
         log = self._links[link]
         while log and now - log[0][2] >= timeout_ns:
+            self.logs_moved += 1
             _, seq, _ = log.popleft()
             if seq in self._inflight:
                 self.stats.lost += 1
@@ -496,6 +524,7 @@ class Outbox:
     def on_link_down(self, link: int) -> None:
         """Everything in flight on a link that went down is to be repaired elsewhere."""
         log = self._links[link]
+        self.logs_moved += 1
         while log:
             _, seq, _ = log.popleft()
             if seq in self._inflight:
@@ -508,6 +537,8 @@ class Outbox:
         if m.done:
             return
         m.done = m.settled = True
+        if m.deadline + 1 >= self._due_expiry:  # it may have been the earliest
+            self._due_expiry = _UNKNOWN
         dropped = self._streams.drop_head_while(m.stream, lambda it: it[0] is m)
         if len(dropped) < len(m.frags):  # not all at the head (some sent, or behind others)
             dropped += self._streams.drop_where(m.stream, lambda it: it[0] is m)
@@ -521,31 +552,41 @@ class Outbox:
 
     def deadline(self) -> int | None:
         """When the earliest queued message or tracked record reaches its deadline.
-        (A query: it only discards bookkeeping of what is already finished.)"""
-        while self._expiry and self._expiry[0][2].done:
-            heapq.heappop(self._expiry)
-        best = self._expiry[0][0] + 1 if self._expiry else None
-        heap, inflight = self._inflight_expiry, self._inflight
-        while heap and heap[0][1] not in inflight:  # acknowledged: no deadline to keep
-            heapq.heappop(heap)
-        if heap:
-            first = heap[0][0] + 1
-            best = first if best is None else min(best, first)
-        fec = self.fec.deadline() if self.fec is not None else None
-        if fec is not None:
-            best = fec if best is None else min(best, fec)
-        return best
+        (A query: it only discards bookkeeping of what is already finished.) Its parts
+        are kept as messages and records come and go; only a part whose earliest entry
+        left is looked up again."""
+        best = self._due_expiry
+        if best < 0:
+            expiry = self._expiry
+            while expiry and expiry[0][2].done:
+                heapq.heappop(expiry)
+            best = self._due_expiry = expiry[0][0] + 1 if expiry else _NEVER
+        first = self._due_inflight
+        if first < 0:
+            heap, inflight = self._inflight_expiry, self._inflight
+            while heap and heap[0][1] not in inflight:  # acknowledged: no deadline to keep
+                heapq.heappop(heap)
+            first = self._due_inflight = heap[0][0] + 1 if heap else _NEVER
+        best = min(best, first)
+        if self.fec is not None:
+            fec = self.fec.deadline()
+            if fec is not None and fec < best:
+                best = fec
+        return None if best == _NEVER else best
 
     def on_timer(self, now: int) -> None:
         while self._expiry and (self._expiry[0][2].done or self._expiry[0][0] < now):
             _, _, m = heapq.heappop(self._expiry)
+            self._due_expiry = _UNKNOWN
             self._expire(m)
         self.flush_fec(now)
         heap = self._inflight_expiry
         while heap and heap[0][0] < now:
             _, seq = heapq.heappop(heap)
+            self._due_inflight = _UNKNOWN
             sent = self._inflight.pop(seq, None)
             if sent is not None:  # past its deadline, never acknowledged
+                self.logs_moved += 1
                 self._inflight_bytes -= len(sent.record)
                 self._unconfirmed(sent.msg)
 
@@ -580,3 +621,5 @@ class Outbox:
         for log in self._links:
             log.clear()
         self._queued_bytes = self._inflight_bytes = 0
+        self._due_expiry = self._due_inflight = _NEVER
+        self.logs_moved += 1
