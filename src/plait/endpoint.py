@@ -216,15 +216,17 @@ class Endpoint(LiveChanges):
         while self._control:
             link, ptype, body, force_echo = self._control.popleft()
             out.append((self._transmit(link, ptype, body, now, force_echo), link))
-        if now >= self._pmtu.due and self._can_seal():
+        if not self._can_seal():
+            return out
+        if now >= self._pmtu.due:
             self._send_size_probes(now, out)
-        links = self.links
-        if not self._can_seal() or not links.carrying():
+        links, outbox = self.links, self.outbox
+        if not outbox.pending() or not links.carrying():
             return out  # no link carries data now: what is queued waits, to its deadline
-        can_arrive = self._can_arrive_fn(now)
+        can_arrive = links.can_arrive
         deferred: list[Item] = []  # repairs waiting for a busy link: new data goes on
         while True:
-            item = self.outbox.take(now, can_arrive)
+            item = outbox.take(now, can_arrive)
             if item is None:
                 break
             chosen = links.choose(
@@ -249,10 +251,9 @@ class Endpoint(LiveChanges):
             elif item.kind != 0 and len(deferred) < _MAX_DEFERRED:
                 deferred.append(item)
             else:
-                self.outbox.hold(item)
+                outbox.hold(item)
                 break
-        if deferred:
-            self.outbox.defer(deferred)
+        outbox.defer(deferred)
         return out
 
     def receive_datagram(self, data: Buffer, *, link: IntArg, now: IntArg) -> bool:
@@ -395,14 +396,6 @@ class Endpoint(LiveChanges):
     def _can_seal(self) -> bool:
         """True when more than HELLO may go out: a session, and with a psk, its keys."""
         return self._hs.can_seal and not self.closed
-
-    def _can_arrive_fn(self, now: int) -> Callable[[int, int], bool]:
-        links = self.links
-
-        def can_arrive(size: int, deadline: int) -> bool:
-            return links.can_arrive(size + HEADER_SIZE, deadline, now)
-
-        return can_arrive
 
     def _send_item(self, item: Item, link: int, now: int, out: list[tuple[bytes, int]]) -> None:
         base = self._fec.block_base(item)

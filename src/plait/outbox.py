@@ -252,9 +252,10 @@ class Outbox:
             self._held or self._deferred or self._repairs or self._parity or len(self._streams)
         )
 
-    def take(self, now: int, can_arrive: Callable[[int, int], bool]) -> Item | None:
+    def take(self, now: int, can_arrive: Callable[[int, int, int], bool]) -> Item | None:
         """The next item to transmit: deferred, held, repairs, parity, then new fragments.
-        Items that can no longer arrive in time (`can_arrive(size, deadline)`) are dropped."""
+        Items that can no longer arrive in time (`can_arrive(size, deadline, now)`, with
+        the size of the body to send) are dropped."""
         deferred = self._deferred
         while deferred:
             item = deferred.popleft()
@@ -269,7 +270,7 @@ class Outbox:
             sent = self._inflight.get(seq)
             if sent is None:
                 continue  # acknowledged or expired meanwhile
-            if not can_arrive(len(sent.record), sent.deadline):
+            if not can_arrive(len(sent.record), sent.deadline, now):
                 continue
             item = Item(_REPAIR, len(sent.record), sent.deadline)
             item.seq, item.body = seq, sent.record
@@ -282,7 +283,7 @@ class Outbox:
             if got is None:
                 return None
             _, (m, index), size = got
-            if not can_arrive(size + 14, m.deadline):
+            if not can_arrive(size + 14, m.deadline, now):
                 self._queued_bytes -= size
                 self._expire(m)
                 continue
