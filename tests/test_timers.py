@@ -1,6 +1,7 @@
 """The endpoint's timers: `next_deadline` is kept from cached parts, and must equal what a
-recomputation from scratch gives after any sequence of operations; `handle_timer` called
-only because a pacer releases does no timer work.
+recomputation from scratch gives after any sequence of operations (so must the other
+values kept between calls, `LinkSet.arq_times`); `handle_timer` called only because a
+pacer releases does no timer work.
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ def _check(net: Net) -> None:
         assert ep.outbox.deadline() == _outbox_due(ep.outbox)  # each cached part, too
         links_due = ep._links_due()
         assert (None if links_due >= _NEVER else links_due) == _links_due(ep)
+        links, feedback_ns, burst = ep.links, ep.config.feedback_interval_ns, ep.outbox.burst
+        for ln in links.links:  # the re-send times, kept per link (`LinkSet.arq_times`)
+            assert links.arq_times(ln.id, feedback_ns, burst) == links._arq_times(
+                ln.id, feedback_ns, burst
+            )
 
 
 _OPS = st.lists(

@@ -116,10 +116,12 @@ class LinkSet:
     """All links of a session, and the choice between them."""
 
     __slots__ = (
+        "_arq",
         "_ask",
         "_carrying",
         "_carrying_ids",
         "_carrying_key",
+        "_moved",
         "adaptive",
         "epoch",
         "links",
@@ -144,6 +146,11 @@ class LinkSet:
         self._carrying_ids: frozenset[int] = frozenset()
         self._carrying_key = -1  # the links' transitions when _carrying was computed
         self._ask: Ask = _NO_ASK
+        self._moved = 0  # bumped by whatever moves `arq_times`' inputs but a state change
+        # per link: arq_times' last answer, and (_moved, epoch, feedback_ns, burst) then
+        self._arq: list[tuple[tuple[int, int, int, float], tuple[int, int]]] = [
+            ((-1, -1, -1, 0.0), (0, 0)) for _ in self.links
+        ]
 
     def __len__(self) -> int:
         return len(self.links)
@@ -189,6 +196,7 @@ class LinkSet:
         then holds until it drains)."""
         ln = self.links[link]
         capacity = ln.capacity
+        self._moved += 1
         congested = capacity.on_report(top, got, rx_us, jitter_us, ln.rtt.srtt, now, hungry=hungry)
         ln.health.on_queue(capacity.queue_ns, now)
         if congested:
@@ -394,6 +402,7 @@ class LinkSet:
         echo (an RTT sample and proof the link works both ways). Returns the state."""
         ln = self.links[link]
         ln.datagrams_in += 1
+        self._moved += 1  # its jitter, maybe its RTT
         ln.health.on_received(seq, size, ts, now)
         ln.echo_ts, ln.echo_at, ln.echo_fresh = ts, now, True
         if echo_ts is not None:
@@ -417,7 +426,17 @@ class LinkSet:
         arrives, + the gap to the next datagram on any link; then the fastest link's
         one-way delay and arrival margin), and how long each further round takes (the
         fastest link's RTT + the feedback delay).
-        (0, 0) before any RTT sample."""
+        (0, 0) before any RTT sample. Kept per link until its inputs move (RTTs, jitter,
+        the peer's reports, margins, which links carry data)."""
+        key = (self._moved, self.epoch.value, feedback_ns, burst)
+        cached = self._arq[link]
+        if cached[0] == key:
+            return cached[1]
+        times = self._arq_times(link, feedback_ns, burst)
+        self._arq[link] = (key, times)
+        return times
+
+    def _arq_times(self, link: int, feedback_ns: int, burst: float) -> tuple[int, int]:
         ln = self.links[link]
         rtt = ln.rtt
         sampled = [x for x in self.carrying() if x.rtt.samples] or [ln]
@@ -460,7 +479,9 @@ class LinkSet:
         peer judges deadlines early by its clock margin (`plait.clock`), so by that.
         (Twice it plus twice the link's jitter made real-socket runs expire 5-12 %.)"""
         for ln in self.links:
-            ln.margin_ns = margin_ns
+            if ln.margin_ns != margin_ns:
+                ln.margin_ns = margin_ns
+                self._moved += 1
 
     def best_link(self, now: int) -> int:
         """The data-carrying link with the lowest arrival time for a small datagram
