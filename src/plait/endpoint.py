@@ -115,6 +115,7 @@ class Endpoint(LiveChanges):
         self._due_timers = self._due_logs = self._due_timeouts = -1
         self._due_links = _NEVER
         self._states = [ln.health.state for ln in self.links.links]  # as last reported
+        self._states_epoch = self.links.epoch.value  # the links' state changes then
         self._clock = ClockMap()
         self.latency_ns = config.latency_ns
         self._pmtu = PathMtu(config, self.links, now)  # each link's path MTU (RFC 8899)
@@ -623,6 +624,10 @@ class Endpoint(LiveChanges):
 
     def _sync_states(self, now: int) -> None:
         """Report every link whose health state changed since it was last reported."""
+        epoch = self.links.epoch.value
+        if epoch == self._states_epoch:
+            return  # no link changed state since
+        self._states_epoch = epoch
         for ln in self.links.links:
             before, after = self._states[ln.id], ln.health.state
             if after is not before:
