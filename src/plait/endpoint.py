@@ -75,6 +75,7 @@ _MAX_EVENTS: Final = 65_536
 _NEVER: Final = 1 << 62
 _STARTUP_NS: Final = 500_000_000
 _COPIES: Final = {None: 0, "best2": 1, "all": 15}
+_PARITY: Final = 2  # `Item.kind` of a parity shard
 _MAX_DEFERRED: Final = 8  # repairs per call that may wait for a busy link while data goes on
 Meta = tuple[int, int, int, int | None, int]  # link seq (unwrapped), size, ts, echo ts, delay
 #: A datagram to send at the next `datagrams_to_send`: link, type, body, and its echo
@@ -277,7 +278,8 @@ class Endpoint(LiveChanges):
             self._drop("malformed: " + str(exc))
         except AuthenticationFailed:
             self._drop("authentication")
-        self._sync_states(now)
+        if self.links.epoch.value != self._states_epoch:  # a link changed state
+            self._sync_states(now)
         return ln.datagrams_in != before and ln.health.inbound.highest != highest
 
     def next_event(self) -> Event | None:
@@ -401,7 +403,7 @@ class Endpoint(LiveChanges):
     def _send_item(self, item: Item, link: int, now: int, out: list[tuple[bytes, int]]) -> None:
         base = self._fec.block_base(item)
         body = self.outbox.commit(item, now)
-        ptype = PacketType.PARITY if item.is_parity else PacketType.DATA
+        ptype = PacketType.DATA if item.kind != _PARITY else PacketType.PARITY
         datagram = self._transmit(link, ptype, body, now, False)
         self.outbox.on_transmitted(item, link, self.links.links[link].health.sent - 1, now)
         out.append((datagram, link))
@@ -423,8 +425,9 @@ class Endpoint(LiveChanges):
         now: int,
         force_echo: bool | tuple[int, int],
     ) -> bytes:
+        session = self._hs.session
         header, seq = self.links.stamp(
-            link, ptype, max(self.session, 0), now, force_echo=force_echo
+            link, ptype, session if session > 0 else 0, now, force_echo=force_echo
         )
         sealer = self._hs.sealer
         if ptype is PacketType.HELLO:
@@ -488,8 +491,8 @@ class Endpoint(LiveChanges):
             self._drop("closed")
             return
         ptype, session, link_seq, ts, echo_ts, echo_delay, offset = parse_header(data)
-        if ptype is not PacketType.HELLO and session != self.session:
-            self._drop("other session" if self.session >= 0 else "no session yet")
+        if ptype is not PacketType.HELLO and session != self._hs.session:
+            self._drop("other session" if self._hs.session >= 0 else "no session yet")
             return
         seq = self.links.check_seq(link, link_seq)
         if seq is None:
