@@ -49,11 +49,12 @@ from plait.inbox import Inbox
 from plait.lifecycle import Lifecycle, SessionState
 from plait.links import LinkState
 from plait.linkset import LinkSet
-from plait.live import LiveChanges
 from plait.outbox import Item, Outbox
 from plait.pmtu import PathMtu
+from plait.sendstate import PARITY
 from plait.seq import SEQ32
 from plait.stats import Stats, snapshot
+from plait.timers import Control, Timers
 from plait.wire import (
     HEADER_SIZE,
     Buffer,
@@ -75,17 +76,14 @@ _MAX_EVENTS: Final = 65_536
 _NEVER: Final = 1 << 62
 _STARTUP_NS: Final = 500_000_000
 _COPIES: Final = {None: 0, "best2": 1, "all": 15}
-_PARITY: Final = 2  # `Item.kind` of a parity shard
 _MAX_DEFERRED: Final = 8  # repairs per call that may wait for a busy link while data goes on
 Meta = tuple[int, int, int, int | None, int]  # link seq (unwrapped), size, ts, echo ts, delay
-#: A datagram to send at the next `datagrams_to_send`: link, type, body, and its echo
-#: (True: echo the latest timestamp received, False: if fresh, (ts, at): this one)
-Control = tuple[int, PacketType, bytes, bool | tuple[int, int]]
 
 
-class Endpoint(LiveChanges):
+class Endpoint(Timers):
     """One end of a plait session. Time: int ns of the caller's monotonic clock, from 0, never
-    back (`plait.clock.CallerTime`). Live changes come from `plait.live.LiveChanges`."""
+    back (`plait.clock.CallerTime`). Its timers (`next_deadline`, `handle_timer`) come from
+    `plait.timers.Timers`, live changes from `plait.live.LiveChanges`."""
 
     def __init__(
         self, config: Config, *, initiator: bool, now: IntArg, rng: random.Random | None = None
@@ -286,105 +284,6 @@ class Endpoint(LiveChanges):
         """The oldest undelivered event, or None."""
         return self._events.popleft() if self._events else None
 
-    def next_deadline(self) -> int | None:
-        """When `handle_timer` should next be called (absolute ns), or None. A pure query
-        (it may discard bookkeeping of what is already finished). None once closed."""
-        if self.closed:
-            return None
-        best = self._work_due()
-        if self._hs.can_seal and self.outbox.pending() and self.links.carrying():
-            t = self.links.wake_at or self.links.next_free()  # without: a link's recovery
-            if t is not None and t < best:
-                best = t
-        return None if best == _NEVER else best
-
-    def _work_due(self) -> int:
-        """When `handle_timer` next has work: `next_deadline` but for the pacers
-        (`_NEVER`: none). Each part is kept by its owner as its inputs change."""
-        best = self._life.due
-        t = self.outbox.deadline()
-        if t is not None and t < best:
-            best = t
-        t = self.inbox.deadline()
-        if t is not None and t < best:
-            best = t
-        t = self._feedback.due
-        if t is not None and t < best:
-            best = t
-        if self._hs.can_seal:
-            best = min(best, self._links_due(), self._pmtu.due)
-        if self.initiator and not self._hs.locked:
-            best = min(best, self._hello_at + self.config.health.probe_interval_ns)
-        return best
-
-    def _links_due(self) -> int:
-        """The earliest of every link's own timer (`LinkHealth.due`) and its tail-loss
-        timeout (its oldest record in flight + its `loss_timeout`): looked up again only
-        when one of them may have moved."""
-        links, outbox = self.links, self.outbox
-        timers, logs = links.epoch.timers, outbox.logs_moved
-        if (
-            timers == self._due_timers
-            and logs == self._due_logs
-            and self._timeouts_moved == self._due_timeouts
-        ):
-            return self._due_links
-        best, timeouts = _NEVER, self._timeouts
-        for ln in links.links:
-            t = ln.health.due
-            best = min(best, t)
-            oldest = outbox.oldest_unacked(ln.id)
-            if oldest is not None and oldest + timeouts[ln.id] < best:
-                best = oldest + timeouts[ln.id]
-        self._due_timers, self._due_logs = timers, logs
-        self._due_timeouts, self._due_links = self._timeouts_moved, best
-        return best
-
-    def handle_timer(self, *, now: IntArg) -> None:
-        """Do whatever is due by `now`. Safe to call early, late or twice."""
-        now = self._time.at(checks.ns("now", now))
-        if self.closed:
-            return
-        # called only because a pacer releases (`datagrams_to_send`'s business), it leaves
-        # alone every timer not due; the links are judged again all the same, as on every
-        # call (their health and path MTU suspicion follow how often they are judged)
-        work = now >= self._work_due() or self._fec.due(now)
-        hc = self.config.health
-        # until the responder has shown it holds our keys (an authenticated datagram other
-        # than HELLO), keep repeating HELLO: a replayed old HELLO may have displaced our
-        # session there while it was half-open, and this brings it back
-        if (
-            work
-            and self.initiator
-            and not self._hs.locked
-            and now >= self._hello_at + hc.probe_interval_ns
-        ):
-            self._queue_hellos()
-            self._hello_at = now
-        if self._can_seal():
-            for ln in self.links.links:
-                if now >= ln.health.probe_at:
-                    self._control.append((ln.id, PacketType.PROBE, encode_body(Probe()), False))
-                    ln.health.on_probe_sent(now)
-                ln.health.update(now)
-            self._sync_states(now)
-            if self._pmtu.on_timer(now, self.links):
-                self._fit_payload()
-        if not work:
-            return
-        self._timer_work += 1
-        if self._feedback.due is not None and now >= self._feedback.due:
-            self._queue_feedback(now)
-        for ln in self.links.links:
-            self.outbox.check_timeout(ln.id, now, self._timeouts[ln.id])
-        self.outbox.on_timer(now)
-        self.inbox.on_timer(now)
-        if self._decoder is not None:
-            self._decoder.expire(self.inbox.window.floor, now)
-        if self._fec.due(now):
-            self._fec.tune(now, self.latency_ns)
-        self._life.on_timer(now)
-
     def close(self, *, now: IntArg, code: IntArg = 0, abort: bool = False) -> None:
         """End the session. By default it lingers (`state` CLOSING): `send` refuses, and
         what was handed over keeps going until each message is acknowledged or reaches
@@ -403,7 +302,7 @@ class Endpoint(LiveChanges):
     def _send_item(self, item: Item, link: int, now: int, out: list[tuple[bytes, int]]) -> None:
         base = self._fec.block_base(item)
         body = self.outbox.commit(item, now)
-        ptype = PacketType.DATA if item.kind != _PARITY else PacketType.PARITY
+        ptype = PacketType.DATA if item.kind != PARITY else PacketType.PARITY
         datagram = self._transmit(link, ptype, body, now, False)
         self.outbox.on_transmitted(item, link, self.links.links[link].health.sent - 1, now)
         out.append((datagram, link))

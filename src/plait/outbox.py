@@ -33,102 +33,15 @@ from plait.dwrr import DeficitRoundRobin
 from plait.errors import BackpressureError
 from plait.events import Event, MessageExpired, MessageUnconfirmed
 from plait.fec import BlockEncoder
+from plait.sendstate import NEW, PARITY, REPAIR, Item, Message, OutboxStats, SentRecord
 from plait.wire import Parity, encode_body, pack_data
 
 __all__ = ["Item", "Outbox"]
 
 _REORDER: Final = 3  # later datagrams on the same link before a gap counts as loss
 _FRAG_FIELDS: Final = 2  # frag_index and frag_count (wire-format §3.1)
-_NEW, _REPAIR, _PARITY = 0, 1, 2
 _NEVER: Final = 1 << 62
 _UNKNOWN: Final = -1  # a cached deadline to recompute
-
-
-class _Msg:
-    __slots__ = (
-        "copies",
-        "deadline",
-        "deadline_us",
-        "done",
-        "frags",
-        "handle",
-        "msg",
-        "queued_at",
-        "settled",
-        "stream",
-        "unacked",
-    )
-
-    def __init__(
-        self, stream: int, frags: list[bytes], deadline: int, handle: int, copies: int, now: int
-    ) -> None:
-        self.queued_at = now
-        self.stream = stream
-        self.frags = frags
-        self.deadline = deadline
-        self.deadline_us = deadline // 1000
-        self.handle = handle
-        self.msg = -1  # assigned when its first fragment goes out
-        self.done = False  # fully handed over, or expired
-        self.copies = copies
-        self.unacked = 0  # records sent and not acknowledged yet
-        self.settled = False  # delivered (acknowledged in full) or reported: said once
-
-
-class _Sent:
-    __slots__ = ("at", "deadline", "links", "msg", "record", "rescued")
-
-    def __init__(self, record: bytes, msg: _Msg) -> None:
-        self.record = record
-        self.msg = msg
-        self.deadline = msg.deadline
-        self.links: list[int] = []
-        self.at = 0  # when it last went out
-        self.rescued = False  # re-sent because its link's queue made it late
-
-
-class Item:
-    """What goes out next: a new fragment, a repair, or a parity shard."""
-
-    __slots__ = ("avoid", "body", "copies", "deadline", "frag", "kind", "msg", "seq", "size")
-
-    def __init__(self, kind: int, size: int, deadline: int) -> None:
-        self.kind = kind
-        self.size = size  # body bytes
-        self.deadline = deadline
-        self.msg: _Msg | None = None
-        self.frag = 0
-        self.seq = -1
-        self.body = b""
-        self.copies = 0
-        self.avoid = -1  # a link not to use, if there is a choice
-
-    @property
-    def is_parity(self) -> bool:
-        return self.kind == _PARITY
-
-
-class OutboxStats:
-    __slots__ = (
-        "acked",
-        "delivered",
-        "expired",
-        "lost",
-        "messages",
-        "records",
-        "repairs",
-        "unconfirmed",
-    )
-
-    def __init__(self) -> None:
-        self.messages = self.records = self.repairs = self.lost = 0
-        self.acked = self.expired = self.unconfirmed = 0
-        self.delivered = 0  # messages acknowledged in full
-
-    @property
-    def unsettled(self) -> int:
-        """Messages neither delivered nor reported yet (queued or in flight)."""
-        return self.messages - self.delivered - self.expired - self.unconfirmed
 
 
 class Outbox:
@@ -178,17 +91,17 @@ class Outbox:
         self.max_payload = max_payload
         self.send_buffer_bytes = send_buffer_bytes
         self.fec = fec
-        self._streams: DeficitRoundRobin[int, tuple[_Msg, int]] = DeficitRoundRobin()
+        self._streams: DeficitRoundRobin[int, tuple[Message, int]] = DeficitRoundRobin()
         self._next_msg: dict[int, int] = {}
         self._handles = 0
-        self._expiry: list[tuple[int, int, _Msg]] = []  # (deadline, handle, message) queued
+        self._expiry: list[tuple[int, int, Message]] = []  # (deadline, handle, message) queued
         self._queued_bytes = 0
         self._held: Item | None = None
         self._deferred: deque[Item] = deque()  # repairs and parity waiting for their link
         self._repairs: deque[int] = deque()
         self._parity: deque[Item] = deque()
         self.next_seq = 0
-        self._inflight: dict[int, _Sent] = {}
+        self._inflight: dict[int, SentRecord] = {}
         self._inflight_bytes = 0
         self._lowest = 0  # no record below this is in flight (it only rises)
         self._inflight_expiry: list[tuple[int, int]] = []  # (deadline, seq)
@@ -232,7 +145,7 @@ class Outbox:
         else:
             frags = [data[i : i + p] for i in range(0, len(data), p)]
         self._handles += 1
-        m = _Msg(stream, frags, deadline, self._handles, copies, now)
+        m = Message(stream, frags, deadline, self._handles, copies, now)
         if stream not in self._streams:
             self._streams.add_queue(stream)
             self._next_msg[stream] = 0
@@ -259,7 +172,7 @@ class Outbox:
         deferred = self._deferred
         while deferred:
             item = deferred.popleft()
-            if item.kind != _REPAIR or item.seq in self._inflight:  # else acked meanwhile
+            if item.kind != REPAIR or item.seq in self._inflight:  # else acked meanwhile
                 return item
         if self._held is not None:
             item, self._held = self._held, None
@@ -272,7 +185,7 @@ class Outbox:
                 continue  # acknowledged or expired meanwhile
             if not can_arrive(len(sent.record), sent.deadline, now):
                 continue
-            item = Item(_REPAIR, len(sent.record), sent.deadline)
+            item = Item(REPAIR, len(sent.record), sent.deadline)
             item.seq, item.body = seq, sent.record
             item.avoid = sent.links[-1] if sent.links else -1
             return item
@@ -287,7 +200,7 @@ class Outbox:
                 self._queued_bytes -= size
                 self._expire(m)
                 continue
-            item = Item(_NEW, size + 14, m.deadline)
+            item = Item(NEW, size + 14, m.deadline)
             item.msg, item.frag, item.copies = m, index, m.copies
             return item
 
@@ -326,7 +239,7 @@ class Outbox:
     def commit(self, item: Item, now: int) -> bytes:
         """`item` is going out now: for a new fragment, number it and build its record.
         Returns the body to send."""
-        if item.kind != _NEW:
+        if item.kind != NEW:
             return item.body
         m = item.msg
         if m is None:
@@ -352,7 +265,7 @@ class Outbox:
             m.done = True  # fully handed over: no longer expires from the queue
             if m.deadline + 1 >= self._due_expiry:  # it may have been the earliest
                 self._due_expiry = _UNKNOWN
-        sent = _Sent(record, m)
+        sent = SentRecord(record, m)
         m.unacked += 1
         self._inflight[seq] = sent
         self._inflight_bytes += len(record)
@@ -368,7 +281,7 @@ class Outbox:
 
     def _queue_parity(self, parity: Parity, deadline: int) -> None:
         body = encode_body(parity)
-        item = Item(_PARITY, len(body), deadline)
+        item = Item(PARITY, len(body), deadline)
         item.body, item.seq = body, parity.base
         self._parity.append(item)
 
@@ -383,7 +296,7 @@ class Outbox:
 
     def on_transmitted(self, item: Item, link: int, link_seq: int, now: int) -> None:
         """`item` went out on `link` as datagram `link_seq` (unwrapped)."""
-        if item.kind == _PARITY:
+        if item.kind == PARITY:
             return
         sent = self._inflight.get(item.seq)
         if sent is None:
@@ -394,7 +307,7 @@ class Outbox:
         if not log:
             self.logs_moved += 1
         log.append((link_seq, item.seq, now))
-        if item.kind == _REPAIR:
+        if item.kind == REPAIR:
             self.stats.repairs += 1
 
     # --- feedback --------------------------------------------------------------------------
@@ -533,7 +446,7 @@ class Outbox:
 
     # --- time ------------------------------------------------------------------------------
 
-    def _expire(self, m: _Msg) -> None:
+    def _expire(self, m: Message) -> None:
         """Drop what is left of message `m` unsent, and report it."""
         if m.done:
             return
@@ -591,7 +504,7 @@ class Outbox:
                 self._inflight_bytes -= len(sent.record)
                 self._unconfirmed(sent.msg)
 
-    def _unconfirmed(self, m: _Msg) -> None:
+    def _unconfirmed(self, m: Message) -> None:
         if not m.settled:
             m.settled = True
             self.stats.unconfirmed += 1
