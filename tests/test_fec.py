@@ -208,3 +208,39 @@ def test_forged_parity_never_yields_a_record_that_does_not_check_out() -> None:
             assert len(record) <= 18
         assert trial >= 0
     assert bad < 10  # random parity rarely passes the length-and-padding check
+
+
+@given(
+    k=st.integers(1, 16),
+    m=st.integers(0, 6),
+    fill=st.integers(1, 16),
+    table=st.lists(st.integers(0, 8), min_size=16, max_size=16),
+)
+def test_a_block_flushed_short_gets_the_parity_its_size_needs(
+    k: int, m: int, fill: int, table: list[int]
+) -> None:
+    """A block flushed with fewer records than its k gets what `parity_for` says for its
+    size, never more than its m (0: none at all); a full block always gets its m."""
+    enc = BlockEncoder(PORTABLE, k=k, m=m, flush_ns=10)
+    asked: list[int] = []
+
+    def parity_for(size: int) -> int:
+        asked.append(size)
+        return table[size - 1]
+
+    enc.parity_for = parity_for
+    records = [bytes([i]) * (i + 1) for i in range(min(fill, k))]
+    out = [p for seq, rec in enumerate(records) for p in enc.add(seq, rec, now=0)]
+    out += enc.on_timer(10)
+    if not m:
+        assert out == []
+        return
+    full = len(records) == k
+    want = m if full else min(m, table[len(records) - 1])
+    assert asked == ([] if full else [len(records)])
+    assert [(p.base, p.count, p.parity_count) for p in out] == [(0, len(records), want)] * want
+    if want:  # the parity rebuilds a lost record
+        dec = BlockDecoder(PORTABLE)
+        for seq, rec in enumerate(records[1:], 1):
+            dec.on_data(seq, rec)
+        assert dec.on_parity(0, out[0]) == [(0, records[0])]

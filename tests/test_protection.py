@@ -12,8 +12,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from plait.config import HealthConfig
+from plait.fecpolicy import protection_loss
+from plait.links import LinkHealth
 from plait.protection import (
     arq_rounds,
+    choose_block,
     choose_fec,
     choose_protection,
     fec_left,
@@ -112,6 +116,63 @@ def test_the_plan_is_the_cheapest_that_reaches_the_target_within_its_caps(
 
 
 @given(
+    views=links,
+    budget=st.integers(1 * MS, 1_000 * MS),
+    k_max=st.integers(1, 16),
+    m_max=st.integers(1, 8),
+    cap=st.floats(0.0, 2.0),
+)
+def test_a_smaller_block_is_chosen_only_where_it_comes_closer_to_the_target(
+    views: list[tuple[float, float, int, int]], budget: int, k_max: int, m_max: int, cap: float
+) -> None:
+    """`choose_block` keeps the traffic's block size where its plan reaches the target,
+    and otherwise never picks a block whose plan leaves more loss; within the caps."""
+
+    def plan(size: int) -> tuple[int, bool]:
+        return choose_protection(
+            views, budget_ns=budget, k=size, m_max=m_max, burst=1.0, target=1e-4, max_protection=cap
+        )
+
+    k, m, copies = choose_block(
+        views,
+        budget_ns=budget,
+        k_max=k_max,
+        m_max=m_max,
+        burst=1.0,
+        target=1e-4,
+        max_protection=cap,
+    )
+    assert 1 <= k <= k_max
+    assert (m, copies) == plan(k)
+    assert m <= m_max
+    assert m <= cap * k + 1e-9
+
+    def residual_of(size: int) -> float:
+        parity, copy = plan(size)
+        total = sum(share for share, _, _, _ in views)
+        p = min(0.5, sum(share * loss for share, loss, _, _ in views) / total)
+        left = fec_left(size, parity, p) if parity else 1.0
+        return residual_with_copies(views, budget, left, 1e-4, copies=copy)[1]
+
+    if residual_of(k_max) <= 1e-4:
+        assert k == k_max
+    else:
+        assert residual_of(k) <= residual_of(k_max) + 1e-15
+
+
+def test_a_smaller_block_where_the_parity_count_runs_out() -> None:
+    """10 % loss and no time for a re-send: (16, 6) leaves ~1.8e-3, so the block shrinks
+    until 6 parity reach 1e-4, at a cost still within the cap."""
+    view = [(1.0, 0.10, 400 * MS, 400 * MS)] * 4
+    k, m, _ = choose_block(
+        view, budget_ns=300 * MS, k_max=16, m_max=6, burst=1.0, target=1e-4, max_protection=1.0
+    )
+    assert k < 16
+    assert m == 6
+    assert 0.1 * fec_left(k, m, 0.1) <= 1e-4 < 0.1 * fec_left(k + 1, m, 0.1)
+
+
+@given(
     low=st.floats(0.001, 0.1),
     extra=st.floats(0.0, 0.2),
     budget=st.integers(1 * MS, 300 * MS),
@@ -177,3 +238,45 @@ def test_long_round_trips_keep_their_links_up_and_their_messages(rtt_ms: int) ->
     assert result.delivered >= 0.999 * result.sent, result.summary()
     for side in result.events:  # at most the start-up (the first answer takes > 300 ms)
         assert side.get("LinkDown", 0) <= len(links), result.events
+
+
+@given(
+    losses=st.lists(st.booleans(), min_size=50, max_size=3_000),
+    per_report=st.integers(1, 40),
+)
+def test_the_long_loss_estimate_counts_what_the_reports_say(
+    losses: list[bool], per_report: int
+) -> None:
+    """Fed the peer's reports of a known loss pattern, the long estimate is the lost
+    share of (at most about) the last 2 000 datagrams, within [0, 1]."""
+    health = LinkHealth(0, HealthConfig(), now=0)
+    received = 0
+    for top in range(len(losses)):
+        health.on_sent(1200, top * MS)
+        received += not losses[top]
+        if top % per_report == per_report - 1 or top == len(losses) - 1:
+            health.on_report(top & 0xFFFF, received & 0xFFFF, top * MS)
+    assert 0.0 <= health.loss_long <= 1.0
+    first = min(per_report - 1, len(losses) - 1)  # the first report only starts the count
+    counted = losses[first + 1 :]
+    if len(counted) <= 2_000 and counted:
+        assert health.loss_long == pytest.approx(sum(counted) / len(counted), abs=1e-9)
+    elif counted:  # older datagrams fade: it lies between the last 2 000's share and all's
+        recent = sum(counted[-2_000:]) / 2_000
+        overall = sum(counted) / len(counted)
+        assert min(recent, overall) - 0.02 <= health.loss_long <= max(recent, overall) + 0.02
+
+
+def test_protection_is_sized_by_the_steady_loss_and_follows_a_jump() -> None:
+    """The short estimate (200 datagrams) reads 0 % now and then on a 1 % link; the
+    protection loss stays with the long one then, and follows the short one when it
+    jumps well above."""
+    health = LinkHealth(0, HealthConfig(), now=0)
+    assert protection_loss(health, 0.03) == 0.03  # nothing judged yet: the prior
+    health.lost_long, health.span_long = 20.0, 2_000.0
+    health.loss, health.loss_span = 0.0, 200
+    assert protection_loss(health, 0.03) == pytest.approx(0.01)
+    health.loss = 0.02  # twice the long one: noise, not a change
+    assert protection_loss(health, 0.03) == pytest.approx(0.01)
+    health.loss = 0.08  # a link that turned lossy
+    assert protection_loss(health, 0.03) == 0.08

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from plait.errors import UsageError
@@ -92,11 +92,15 @@ class BlockEncoder:
         "flush_ns",
         "k",
         "m",
+        "parity_for",
         "stats",
     )
 
     def __init__(self, codec: ErasureCodec, k: int, m: int, flush_ns: int) -> None:
         self.codec = codec
+        self.parity_for: Callable[[int], int] | None = None
+        """The parity a block flushed with fewer records than its k needs (at most its
+        m; None: its m)."""
         self.stats = FecStats()
         self._records: list[bytes] = []
         self._base = 0
@@ -153,6 +157,10 @@ class BlockEncoder:
     def _close(self) -> list[Parity]:
         records, self._records = self._records, []
         k, m = len(records), self._block[1]
+        if k < self._block[0] and self.parity_for is not None:
+            m = min(m, self.parity_for(k))
+            if not m:
+                return []
         parity = self.codec.parity(k, m, shards_of(records))
         stats = self.stats
         stats.blocks_sent += 1

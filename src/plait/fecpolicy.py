@@ -5,12 +5,16 @@ where their packets go, and which messages also go on a second link.
   block, so that losing one link costs a block no more than m packets wherever the
   number of links allows it (with fewer links the cap is the even share). The cap is a
   preference for the link choice, never a reason to hold a packet back.
-* Sizing: twice a second k, m and the flush deadline are re-chosen: the flush from the
-  latency budget (what is left after the fastest link's one-way delay), k from what
-  the traffic brings in that time, m by
-  `plait.protection.choose_fec`: the least parity that, with the re-sends that fit the
-  budget, brings the residual loss under `Config.target_loss` (0: none at all, when
-  re-sends alone do), within `Config.max_protection` and the configured maximum.
+* Sizing: twice a second (every 20 ms while idle or while a link's loss is not judged
+  yet) k, m and the flush deadline are re-chosen: the flush from the latency budget
+  (what is left after the fastest link's one-way delay), k from what the traffic
+  brings in that time (or less, where m parity cannot bring so large a block to the
+  target), m by `plait.protection.choose_block`: the least parity that, with the
+  re-sends that fit the budget, brings the residual loss under `Config.target_loss`
+  (0: none at all, when re-sends alone do), within `Config.max_protection` and the
+  configured maximum, for the loss of the last ~2 000 datagrams of each link
+  (`protection_loss`). A block flushed with fewer records gets the parity its own
+  size needs (`FecSender.parity_for`).
 * Copies: a new fragment also goes on a second link only when neither the re-sends that
   fit its deadline nor the current FEC bring its loss under the target
   (`FecSender.wants_copy`, `plait.protection.needs_copy`).
@@ -23,19 +27,29 @@ from typing import Final
 
 from plait.config import Config, FecConfig
 from plait.fec import BlockDecoder, BlockEncoder
+from plait.links import LinkHealth
 from plait.linkset import LinkSet
 from plait.outbox import Item, Outbox
-from plait.protection import arq_rounds, choose_protection, needs_copy, repair_loss
+from plait.protection import (
+    LinkView,
+    arq_rounds,
+    choose_block,
+    choose_protection,
+    needs_copy,
+    repair_loss,
+)
 from plait.rs import ErasureCodec, default_codec
 
 __all__ = ["FecSender", "codec", "new_decoder", "new_encoder"]
 
 _TUNE_EVERY: Final = 500_000_000
+_EARLY_TUNE: Final = 20_000_000  # while idle or the links are not judged yet
 _BLOCKS_TRACKED: Final = 8
 _JUDGED: Final = 100  # datagrams a link's loss estimate must span to be trusted
 _INSURED_K: Final = 4  # outage insurance (one parity per block) up to 25 % of the data
 _UNJUDGED: Final = 0.03  # the loss assumed of a link not judged yet (FEC sizing)
 _LOSS_PRIOR: Final = 0.01  # the loss assumed of a link until then (copy decisions)
+_JUMP: Final = 0.01  # a short loss estimate this far above twice the long one: a change
 _DATA_OVERHEAD: Final = 14  # a new fragment's item size over its payload
 _CODEC: list[ErasureCodec] = []  # one per process: stateless but for its caches
 
@@ -61,17 +75,34 @@ def new_decoder(latency_ns: int) -> BlockDecoder:
     return BlockDecoder(codec(), hold_ns=max(1_000_000_000, latency_ns))
 
 
+def protection_loss(health: LinkHealth, prior: float) -> float:
+    """The loss protection is sized for on a link: its long estimate (2 000 datagrams:
+    the short one, over 200, reads 0 % now and then on a 1 % link, and blocks sized
+    by it left 3e-4 where 1e-4 was the target), unless the short one jumped well above
+    it (a link that turned lossy is followed at once); `prior` at least while neither
+    spans `_JUDGED` datagrams."""
+    short = health.loss if health.loss_span >= _JUDGED else 0.0
+    if health.span_long < _JUDGED:
+        return max(short, health.loss, prior)
+    long = health.loss_long
+    return short if short > 2 * long + _JUMP else long
+
+
 class FecSender:
     """Spread and sizing of the blocks an `Outbox` sends."""
 
     __slots__ = (
         "_block_loss",
+        "_budget_ns",
         "_copies",
+        "_insure",
+        "_m_by_k",
         "_next_tune",
         "_records_at",
         "_repair_loss",
         "_spread",
         "_tuned_at",
+        "_views",
         "authenticated",
         "config",
         "down_after_ns",
@@ -90,6 +121,10 @@ class FecSender:
         self.down_after_ns = config.health.down_after_ns
         self.authenticated = config.psk is not None
         self._records_at, self._tuned_at = 0, now  # records sent at the last tune
+        self._views: list[LinkView] = []  # the links as the last tune saw them
+        self._budget_ns = config.latency_ns
+        self._insure = False  # a dying link's records need parity on the others
+        self._m_by_k: dict[int, int] = {}  # block size -> parity, for the views above
         self._block_loss = _LOSS_PRIOR  # the traffic-weighted loss of the links (copies)
         self._repair_loss = 0.0  # ... as measured: what a re-send meets
         self._copies = True  # the plan allows copies (within Config.max_protection)
@@ -133,19 +168,31 @@ class FecSender:
     def tune(self, now: int, latency_ns: int) -> None:
         """Re-size the next blocks from what the links measured."""
         self._next_tune = now + _TUNE_EVERY
+        records = self.outbox.stats.records
+        elapsed = max(1, now - self._tuned_at)
+        sent = records - self._records_at
+        self._records_at, self._tuned_at = records, now
         fec, encoder = self.config, self.outbox.fec
         if fec is None or encoder is None or not fec.adaptive:
             return
         carrying = self.links.carrying()
         # parity must reach the peer before the block's first record's deadline: the
         # block may stay open for what is left after the fastest link's one-way delay
-        # (a quarter of the budget at least), and holds what the traffic brings by then
-        fastest = min((ln.rtt.min_rtt // 2 + ln.margin_ns for ln in carrying), default=0)
-        flush = max(latency_ns // 4, (latency_ns - fastest) * 3 // 4)
-        records = self.outbox.stats.records
-        elapsed = max(1, now - self._tuned_at)
-        sent = records - self._records_at
-        self._records_at, self._tuned_at = records, now
+        # (a quarter of the budget at least), and holds what the traffic brings by then.
+        # Before any RTT is known that is unknown: a quarter of the budget (the first
+        # blocks of a session whose budget is near the RTT were held open for 3/4 of it
+        # and rebuilt too late)
+        sampled = [ln.rtt.min_rtt // 2 + ln.margin_ns for ln in carrying if ln.rtt.samples]
+        if sampled:
+            flush = max(latency_ns // 4, (latency_ns - min(sampled)) * 3 // 4)
+        else:
+            flush = latency_ns // 4
+        if not sampled or not sent or any(ln.health.span_long < _JUDGED for ln in carrying):
+            # idle, or the links not known yet: size again soon (no timer of its own: at
+            # the endpoint's next one), so that the first blocks after a start follow the
+            # traffic and the first loss estimates within tens of ms, not half a second
+            # (at 10 % loss, blocks sized for the 3 % prior lost 12 messages in 4 000)
+            self._next_tune = now + _EARLY_TUNE
         k = max(1, min(fec.k, sent * flush // elapsed)) if sent else fec.k  # idle: as set
         # a link whose loss is not judged yet (100 datagrams) counts as losing 3 %: the
         # re-sends that fit may still do, where forcing parity until every link was
@@ -153,8 +200,8 @@ class FecSender:
         # takes 3 s to carry 100 datagrams of a 4 Mbit/s stream)
         measured = self.links.protection_views(self.feedback_ns, self.outbox.burst)
         views = [
-            (share, loss if ln.health.loss_span >= _JUDGED else max(loss, _UNJUDGED), first, rnd)
-            for ln, (share, loss, first, rnd) in zip(carrying, measured, strict=True)
+            (share, protection_loss(ln.health, _UNJUDGED), first, rnd)
+            for ln, (share, _, first, rnd) in zip(carrying, measured, strict=True)
         ]
         total = sum(share for share, _, _, _ in views)
         self._block_loss = (
@@ -163,31 +210,57 @@ class FecSender:
             else _LOSS_PRIOR
         )
         self._repair_loss = repair_loss(views)
-        m, self._copies = choose_protection(
-            views,
-            budget_ns=latency_ns,
-            k=k,
-            m_max=fec.m,
-            burst=self.outbox.burst,
-            target=self.target_loss,
-            max_protection=self.max_protection,
-        )
         # a link that dies is found out about an RTT after what it held was sent, by the
         # acknowledgements of what went later on the others (`Outbox.on_overdue`); its
         # records can be re-sent in time only where that RTT + the way back fits
         outage_ns = max(
             (self.links.arq_times(ln.id, self.feedback_ns)[0] for ln in carrying), default=0
         )
-        if not self.authenticated or (
-            len(carrying) > 1 and latency_ns < outage_ns and k >= _INSURED_K
-        ):
-            # without a psk anyone on the path can forge
-            # the acknowledgements re-sends rely on; or what a dying link held can only
-            # be rebuilt from parity on the others (the spread keeps a block's share per
-            # link small) - insurance bought only while it is cheap: with blocks of
-            # fewer records (a budget near the RTT) one parity would cost a copy
-            m = max(m, 1)
+        self._insure = len(carrying) > 1 and latency_ns < outage_ns
+        self._views, self._budget_ns, self._m_by_k = views, latency_ns, {}
+        k = choose_block(
+            views,
+            budget_ns=latency_ns,
+            k_max=k,
+            m_max=fec.m,
+            burst=self.outbox.burst,
+            target=self.target_loss,
+            max_protection=self.max_protection,
+        )[0]
+        m = self._plan(k)
         encoder.set_params(k, m, fec.flush_ns if fec.flush_ns is not None else flush)
+        encoder.parity_for = self.parity_for
+
+    def _plan(self, k: int) -> int:
+        """The parity of a block of `k` records (and, for the planned k, whether copies
+        may be sent): `choose_protection` for the views of the last tune, plus insurance."""
+        m, copies = choose_protection(
+            self._views,
+            budget_ns=self._budget_ns,
+            k=k,
+            m_max=self.config.m if self.config is not None else 0,
+            burst=self.outbox.burst,
+            target=self.target_loss,
+            max_protection=self.max_protection,
+        )
+        if not self._m_by_k:
+            self._copies = copies
+        if not self.authenticated or (self._insure and k >= _INSURED_K):
+            # without a psk anyone on the path can forge the acknowledgements re-sends
+            # rely on; or what a dying link held can only be rebuilt from parity on the
+            # others (the spread keeps a block's share per link small) - insurance
+            # bought only while it is cheap: with blocks of fewer records (a budget
+            # near the RTT) one parity would cost a copy
+            m = max(m, 1)
+        self._m_by_k[k] = m
+        return m
+
+    def parity_for(self, k: int) -> int:
+        """The parity of a block flushed with `k` records, fewer than planned: what the
+        policy gives `k` (blocks of a bursty or slowing source, or the first blocks of
+        a session, were sent with parity sized for full blocks, up to m per record)."""
+        m = self._m_by_k.get(k)
+        return self._plan(k) if m is None else m
 
     def wants_copy(self, item: Item, link: int, now: int, usable_bps: int) -> bool:
         """Whether a new fragment going out on `link` should also go on a second link:
@@ -206,8 +279,7 @@ class FecSender:
         first, round_ns = links.arq_times(link, self.feedback_ns, self.outbox.burst)
         if not first:
             return False  # no RTT known yet: nothing to weigh
-        health = links.links[link].health
-        loss = health.loss if health.loss_span >= _JUDGED else max(health.loss, _LOSS_PRIOR)
+        loss = protection_loss(links.links[link].health, _LOSS_PRIOR)
         return needs_copy(
             loss,
             self._repair_loss,

@@ -44,6 +44,7 @@ from plait.seq import SEQ16, SEQ32, ReceiveWindow
 __all__ = ["Epoch", "Jitter", "LinkHealth", "LinkState", "RttEstimator", "rtt_from_echo"]
 
 _LOSS_SPAN: Final = 200  # datagrams a loss estimate spans at least (once that many were sent)
+_LONG_SPAN: Final = 2000  # ... and the long one, for protection (1 % loss: 20 losses, not 2)
 _REPORTS_KEPT: Final = 512
 _RTT_GRANULARITY_NS: Final = 1_000_000  # RFC 6298's G, for the RTO
 _PROBATION_ECHOES: Final = 3  # good round trips in a row that end probation (no flaps)
@@ -194,8 +195,10 @@ class LinkHealth:
         "link",
         "loss",
         "loss_span",
+        "lost_long",
         "rtt",
         "sent",
+        "span_long",
         "state",
         "state_since",
         "transitions",
@@ -227,6 +230,7 @@ class LinkHealth:
         self._reports: deque[tuple[int, int, int]] = deque(maxlen=_REPORTS_KEPT)
         self.loss = 0.0
         self.loss_span = 0  # datagrams the loss estimate covers
+        self.lost_long = self.span_long = 0.0  # the long estimate (`loss_long`)
         self.bytes_received = 0
         self.highest_rx_us = 0  # our µs clock when the highest inbound link seq arrived
         self._last_probe_sent = now
@@ -330,6 +334,11 @@ class LinkHealth:
             if top < last_top:
                 return None  # an old report overtaken by a newer one
             received = last_received + ((received - last_received) & SEQ16.mask)
+            long_span = self.span_long + (top - last_top)
+            long_lost = self.lost_long + (top - last_top - (received - last_received))
+            if long_span > _LONG_SPAN:  # older datagrams fade: the last ~_LONG_SPAN count
+                long_lost, long_span = long_lost * _LONG_SPAN / long_span, float(_LONG_SPAN)
+            self.lost_long, self.span_long = long_lost, long_span
         reports = self._reports
         reports.append((now, top, received))
         while len(reports) > 2 and top - reports[1][1] >= _LOSS_SPAN:
@@ -342,6 +351,15 @@ class LinkHealth:
             self.loss_span = span
             self.update(now)
         return top, received
+
+    @property
+    def loss_long(self) -> float:
+        """The loss over the last ~`_LONG_SPAN` datagrams reported (an outage's are not:
+        reports start afresh after one): steadier than `loss`, which must follow a
+        change within a few hundred datagrams; what protection is sized by."""
+        if self.span_long <= 0:
+            return 0.0
+        return min(1.0, max(0.0, self.lost_long / self.span_long))
 
     # --- inbound ---------------------------------------------------------------------
 

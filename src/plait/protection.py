@@ -34,6 +34,7 @@ from typing import Final
 __all__ = [
     "LinkView",
     "arq_rounds",
+    "choose_block",
     "choose_fec",
     "choose_protection",
     "fec_left",
@@ -154,6 +155,50 @@ def choose_protection(
         return 0, True
     if residual(links, budget_ns) <= target and (burst < _BURSTY or not _lossy(links)):
         return 0, True  # ARQ alone does (or nothing is lost); urgent messages may be copied
+    return _best(links, budget_ns, k, m_max, burst, target, max_protection)[1:]
+
+
+def choose_block(
+    links: Sequence[LinkView],
+    *,
+    budget_ns: int,
+    k_max: int,
+    m_max: int,
+    burst: float,
+    target: float,
+    max_protection: float,
+) -> tuple[int, int, bool]:
+    """(k, m, copies): `choose_protection`'s plan with the block size chosen too, up to
+    `k_max` (what the traffic brings while a block may stay open). Where ``m_max``
+    parity cannot bring a block of `k_max` to the target, a smaller block with the
+    same parity may: at 10 % loss, (16, 6) leaves 1.8e-3 of the records lost, (8, 6)
+    1.3e-4, at twice the cost; the cheapest that reaches the target wins."""
+    if not links:
+        return k_max, 0, True
+    if residual(links, budget_ns) <= target and (burst < _BURSTY or not _lossy(links)):
+        return k_max, 0, True
+    best: tuple[tuple[bool, float, float], int, int, bool] | None = None
+    for k in range(k_max, 0, -1):
+        key, m, copies = _best(links, budget_ns, k, m_max, burst, target, max_protection)
+        if best is None or key < best[0]:
+            best = (key, k, m, copies)
+        if not key[0]:
+            break  # reached: a smaller block needs as much parity per record or more
+    assert best is not None
+    return best[1], best[2], best[3]
+
+
+def _best(
+    links: Sequence[LinkView],
+    budget_ns: int,
+    k: int,
+    m_max: int,
+    burst: float,
+    target: float,
+    max_protection: float,
+) -> tuple[tuple[bool, float, float], int, bool]:
+    """(its key, m, copies) of the best plan for blocks of `k`: the cheapest that
+    reaches the target, else the one that comes closest."""
     total = sum(share for share, _, _, _ in links) or 1.0
     p = min(_MAX_LOSS, sum(share * loss for share, loss, _, _ in links) / total)
     cap = min(m_max, int(max_protection * k + 1e-9))
@@ -173,7 +218,7 @@ def choose_protection(
             key = (res > target, cost if res <= target else res, cost)
             if key < best_key:
                 best, best_key = (m, copies), key
-    return best
+    return best_key, best[0], best[1]
 
 
 def residual_with_copies(
