@@ -84,9 +84,11 @@ def measure(
         psk=PSK,
         duration_ns=seconds * 1_000_000_000,
         warmup_ns=warmup_ms * MS,
+        drain_ns=max(2_000, budget_ms + 1_000) * MS,  # every message settles in the run
         config_factory=_config if max_protection is None else _capped(max_protection),
     )
     result = run(scenario, seed=seed)
+    assert not result.in_flight, result.summary()  # the drain settles every message
     wire = sum(p.offered_bytes + 28 * p.offered for p in result.links)
     return {
         "ok": float(result.ok),

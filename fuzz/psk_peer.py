@@ -183,7 +183,7 @@ class PskPeer:
                 (decoder.stored_records, decoder.max_records),
                 (len(decoder._arrivals), decoder.max_records),
                 (decoder.record_bytes, decoder.max_record_bytes),
-                (len(decoder._member), decoder.max_blocks * decoder.max_k),
+                (len(decoder._bases), decoder.max_blocks),
             ]
         for i, (size, bound) in enumerate(bounds):
             if size > bound:

@@ -106,7 +106,8 @@ class Attacked(RuleBasedStateMachine):
         }
         self.fed = {"a": 0, "b": 0}
         self.genuine = {"a": 0, "b": 0}  # fed by the network, not by the attacker
-        self.heap: list[tuple[int, int, str, int, bytes]] = []  # arrival, order, to, link, data
+        # arrival, order, to, link, data, sent
+        self.heap: list[tuple[int, int, str, int, bytes, int]] = []
         self.order = 0
         self.seen: deque[tuple[str, int, bytes]] = deque(maxlen=400)  # to, link, data
         self.sent: dict[str, dict[int, list[int]]] = {"a": {}, "b": {}}  # by sender, stream
@@ -135,7 +136,7 @@ class Attacked(RuleBasedStateMachine):
             self.seen.append((peer, link, data))
             self.order += 1
             arrival = self.now + DELAYS[link] + self.rng.randrange(3 * MS)
-            heapq.heappush(self.heap, (arrival, self.order, peer, link, data))
+            heapq.heappush(self.heap, (arrival, self.order, peer, link, data, self.now))
         while (event := ep.next_event()) is not None:
             if isinstance(event, plait.MessageReceived):
                 self._check_delivery(side, peer, event)
@@ -169,7 +170,7 @@ class Attacked(RuleBasedStateMachine):
                 return
             self.now = max(self.now, nxt)
             if arrival is not None and arrival <= self.now:
-                _, _, side, link, data = heapq.heappop(self.heap)
+                _, _, side, link, data, _ = heapq.heappop(self.heap)
                 self._feed(side, data, link, genuine=True)
             elif timer is not None:
                 self.ep[timer[1]].handle_timer(now=self.now)
@@ -212,11 +213,19 @@ class Attacked(RuleBasedStateMachine):
 
     @rule(pick=st.integers(0, 10**6))
     def reorder(self, pick: int) -> None:
-        """An in-flight datagram overtakes the others: it arrives now."""
+        """An in-flight datagram overtakes the others: it arrives now, or, if its link
+        could not have carried it here yet, as soon as it could (its delay without
+        jitter). Sooner than that no network delivers, and a round trip measured
+        shorter than the path's made the peer-clock map judge deadlines late."""
         if self.heap:
-            _, _, side, link, data = self.heap.pop(pick % len(self.heap))
+            _, _, side, link, data, sent = self.heap.pop(pick % len(self.heap))
             heapq.heapify(self.heap)
-            self._feed(side, data, link, genuine=True)
+            earliest = sent + DELAYS[link]
+            if earliest <= self.now:
+                self._feed(side, data, link, genuine=True)
+            else:
+                self.order += 1
+                heapq.heappush(self.heap, (earliest, self.order, side, link, data, sent))
 
     # --- the attacker ------------------------------------------------------------------
 

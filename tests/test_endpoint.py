@@ -314,7 +314,9 @@ def test_loss_bursts_are_measured() -> None:
         net.send("a", payload(0, i, 900))
         net.run_until(net.now + 2 * MS)
     net.run_until(net.now + 1_000 * MS)
-    assert net.a.outbox.burst > 1.5  # bursts of 3 on link 2 pull the mean up from 1
+    # bursts of 3 on link 2 pull the mean up from 1 (a run counts where the peer has had
+    # something later on its link: the ones found overdue before that do not)
+    assert net.a.outbox.burst > 1.3
 
 
 def test_datagrams_may_arrive_as_views_of_a_reused_buffer() -> None:

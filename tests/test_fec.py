@@ -210,6 +210,81 @@ def test_forged_parity_never_yields_a_record_that_does_not_check_out() -> None:
     assert bad < 10  # random parity rarely passes the length-and-padding check
 
 
+def _canonical(seq: int) -> bytes:
+    return bytes([seq % 251]) * (seq % 23)
+
+
+_OPS = st.one_of(
+    st.tuples(st.just("data"), st.integers(0, 40)),
+    st.tuples(st.just("parity"), st.integers(0, 40), st.integers(1, 6), st.integers(0, 2)),
+    st.tuples(st.just("forged"), st.integers(0, 40), st.integers(1, 6), st.binary(max_size=30)),
+    st.tuples(st.just("expire"), st.integers(0, 40)),
+)
+
+
+@given(ops=st.lists(st.tuples(_OPS, st.integers(0, 20)), max_size=60))
+def test_decoder_state_stays_consistent_and_bounded(
+    ops: list[tuple[tuple[object, ...], int]],
+) -> None:
+    """After any sequence of arrivals, forged parity and expiry: the stored records are
+    the newest arrivals in arrival order (eviction is oldest first), every open block's
+    count of stored records is exact, and the bounds in entries and bytes hold."""
+    dec = BlockDecoder(
+        PORTABLE, max_blocks=3, max_records=8, max_record_bytes=100, max_parity_bytes=40, hold_ns=40
+    )
+    now = 0
+    for op, step in ops:
+        now += step
+        match op:
+            case ("data", int(seq)):
+                for s, record in dec.on_data(seq, _canonical(seq), now):
+                    assert record == _canonical(s)
+            case ("parity", int(base), int(k), int(index)):
+                records = [_canonical(s) for s in range(base, base + k)]
+                shard = PORTABLE.parity(k, 3, shards_of(records))[index]
+                parity = Parity(base=base, count=k, parity_count=3, index=index, shard=shard)
+                for s, record in dec.on_parity(base, parity, now):
+                    assert record == _canonical(s)
+            case ("forged", int(base), int(k), bytes(shard)):
+                parity = Parity(base=base, count=k, parity_count=1, index=0, shard=shard)
+                dec.on_parity(base, parity, now)
+            case ("expire", int(before)):
+                dec.expire(before, now)
+        stored = dec._records  # the invariants are about the internals
+        arrivals = dec._arrivals
+        live = arrivals.flat[arrivals.head :]
+        assert live[1::2] == list(stored)  # arrival order, oldest first
+        assert live[0::2] == sorted(live[0::2])
+        assert len(stored) <= 8
+        assert dec.record_bytes == sum(map(len, stored.values())) <= 100
+        blocks = dec._blocks
+        assert len(blocks) <= 3
+        assert dec.parity_bytes == sum(b.nbytes for b in blocks.values()) <= 40
+        members = {s: b for b in blocks.values() for s in range(b.base, b.base + b.k)}
+        assert sum(b.k for b in blocks.values()) == len(members)  # no two overlap
+        assert dec._bases == sorted(blocks)
+        assert all(dec._block_of(s) is members.get(s) for s in range(-1, 50))
+        for b in blocks.values():
+            assert b.have == sum(s in stored for s in range(b.base, b.base + b.k))
+            assert b.have < b.k  # a block whose records are all in is closed at once
+
+
+@given(
+    records=st.lists(st.binary(max_size=50), min_size=1, max_size=12),
+    m=st.integers(1, 4),
+    base=st.integers(0, 2**32),
+)
+def test_push_is_add_without_record_objects(records: list[bytes], m: int, base: int) -> None:
+    for codec in CODECS:
+        added = BlockEncoder(codec, k=len(records), m=m, flush_ns=1)
+        pushed = BlockEncoder(codec, k=len(records), m=m, flush_ns=1)
+        got = [added.add(base + i, r, 0) for i, r in enumerate(records)][-1]
+        block = [pushed.push(base + i, r, 0) for i, r in enumerate(records)][-1]
+        assert block is not None
+        assert block.records() == got
+        assert [p.shard for p in got] == codec.parity(len(records), m, shards_of(records))
+
+
 @given(
     k=st.integers(1, 16),
     m=st.integers(0, 6),

@@ -127,7 +127,7 @@ class Tables:
         if decoder is not None:
             self.fec_blocks = max(self.fec_blocks, decoder.open_blocks)
             self.fec_records = max(self.fec_records, decoder.stored_records)
-            self.fec_members = max(self.fec_members, len(decoder._member))
+            self.fec_members = max(self.fec_members, len(decoder._bases))
         self.events = max(self.events, len(ep._events))
         self.control = max(self.control, len(ep._control))
         self.drop_reasons = max(self.drop_reasons, len(ep._drops))

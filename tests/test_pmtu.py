@@ -18,7 +18,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import plait
-from plait.pmtu import BASE_PLPMTU, MAX_PROBES, PROBE_TABLE, LinkSearch, PmtuState
+from plait.pmtu import (
+    BASE_PLPMTU,
+    MAX_PROBES,
+    PROBE_TABLE,
+    LinkSearch,
+    PmtuState,
+    probes_for_loss,
+)
 from plait.sim import SCENARIOS, run
 from plait.sim.links import LinkSpec
 from plait.sim.network import Drop
@@ -294,6 +301,10 @@ def test_a_1400_byte_path_among_1500_byte_ones_loses_nothing_to_size() -> None:
     result = run(SCENARIOS["pmtu"], seed=1, trace_limit=10**7)
     assert result.ok, result.summary()
     assert result.delivered == result.sent
+    # whole 1316-byte datagrams, so at most 1.25 wire bytes (both ways, IP/UDP counted)
+    # per payload byte (issue 13; 1.17 measured)
+    wire = sum(p.offered_bytes + 28 * p.offered for p in result.links)
+    assert wire <= 1.25 * 1316 * result.sent
     drops = _mtu_drops(result.trace)
     assert set(drops) <= {PacketType.PROBE}  # only probes die of size
     stats = result.endpoint_stats[0]
@@ -348,3 +359,14 @@ def test_hostile_probe_answers_are_ignored() -> None:
     for _ in range(200):
         net.a._pmtu.on_ack(rng.randrange(3), rng.randrange(2**32), net.now, net.a.links)
     assert [(ln.pmtu, ln.pmtu_probes) for ln in net.a.stats().links] == before
+
+
+@given(low=st.floats(0.0, 0.6), extra=st.floats(0.0, 0.4))
+def test_a_lossy_link_needs_more_lost_probes_before_a_size_fails(low: float, extra: float) -> None:
+    """At least RFC 8899's 3; enough that loss alone fails a size that fits less than
+    once in 10^4 (at most 12); never fewer on a lossier link."""
+    count = probes_for_loss(low)
+    assert MAX_PROBES <= count <= 12
+    assert probes_for_loss(min(1.0, low + extra)) >= count
+    if count < 12:
+        assert low**count <= 1e-4 * (1 + 1e-9)

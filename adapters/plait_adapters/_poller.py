@@ -6,9 +6,12 @@ the loop (only while it sleeps: `sleeping`). `wait()` picks, in this order:
 * spin: ``epoll.poll(0)`` in a loop while within `busy_poll_ns` of the last activity
   (a reply often comes back within microseconds; a blocking wait costs a wake-up, ~30 us
   across vCPUs here) or within `spin_ns` of the deadline;
-* block in epoll, in whole milliseconds rounded down, or under 1 ms in ``select``
-  (microsecond timeout), until `spin_ns` before the deadline, then spin the rest: a
-  sleep alone wakes 50-90 us late (timer slack; `setup_thread` lowers it with prctl).
+* block until `spin_ns` before the deadline, then spin the rest: a sleep alone wakes
+  50-90 us late (timer slack; `setup_thread` lowers it with prctl). The block is one
+  ``select`` with a microsecond timeout, so a deadline costs one wake-up (epoll's
+  timeout is in whole milliseconds: rounded down, it would wake once more for the
+  rest; rounded up, late). Only with no deadline, or an fd of 1024 or more (which
+  ``select`` cannot take), does it block in epoll, in whole milliseconds rounded down.
 """
 
 from __future__ import annotations
@@ -87,10 +90,10 @@ class Poller:
             block = left - spin_ns
             if left < 0:
                 ready = poll(-1)
-            elif block >= _MS or not self._select_ok:
-                ready = poll((block // _MS) / 1000)
-            else:
+            elif self._select_ok:
                 ready = [(fd, 0) for fd in select.select(self._fds, [], [], block / 1e9)[0]]
+            else:
+                ready = poll((block // _MS) / 1000)
             self.sleeping = False
             if ready:
                 return ready

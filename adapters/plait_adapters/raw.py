@@ -94,6 +94,8 @@ class RawSession(PolledSession):
         self._recv_into: list[RecvInto] = [_not_open_recv] * n
         self._recvfrom_into: list[RecvFromInto] = [_not_open_recvfrom] * n
         self._fd_link: dict[int, int] = {}
+        self._readers: dict[int, Callable[[], object]] = {}
+        """fds the loop also watches (`_add_reader`), with what it calls when one is readable."""
         self._so_busy_poll_us = so_busy_poll_us
         self._pool = BufferPool(max(2048, config.mtu + 1), batch)
         try:
@@ -137,6 +139,33 @@ class RawSession(PolledSession):
         self._recv_into[link] = _not_open_recv
         self._recvfrom_into[link] = _not_open_recvfrom
 
+    def _add_reader(self, fd: int, on_readable: Callable[[], object]) -> None:
+        """Also wait for `fd` (an application's socket, say), and call ``on_readable()``
+        on the loop thread whenever it is readable, level-triggered: what it leaves
+        unread calls it again. From there `send` goes straight into the endpoint, with
+        no thread hop and no wake-up (what ``plait relay`` does with its local socket).
+        Thread-safe; an exception it raises stops the session, as a callback's does.
+        `_remove_reader` stops it; the session's end does too (the fd is the caller's to
+        close). Not part of the API every adapter shares: for this package's own
+        programs (the relay)."""
+        self._call(lambda: self._reader_added(fd, on_readable))
+
+    def _remove_reader(self, fd: int) -> None:
+        """Stop waiting for `fd` (`_add_reader`); thread-safe, a no-op if not watched."""
+        self._call(lambda: self._reader_removed(fd))
+
+    def _reader_added(self, fd: int, on_readable: Callable[[], object]) -> None:
+        if self._done:  # the session has ended: nothing waits any more
+            return
+        if fd in self._fd_link or fd in self._readers or fd == self._poller.efd:
+            raise plait.errors.UsageError(f"fd {fd} is watched already")
+        self._poller.add(fd)
+        self._readers[fd] = on_readable
+
+    def _reader_removed(self, fd: int) -> None:
+        if self._readers.pop(fd, None) is not None and not self._done:
+            self._poller.remove(fd)
+
     # --- the I/O -------------------------------------------------------------------------------
 
     def _wait(self, due: int | None) -> None:
@@ -156,6 +185,9 @@ class RawSession(PolledSession):
         for fd, _ in ready:
             link = fd_link.get(fd)
             if link is None:
+                reader = self._readers.get(fd)
+                if reader is not None:
+                    reader()
                 continue
             peer = peers[link]
             if peer is None:

@@ -13,11 +13,12 @@ and no ``listen``, the local socket serves the forward destination alone: it is 
 to the address the kernel sends to that destination from (127.0.0.1 for a local one),
 and every datagram from anyone else is dropped and counted.
 
-Two threads: the raw adapter's loop thread owns the session and writes what the peer
-sends straight out of the local socket (`on_message`); the main thread reads the local
-socket, hands datagrams to the session (never blocking: a full send buffer drops the
-datagram and counts it), prints the stats and waits for SIGINT, SIGTERM or SIGHUP,
-which close the session (CLOSE to the peer) and end the program with status 0 (during
+Two threads: the raw adapter's loop thread owns the session and the local socket. It
+reads the local socket (`RawSession._add_reader`) and hands each datagram to the session
+(never blocking: a full send buffer drops the datagram and counts it), and writes what
+the peer sends straight out of the local socket (`on_message`), so a datagram crosses
+no thread either way. The main thread prints the stats and waits for SIGINT, SIGTERM
+or SIGHUP, which close the session (CLOSE to the peer) and end the program with status 0 (during
 start-up too: a signal then ends it before anything opens). When the peer closes the
 session, or every link of an established session stays down, with nothing heard from
 the peer, for ``reopen_after`` seconds (the peer restarted, or the network is out), the
@@ -75,7 +76,7 @@ if TYPE_CHECKING:
 __all__ = ["Relay", "RelayStats", "final_report", "main", "status_line"]
 
 _BATCH: Final = 64
-"""Local datagrams read per wake-up before the main thread looks at anything else."""
+"""Local datagrams read per wake-up before the loop looks at anything else."""
 _NOTICES: Final = 256
 _WATCH_S: Final = 1.0
 """How often `serve` looks at the links, for the notices of `_watch`."""
@@ -109,6 +110,7 @@ class Relay:
         self._dest: Address | None = local.dest
         self._only_from = local.only_from
         self._source: Address | None = None
+        self._buf = memoryview(bytearray(65536))
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_w.setblocking(False)
         self._stopping = False
@@ -159,6 +161,8 @@ class Relay:
             retry_links=True,
             on_link=lambda link, why: self._link_changed(link, why, before),
         )
+        # the local socket is read on the loop thread: a datagram crosses no thread
+        self.session._add_reader(self._local.fileno(), self._carry)
         for link in sorted(before.keys() - self._not_open.keys()):
             self.notice(f"link {link}: open")  # it waited in the last session
         self.sessions += 1
@@ -231,8 +235,7 @@ class Relay:
         Raises:
             BaseException: what stopped the session's thread, if anything did.
         """
-        local, wake = self._local, self._wake_r
-        buf = memoryview(bytearray(65536))
+        wake = self._wake_r
         next_tick = next_watch = time.monotonic() + min(interval_s, _WATCH_S)
         while not self._stopping:
             if self._ended or self._lost():
@@ -241,10 +244,7 @@ class Relay:
                     return
                 self._reopen()
             due = min(next_tick, next_watch) if tick is not None else next_watch
-            ready = select.select([local, wake], [], [], self._timeout(due))[0]
-            if local in ready:
-                self._carry(buf)
-            if wake in ready:
+            if select.select([wake], [], [], self._timeout(due))[0]:
                 with contextlib.suppress(BlockingIOError):
                     wake.recv(4096)
                 if tick is not None and self.notices:
@@ -339,8 +339,15 @@ class Relay:
             self._last = self.session.stats()
         self._open()
 
-    def _carry(self, buf: memoryview) -> None:
-        session, recv, only = self.session, self._local.recvfrom_into, self._only_from
+    def _carry(self) -> None:
+        """On the loop thread (`RawSession._add_reader`): what the local socket holds, up to a
+        batch, into the session."""
+        session, recv, only, buf = (
+            self.session,
+            self._local.recvfrom_into,
+            self._only_from,
+            self._buf,
+        )
         for _ in range(_BATCH):
             try:
                 n, source = recv(buf)
@@ -360,6 +367,7 @@ class Relay:
                 self._full += 1
             except plait.errors.SessionClosedError:
                 self._ended = True
+                self._poke()
                 return
             else:
                 self._carried += 1

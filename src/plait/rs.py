@@ -14,7 +14,13 @@ Two codecs produce identical bytes (the tests check it):
   80-byte header that must not go on the wire, so plait sends raw shards and rebuilds
   the header locally from a template taken from pyeclib itself. At first use it
   self-tests that, and the parity bytes, against the portable codec. It is not used
-  if that test fails.
+  if that test fails. It calls pyeclib's C module with the driver's handle, as
+  ``ECDriver`` does after its Python-level checks (plait's fragments pass them by
+  construction, and are always ``bytes``: a memoryview makes liberasurecode abort the
+  process), and falls back to ``ECDriver`` where that module is not there.
+
+`plait.fec` hands a codec whole blocks (`ErasureCodec.encode`, `frames`, `decode`), so
+each shard is copied once on its way in and each rebuilt record once on its way out.
 * `PortableCodec`: the standard library only, for platforms without pyeclib wheels
   (macOS, Windows). It multiplies each shard by a coefficient with ``bytes.translate``
   and XORs the products as Python ints. It is ~6x slower than ISA-L at (8, 2),
@@ -34,6 +40,7 @@ __all__ = ["ErasureCodec", "PortableCodec", "PyeclibCodec", "default_codec", "pa
 
 GF_POLY: Final = 0x11D
 _CACHE_MAX: Final = 256  # recovery matrices / drivers / headers kept, per codec
+_NO_FRAMES: Final = (b"",) * 256  # the portable codec frames no shard
 
 
 def _gf_tables() -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -110,7 +117,11 @@ def recovery_rows(k: int, present: Sequence[int], lost: Sequence[int]) -> list[l
 
 
 class ErasureCodec(Protocol):
-    """Computes parity and rebuilds lost data shards, all shards of equal length."""
+    """Computes parity and rebuilds lost data shards, all shards of equal length.
+
+    `parity` and `recover` take shards one by one; `encode`, `frames` and `decode` are
+    the same code on a whole block, with no copy of a shard that the codec does not need
+    (`plait.fec` uses these)."""
 
     name: str
 
@@ -122,6 +133,19 @@ class ErasureCodec(Protocol):
         self, k: int, m: int, shards: Mapping[int, bytes], lost: Sequence[int]
     ) -> list[bytes]:
         """The data shards `lost` (ascending), from exactly k `shards` by index."""
+        ...
+
+    def encode(self, k: int, m: int, data: bytes) -> list[bytes]:
+        """The m parity shards of `data`: k data shards of equal length, end to end."""
+        ...
+
+    def frames(self, k: int, m: int, width: int) -> Sequence[bytes]:
+        """What `decode` wants before shard i (0 .. k+m-1) of a block of `width`-byte shards."""
+        ...
+
+    def decode(self, k: int, m: int, fragments: Mapping[int, bytes]) -> bytes:
+        """The k data shards end to end, from exactly k `fragments` by index, each its
+        shard behind its `frames` entry."""
         ...
 
 
@@ -176,6 +200,20 @@ class PortableCodec:
         rows = self._rows.get(key) or self._rows.put(key, recovery_rows(k, present, lost))
         return self._combine(rows, [shards[i] for i in present])
 
+    def encode(self, k: int, m: int, data: bytes) -> list[bytes]:
+        size = len(data) // k
+        return self.parity(k, m, [data[j * size : (j + 1) * size] for j in range(k)])
+
+    def frames(self, k: int, m: int, width: int) -> Sequence[bytes]:
+        return _NO_FRAMES
+
+    def decode(self, k: int, m: int, fragments: Mapping[int, bytes]) -> bytes:
+        lost = [j for j in range(k) if j not in fragments]
+        if not lost:
+            return b"".join([fragments[j] for j in range(k)])
+        rebuilt = dict(zip(lost, self.recover(k, m, fragments, lost), strict=True))
+        return b"".join([fragments[j] if j in fragments else rebuilt[j] for j in range(k)])
+
 
 _HEADER: Final = 80  # liberasurecode's fragment_header_t
 _META: Final = 59  # the header bytes its CRC-32 covers
@@ -189,17 +227,22 @@ class PyeclibCodec:
 
     def __init__(self) -> None:
         self._ec: Any = importlib.import_module("pyeclib.ec_iface")
-        self._drivers = _Lru()
+        # pyeclib's C module, called with a driver's handle: ECDriver.decode's Python
+        # checks (equal lengths, k fragments) are what plait already guarantees, and
+        # cost more than a tenth of a decode. Without it (another pyeclib), the driver.
+        self._c: Any = getattr(importlib.import_module("pyeclib.core"), "pyeclib_c", None)
+        self._drivers = _Lru()  # (k, m) -> (driver, handle or None)
         self._headers = _Lru()
-        self._template = self._driver(2, 1).encode(bytes(8))[0][:_HEADER]
+        self._template = self._driver(2, 1)[0].encode(bytes(8))[0][:_HEADER]
 
-    def _driver(self, k: int, m: int) -> Any:
-        driver = self._drivers.get((k, m))
-        if driver is None:
-            driver = self._drivers.put(
-                (k, m), self._ec.ECDriver(k=k, m=m, ec_type="isa_l_rs_cauchy")
-            )
-        return driver
+    def _driver(self, k: int, m: int) -> tuple[Any, Any]:
+        code: tuple[Any, Any] | None = self._drivers.get((k, m))
+        if code is None:
+            driver = self._ec.ECDriver(k=k, m=m, ec_type="isa_l_rs_cauchy")
+            lib = getattr(driver, "ec_lib_reference", None)
+            handle = getattr(lib, "handle", None) if self._c is not None else None
+            code = self._drivers.put((k, m), (driver, handle))
+        return code
 
     def _header_set(self, k: int, m: int, size: int) -> list[bytes]:
         """Headers for fragments 0..k+m-1 of a (k, m) block of `size`-byte shards."""
@@ -217,16 +260,32 @@ class PyeclibCodec:
         return headers
 
     def parity(self, k: int, m: int, shards: Sequence[bytes]) -> list[bytes]:
-        fragments = self._driver(k, m).encode(b"".join(shards))
-        return [f[_HEADER:] for f in fragments[k:]]
+        return self.encode(k, m, b"".join(shards))
 
     def recover(
         self, k: int, m: int, shards: Mapping[int, bytes], lost: Sequence[int]
     ) -> list[bytes]:
         size = len(next(iter(shards.values())))
         headers = self._header_set(k, m, size)
-        whole = self._driver(k, m).decode([headers[i] + s for i, s in shards.items()])
+        whole = self.decode(k, m, {i: headers[i] + s for i, s in shards.items()})
         return [whole[j * size : (j + 1) * size] for j in lost]
+
+    def encode(self, k: int, m: int, data: bytes) -> list[bytes]:
+        driver, handle = self._driver(k, m)
+        fragments = driver.encode(data) if handle is None else self._c.encode(handle, data)
+        return [fragments[i][_HEADER:] for i in range(k, k + m)]
+
+    def frames(self, k: int, m: int, width: int) -> Sequence[bytes]:
+        return self._header_set(k, m, width)
+
+    def decode(self, k: int, m: int, fragments: Mapping[int, bytes]) -> bytes:
+        driver, handle = self._driver(k, m)
+        framed = list(fragments.values())
+        if handle is None:
+            whole: bytes = driver.decode(framed)
+        else:
+            whole = self._c.decode(handle, framed, len(framed[0]), None, False)
+        return whole
 
     def self_test(self, reference: ErasureCodec) -> bool:
         """True when this codec agrees with `reference` on parity and on recovery,
