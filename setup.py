@@ -28,7 +28,7 @@ CORE = [
     *("_types", "capacity", "checks", "clock", "crypto", "dwrr", "endpoint", "errors"),
     *("events", "fec", "fecpolicy", "feedback", "handshake", "inbox", "lifecycle", "links"),
     *("linkset", "live", "outbox", "pacing", "pmtu", "protection", "rs", "seq", "stats"),
-    *("wire", "wirefast"),
+    *("sendstate", "timers", "wire", "wirefast"),
 ]
 
 

@@ -10,6 +10,9 @@ Cases, each a batch of 1000 decisions over sizes of 200-1200 bytes:
   ``pop`` plus one ``push`` per decision; ``rr-queues``: the same over 8 deques in plain
   round robin.
 * ``loop``: the bare loop over the sizes, for reference (included in every case).
+* ``decision``: the endpoint's whole decision, the next fragment of 8 streams (``drr``)
+  and its link among the 6 (`LinkSet.choose`: deadline feasibility, pacing, striping)
+  with the pacer's booking; ``choice``: the link choice and booking alone.
 
 Batches of the cases are interleaved, with the garbage collector off and the process
 pinned to one CPU where the OS allows. Prints the median and p99 per decision and the
@@ -133,7 +136,25 @@ def _cases() -> dict[str, Callable[[], None]]:
         "rr-queues": rr_queues,
         "loop": loop,
         "decision": endpoint_decision,
+        "choice": _link_choice(config, sizes),
     }
+
+
+def _link_choice(config: Config, sizes: list[int]) -> Callable[[], None]:
+    """The link choice alone: `LinkSet.choose` over the 6 links, and the pacer's booking."""
+    linkset = LinkSet(config, now=0)
+    clock = [0]
+
+    def link_choice() -> None:
+        now = clock[0]
+        for size in sizes:
+            now += 1_000_000
+            link = linkset.choose(size, now + 150_000_000, now)
+            if link is not None:
+                linkset.links[link].pacer.reserve(size, now)
+        clock[0] = now
+
+    return link_choice
 
 
 PEERS = {
@@ -141,6 +162,7 @@ PEERS = {
     "striper+eligible": "rr+eligible",
     "drr": "rr-queues",
     "decision": "rr-queues",
+    "choice": "rr+eligible",
 }
 
 

@@ -156,5 +156,7 @@ class CallerTime:
 
     def at(self, now: int) -> int:
         """`now`, or the latest time seen if that is later."""
-        self.now = max(self.now, now)
+        if now >= self.now:  # (not max(): this runs several times per datagram)
+            self.now = now
+            return now
         return self.now

@@ -49,11 +49,12 @@ from plait.inbox import Inbox
 from plait.lifecycle import Lifecycle, SessionState
 from plait.links import LinkState
 from plait.linkset import LinkSet
-from plait.live import LiveChanges
 from plait.outbox import Item, Outbox
 from plait.pmtu import PathMtu
+from plait.sendstate import PARITY
 from plait.seq import SEQ32
 from plait.stats import Stats, snapshot
+from plait.timers import Control, Timers
 from plait.wire import (
     HEADER_SIZE,
     Buffer,
@@ -77,14 +78,12 @@ _STARTUP_NS: Final = 500_000_000
 _COPIES: Final = {None: 0, "best2": 1, "all": 15}
 _MAX_DEFERRED: Final = 8  # repairs per call that may wait for a busy link while data goes on
 Meta = tuple[int, int, int, int | None, int]  # link seq (unwrapped), size, ts, echo ts, delay
-#: A datagram to send at the next `datagrams_to_send`: link, type, body, and its echo
-#: (True: echo the latest timestamp received, False: if fresh, (ts, at): this one)
-Control = tuple[int, PacketType, bytes, bool | tuple[int, int]]
 
 
-class Endpoint(LiveChanges):
+class Endpoint(Timers):
     """One end of a plait session. Time: int ns of the caller's monotonic clock, from 0, never
-    back (`plait.clock.CallerTime`). Live changes come from `plait.live.LiveChanges`."""
+    back (`plait.clock.CallerTime`). Its timers (`next_deadline`, `handle_timer`) come from
+    `plait.timers.Timers`, live changes from `plait.live.LiveChanges`."""
 
     def __init__(
         self, config: Config, *, initiator: bool, now: IntArg, rng: random.Random | None = None
@@ -110,7 +109,12 @@ class Endpoint(LiveChanges):
         self._drops: dict[str, int] = {}
         self.links = LinkSet(config, now)
         self._timeouts = [loss_timeout(config, None)] * len(config.links)  # per link id
+        self._timeouts_moved = 0  # bumped when one of _timeouts changes
+        # _links_due's cache: the counters it was computed at, and its value
+        self._due_timers = self._due_logs = self._due_timeouts = -1
+        self._due_links = _NEVER
         self._states = [ln.health.state for ln in self.links.links]  # as last reported
+        self._states_epoch = self.links.epoch.value  # the links' state changes then
         self._clock = ClockMap()
         self.latency_ns = config.latency_ns
         self._pmtu = PathMtu(config, self.links, now)  # each link's path MTU (RFC 8899)
@@ -132,6 +136,7 @@ class Endpoint(LiveChanges):
         self._control: deque[Control] = deque()
         self._feedback = FeedbackTimer(config.feedback_interval_ns, now)
         self._fec = FecSender(self.outbox, self.links, config, now)
+        self._timer_work = 0  # handle_timer calls that found a timer due (for the tests)
         self.closed = False
         """True once the session ended (`SessionClosed`); see `state`."""
         self._life = Lifecycle(config, now, self.outbox, self.inbox, self._emit, self._on_end)
@@ -211,15 +216,17 @@ class Endpoint(LiveChanges):
         while self._control:
             link, ptype, body, force_echo = self._control.popleft()
             out.append((self._transmit(link, ptype, body, now, force_echo), link))
-        if now >= self._pmtu.due and self._can_seal():
+        if not self._can_seal():
+            return out
+        if now >= self._pmtu.due:
             self._send_size_probes(now, out)
-        links = self.links
-        if not self._can_seal() or not links.carrying():
+        links, outbox = self.links, self.outbox
+        if not outbox.pending() or not links.carrying():
             return out  # no link carries data now: what is queued waits, to its deadline
-        can_arrive = self._can_arrive_fn(now)
+        can_arrive = links.can_arrive
         deferred: list[Item] = []  # repairs waiting for a busy link: new data goes on
         while True:
-            item = self.outbox.take(now, can_arrive)
+            item = outbox.take(now, can_arrive)
             if item is None:
                 break
             chosen = links.choose(
@@ -244,10 +251,9 @@ class Endpoint(LiveChanges):
             elif item.kind != 0 and len(deferred) < _MAX_DEFERRED:
                 deferred.append(item)
             else:
-                self.outbox.hold(item)
+                outbox.hold(item)
                 break
-        if deferred:
-            self.outbox.defer(deferred)
+        outbox.defer(deferred)
         return out
 
     def receive_datagram(self, data: Buffer, *, link: IntArg, now: IntArg) -> bool:
@@ -270,76 +276,13 @@ class Endpoint(LiveChanges):
             self._drop("malformed: " + str(exc))
         except AuthenticationFailed:
             self._drop("authentication")
-        self._sync_states(now)
+        if self.links.epoch.value != self._states_epoch:  # a link changed state
+            self._sync_states(now)
         return ln.datagrams_in != before and ln.health.inbound.highest != highest
 
     def next_event(self) -> Event | None:
         """The oldest undelivered event, or None."""
         return self._events.popleft() if self._events else None
-
-    def next_deadline(self) -> int | None:
-        """When `handle_timer` should next be called (absolute ns), or None. A pure query
-        (it may discard bookkeeping of what is already finished). None once closed."""
-        if self.closed:
-            return None
-        best = _NEVER
-        for t in (self.outbox.deadline(), self.inbox.deadline(), self._feedback.due):
-            if t is not None and t < best:
-                best = t
-        if self._can_seal():
-            outbox, timeouts = self.outbox, self._timeouts
-            for ln in self.links.links:
-                health = ln.health
-                t = health.deadline()
-                if t is not None and t < best:
-                    best = t
-                t = health.probe_at
-                best = min(best, t)
-                oldest = outbox.oldest_unacked(ln.id)
-                if oldest is not None and oldest + timeouts[ln.id] < best:
-                    best = oldest + timeouts[ln.id]
-            best = min(best, self._pmtu.due)
-            if outbox.pending() and self.links.carrying():  # else: a link's recovery
-                t = self.links.wake_at or self.links.next_free()
-                if t is not None and t < best:
-                    best = t
-        if self.initiator and not self._hs.locked and not self.closed:
-            best = min(best, self._hello_at + self.config.health.probe_interval_ns)
-        best = min(best, self._life.due)
-        return None if best == _NEVER else best
-
-    def handle_timer(self, *, now: IntArg) -> None:
-        """Do whatever is due by `now`. Safe to call early, late or twice."""
-        now = self._time.at(checks.ns("now", now))
-        if self.closed:
-            return
-        hc = self.config.health
-        # until the responder has shown it holds our keys (an authenticated datagram other
-        # than HELLO), keep repeating HELLO: a replayed old HELLO may have displaced our
-        # session there while it was half-open, and this brings it back
-        if self.initiator and not self._hs.locked and now >= self._hello_at + hc.probe_interval_ns:
-            self._queue_hellos()
-            self._hello_at = now
-        if self._can_seal():
-            for ln in self.links.links:
-                if now >= ln.health.probe_at:
-                    self._control.append((ln.id, PacketType.PROBE, encode_body(Probe()), False))
-                    ln.health.on_probe_sent(now)
-                ln.health.update(now)
-            self._sync_states(now)
-            if self._pmtu.on_timer(now, self.links):
-                self._fit_payload()
-        if self._feedback.due is not None and now >= self._feedback.due:
-            self._queue_feedback(now)
-        for ln in self.links.links:
-            self.outbox.check_timeout(ln.id, now, self._timeouts[ln.id])
-        self.outbox.on_timer(now)
-        self.inbox.on_timer(now)
-        if self._decoder is not None:
-            self._decoder.expire(self.inbox.window.floor, now)
-        if self._fec.due(now):
-            self._fec.tune(now, self.latency_ns)
-        self._life.on_timer(now)
 
     def close(self, *, now: IntArg, code: IntArg = 0, abort: bool = False) -> None:
         """End the session. By default it lingers (`state` CLOSING): `send` refuses, and
@@ -356,18 +299,10 @@ class Endpoint(LiveChanges):
         """True when more than HELLO may go out: a session, and with a psk, its keys."""
         return self._hs.can_seal and not self.closed
 
-    def _can_arrive_fn(self, now: int) -> Callable[[int, int], bool]:
-        links = self.links
-
-        def can_arrive(size: int, deadline: int) -> bool:
-            return links.can_arrive(size + HEADER_SIZE, deadline, now)
-
-        return can_arrive
-
     def _send_item(self, item: Item, link: int, now: int, out: list[tuple[bytes, int]]) -> None:
         base = self._fec.block_base(item)
         body = self.outbox.commit(item, now)
-        ptype = PacketType.PARITY if item.is_parity else PacketType.DATA
+        ptype = PacketType.DATA if item.kind != PARITY else PacketType.PARITY
         datagram = self._transmit(link, ptype, body, now, False)
         self.outbox.on_transmitted(item, link, self.links.links[link].health.sent - 1, now)
         out.append((datagram, link))
@@ -389,8 +324,9 @@ class Endpoint(LiveChanges):
         now: int,
         force_echo: bool | tuple[int, int],
     ) -> bytes:
+        session = self._hs.session
         header, seq = self.links.stamp(
-            link, ptype, max(self.session, 0), now, force_echo=force_echo
+            link, ptype, session if session > 0 else 0, now, force_echo=force_echo
         )
         sealer = self._hs.sealer
         if ptype is PacketType.HELLO:
@@ -454,8 +390,8 @@ class Endpoint(LiveChanges):
             self._drop("closed")
             return
         ptype, session, link_seq, ts, echo_ts, echo_delay, offset = parse_header(data)
-        if ptype is not PacketType.HELLO and session != self.session:
-            self._drop("other session" if self.session >= 0 else "no session yet")
+        if ptype is not PacketType.HELLO and session != self._hs.session:
+            self._drop("other session" if self._hs.session >= 0 else "no session yet")
             return
         seq = self.links.check_seq(link, link_seq)
         if seq is None:
@@ -488,7 +424,10 @@ class Endpoint(LiveChanges):
             self._clock.min_rtt_ns = self.links.min_rtt()
             self._clock.margin_ns = self.links.clock_margin(self.latency_ns)
             self.links.set_margin(self._clock.margin_ns)
-            self._timeouts[link] = loss_timeout(self.config, ln.health.rtt)
+            timeout = loss_timeout(self.config, ln.health.rtt)
+            if timeout != self._timeouts[link]:
+                self._timeouts[link] = timeout
+                self._timeouts_moved += 1
 
     def _receive_hello(
         self, data: Buffer, offset: int, link: int, now: int, session: int, meta: Meta
@@ -587,6 +526,10 @@ class Endpoint(LiveChanges):
 
     def _sync_states(self, now: int) -> None:
         """Report every link whose health state changed since it was last reported."""
+        epoch = self.links.epoch.value
+        if epoch == self._states_epoch:
+            return  # no link changed state since
+        self._states_epoch = epoch
         for ln in self.links.links:
             before, after = self._states[ln.id], ln.health.state
             if after is not before:

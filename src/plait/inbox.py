@@ -262,7 +262,11 @@ class Inbox:
     def _complete(
         self, st: _Stream, stream: int, msg: int, data: bytes, deadline: int, now: int
     ) -> None:
-        if now > self._local(deadline):  # complete but too late: a placeholder keeps order
+        due = self._local(deadline)
+        if msg == st.next_msg and not st.waiting and now <= due:
+            self._deliver(st, stream, msg, data, due)  # in order and in time: at once
+            return
+        if now > due:  # complete but too late: a placeholder keeps order
             self.stats.late += 1
             st.put(msg, (_EXPIRED, deadline))
         else:

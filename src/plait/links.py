@@ -149,13 +149,16 @@ def rtt_from_echo(echo_ts_us: int, echo_delay_us: int, now: int) -> int | None:
 
 
 class Epoch:
-    """A counter shared by a set of links, bumped on any state change of any of them: a
-    cache of "which links carry data" is valid while the counter has not moved."""
+    """Counters shared by a set of links: `value`, bumped on any state change of any of
+    them (a cache of "which links carry data" is valid while it has not moved), and
+    `timers`, bumped whenever a link's own `LinkHealth.due` moved (a cache of the
+    earliest of them is valid while it has not)."""
 
-    __slots__ = ("value",)
+    __slots__ = ("timers", "value")
 
     def __init__(self) -> None:
         self.value = 0
+        self.timers = 0
 
 
 class LinkHealth:
@@ -165,6 +168,8 @@ class LinkHealth:
     each echo of our timestamp, `on_report` for each of the peer's link reports.
     Inbound (the peer's datagrams to us): `on_received`. Time passing: `update(now)`,
     which applies state transitions; `deadline()` says when `update` is next needed.
+    `due` holds the earlier of that and `probe_at`, kept up to date by every method that
+    moves either, so that a timer query costs one attribute read per link.
     """
 
     __slots__ = (
@@ -181,6 +186,7 @@ class LinkHealth:
         "bytes_sent",
         "carries",
         "config",
+        "due",
         "epoch",
         "highest_rx_us",
         "inbound",
@@ -228,6 +234,19 @@ class LinkHealth:
         self.bytes_received = 0
         self.highest_rx_us = 0  # our µs clock when the highest inbound link seq arrived
         self._last_probe_sent = now
+        self.due = 0
+        """min(`deadline()` (None: never), `probe_at`): when this link next needs a timer."""
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Recompute `due` after its inputs may have moved (state, proofs, probes, RTT)."""
+        due = self.probe_at
+        deadline = self.deadline()
+        if deadline is not None and deadline < due:
+            due = deadline
+        if due != self.due:
+            self.due = due
+            self.epoch.timers += 1
 
     # --- outbound --------------------------------------------------------------------
 
@@ -257,6 +276,7 @@ class LinkHealth:
 
     def on_probe_sent(self, now: int) -> None:
         self._last_probe_sent = now
+        self._refresh()
 
     @property
     def last_probe_sent(self) -> int:
@@ -298,6 +318,7 @@ class LinkHealth:
         self._good_since = None
         self._set_flaps(0)
         self._enter(LinkState.UP, now)
+        self._refresh()
 
     def on_report(self, link_seq: int, received: int, now: int) -> tuple[int, int] | None:
         """The peer's report for this link: highest link sequence it received and how
@@ -395,6 +416,11 @@ class LinkHealth:
 
     def update(self, now: int) -> LinkState:
         """Apply whatever transitions are due at `now`; return the state."""
+        state = self._update(now)
+        self._refresh()
+        return state
+
+    def _update(self, now: int) -> LinkState:
         cfg = self.config
         if now - self.last_proof > cfg.down_after_ns:
             self._enter(LinkState.DOWN, now)

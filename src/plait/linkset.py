@@ -29,11 +29,14 @@ from plait.links import Epoch, LinkHealth, LinkState, rtt_from_echo
 from plait.pacing import Pacer
 from plait.protection import LinkView
 from plait.seq import SEQ16, ReceiveWindow, Verdict
-from plait.wire import PacketType, pack_header
+from plait.wire import HEADER_SIZE, PacketType, pack_header
 
 __all__ = ["Link", "LinkSet"]
 
 _M32: Final = 0xFFFF_FFFF
+#: `LinkSet.choose`'s question: (size, deadline, now, link to avoid, links allowed).
+Ask = tuple[int, int, int, int, Callable[[int], bool] | None]
+_NO_ASK: Final[Ask] = (0, 0, 0, -1, None)
 
 
 class Link:
@@ -113,9 +116,12 @@ class LinkSet:
     """All links of a session, and the choice between them."""
 
     __slots__ = (
+        "_arq",
+        "_ask",
         "_carrying",
         "_carrying_ids",
         "_carrying_key",
+        "_moved",
         "adaptive",
         "epoch",
         "links",
@@ -139,6 +145,12 @@ class LinkSet:
         self._carrying: list[Link] = []
         self._carrying_ids: frozenset[int] = frozenset()
         self._carrying_key = -1  # the links' transitions when _carrying was computed
+        self._ask: Ask = _NO_ASK
+        self._moved = 0  # bumped by whatever moves `arq_times`' inputs but a state change
+        # per link: arq_times' last answer, and (_moved, epoch, feedback_ns, burst) then
+        self._arq: list[tuple[tuple[int, int, int, float], tuple[int, int]]] = [
+            ((-1, -1, -1, 0.0), (0, 0)) for _ in self.links
+        ]
 
     def __len__(self) -> int:
         return len(self.links)
@@ -184,6 +196,7 @@ class LinkSet:
         then holds until it drains)."""
         ln = self.links[link]
         capacity = ln.capacity
+        self._moved += 1
         congested = capacity.on_report(top, got, rx_us, jitter_us, ln.rtt.srtt, now, hungry=hungry)
         ln.health.on_queue(capacity.queue_ns, now)
         if congested:
@@ -222,12 +235,14 @@ class LinkSet:
             self._carrying_ids = frozenset(link.id for link in links)
         return self._carrying
 
-    def can_arrive(self, size: int, deadline: int, now: int) -> bool:
-        """True when some data-carrying link could deliver `size` bytes by `deadline`
-        (and its path carries that size)."""
-        return any(
-            size <= link.room and link.arrival(size, now) <= deadline for link in self.carrying()
-        )
+    def can_arrive(self, body: int, deadline: int, now: int) -> bool:
+        """True when some data-carrying link could deliver a datagram of a `body` of this
+        many bytes by `deadline` (and its path carries that size)."""
+        size = body + HEADER_SIZE
+        for link in self.carrying():
+            if size <= link.room and link.arrival(size, now) <= deadline:
+                return True
+        return False
 
     def choose(
         self,
@@ -246,28 +261,15 @@ class LinkSet:
         self.wake_at = None
         if earliest or self.scheduling is Scheduling.EARLIEST_ARRIVAL:
             return self._choose_earliest(size, deadline, now, allowed, avoid)
-        links, carrying = self.links, self.carrying()
-        usable = self._carrying_ids
-
-        def can_take(i: int, strict: bool = True) -> bool:
-            # asked lazily by the striper, only for the links whose turn it is
-            if i not in usable:
-                return False
-            link = links[i]
-            if size > link.room:
-                return False
-            pacer = link.pacer
-            if pacer._next > now:  # not free now
-                return False
-            if strict and (i == avoid or (allowed is not None and not allowed(i))):
-                return False
-            rate = pacer.rate_bps
-            tx = ((size + pacer.overhead) * 8_000_000_000 + rate - 1) // rate
-            return now + tx + (link.rtt.srtt >> 1) + link.margin_ns <= deadline
-
-        chosen = self.striper.choose(size, can_take)
+        carrying = self.carrying()
+        # the question `_can_take` answers for the striper, set once per choice (no
+        # closure is built per datagram)
+        self._ask = (size, deadline, now, avoid, allowed)
+        chosen = self.striper.choose(size, self._can_take)
         if chosen is None and (allowed is not None or avoid >= 0):
-            chosen = self.striper.choose(size, lambda i: can_take(i, False))
+            self._ask = (size, deadline, now, -1, None)
+            chosen = self.striper.choose(size, self._can_take)
+        self._ask = _NO_ASK
         if chosen is not None:
             return chosen
         waits = [
@@ -277,6 +279,26 @@ class LinkSet:
         ]
         self.wake_at = min(waits) if waits else None
         return None
+
+    def _can_take(self, i: int) -> bool:
+        """Whether link `i` takes the datagram `choose` asks about now: it carries data,
+        its path carries the size, its pacer is free, the preferences allow it, and the
+        datagram arrives in time. Asked lazily by the striper, only for the links whose
+        turn it is."""
+        if i not in self._carrying_ids:
+            return False
+        size, deadline, now, avoid, allowed = self._ask
+        link = self.links[i]
+        if size > link.room:
+            return False
+        pacer = link.pacer
+        if pacer._next > now:  # not free now
+            return False
+        if i == avoid or (allowed is not None and not allowed(i)):
+            return False
+        rate = pacer.rate_bps
+        tx = ((size + pacer.overhead) * 8_000_000_000 + rate - 1) // rate
+        return now + tx + (link.rtt.srtt >> 1) + link.margin_ns <= deadline
 
     def _choose_earliest(
         self, size: int, deadline: int, now: int, allowed: Callable[[int], bool] | None, avoid: int
@@ -380,6 +402,7 @@ class LinkSet:
         echo (an RTT sample and proof the link works both ways). Returns the state."""
         ln = self.links[link]
         ln.datagrams_in += 1
+        self._moved += 1  # its jitter, maybe its RTT
         ln.health.on_received(seq, size, ts, now)
         ln.echo_ts, ln.echo_at, ln.echo_fresh = ts, now, True
         if echo_ts is not None:
@@ -403,7 +426,17 @@ class LinkSet:
         arrives, + the gap to the next datagram on any link; then the fastest link's
         one-way delay and arrival margin), and how long each further round takes (the
         fastest link's RTT + the feedback delay).
-        (0, 0) before any RTT sample."""
+        (0, 0) before any RTT sample. Kept per link until its inputs move (RTTs, jitter,
+        the peer's reports, margins, which links carry data)."""
+        key = (self._moved, self.epoch.value, feedback_ns, burst)
+        cached = self._arq[link]
+        if cached[0] == key:
+            return cached[1]
+        times = self._arq_times(link, feedback_ns, burst)
+        self._arq[link] = (key, times)
+        return times
+
+    def _arq_times(self, link: int, feedback_ns: int, burst: float) -> tuple[int, int]:
         ln = self.links[link]
         rtt = ln.rtt
         sampled = [x for x in self.carrying() if x.rtt.samples] or [ln]
@@ -446,7 +479,9 @@ class LinkSet:
         peer judges deadlines early by its clock margin (`plait.clock`), so by that.
         (Twice it plus twice the link's jitter made real-socket runs expire 5-12 %.)"""
         for ln in self.links:
-            ln.margin_ns = margin_ns
+            if ln.margin_ns != margin_ns:
+                ln.margin_ns = margin_ns
+                self._moved += 1
 
     def best_link(self, now: int) -> int:
         """The data-carrying link with the lowest arrival time for a small datagram

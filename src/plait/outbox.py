@@ -33,100 +33,15 @@ from plait.dwrr import DeficitRoundRobin
 from plait.errors import BackpressureError
 from plait.events import Event, MessageExpired, MessageUnconfirmed
 from plait.fec import BlockEncoder
+from plait.sendstate import NEW, PARITY, REPAIR, Item, Message, OutboxStats, SentRecord
 from plait.wire import Parity, encode_body, pack_data
 
 __all__ = ["Item", "Outbox"]
 
 _REORDER: Final = 3  # later datagrams on the same link before a gap counts as loss
 _FRAG_FIELDS: Final = 2  # frag_index and frag_count (wire-format §3.1)
-_NEW, _REPAIR, _PARITY = 0, 1, 2
-
-
-class _Msg:
-    __slots__ = (
-        "copies",
-        "deadline",
-        "deadline_us",
-        "done",
-        "frags",
-        "handle",
-        "msg",
-        "queued_at",
-        "settled",
-        "stream",
-        "unacked",
-    )
-
-    def __init__(
-        self, stream: int, frags: list[bytes], deadline: int, handle: int, copies: int, now: int
-    ) -> None:
-        self.queued_at = now
-        self.stream = stream
-        self.frags = frags
-        self.deadline = deadline
-        self.deadline_us = deadline // 1000
-        self.handle = handle
-        self.msg = -1  # assigned when its first fragment goes out
-        self.done = False  # fully handed over, or expired
-        self.copies = copies
-        self.unacked = 0  # records sent and not acknowledged yet
-        self.settled = False  # delivered (acknowledged in full) or reported: said once
-
-
-class _Sent:
-    __slots__ = ("at", "deadline", "links", "msg", "record", "rescued")
-
-    def __init__(self, record: bytes, msg: _Msg) -> None:
-        self.record = record
-        self.msg = msg
-        self.deadline = msg.deadline
-        self.links: list[int] = []
-        self.at = 0  # when it last went out
-        self.rescued = False  # re-sent because its link's queue made it late
-
-
-class Item:
-    """What goes out next: a new fragment, a repair, or a parity shard."""
-
-    __slots__ = ("avoid", "body", "copies", "deadline", "frag", "kind", "msg", "seq", "size")
-
-    def __init__(self, kind: int, size: int, deadline: int) -> None:
-        self.kind = kind
-        self.size = size  # body bytes
-        self.deadline = deadline
-        self.msg: _Msg | None = None
-        self.frag = 0
-        self.seq = -1
-        self.body = b""
-        self.copies = 0
-        self.avoid = -1  # a link not to use, if there is a choice
-
-    @property
-    def is_parity(self) -> bool:
-        return self.kind == _PARITY
-
-
-class OutboxStats:
-    __slots__ = (
-        "acked",
-        "delivered",
-        "expired",
-        "lost",
-        "messages",
-        "records",
-        "repairs",
-        "unconfirmed",
-    )
-
-    def __init__(self) -> None:
-        self.messages = self.records = self.repairs = self.lost = 0
-        self.acked = self.expired = self.unconfirmed = 0
-        self.delivered = 0  # messages acknowledged in full
-
-    @property
-    def unsettled(self) -> int:
-        """Messages neither delivered nor reported yet (queued or in flight)."""
-        return self.messages - self.delivered - self.expired - self.unconfirmed
+_NEVER: Final = 1 << 62
+_UNKNOWN: Final = -1  # a cached deadline to recompute
 
 
 class Outbox:
@@ -135,6 +50,8 @@ class Outbox:
     __slots__ = (
         "_acked_arrival",
         "_deferred",
+        "_due_expiry",
+        "_due_inflight",
         "_emit",
         "_expiry",
         "_handles",
@@ -149,10 +66,11 @@ class Outbox:
         "_queued_bytes",
         "_repairs",
         "_runs",
-        "_top",
         "_streams",
+        "_top",
         "burst",
         "fec",
+        "logs_moved",
         "max_payload",
         "next_seq",
         "owd",
@@ -174,17 +92,17 @@ class Outbox:
         self.max_payload = max_payload
         self.send_buffer_bytes = send_buffer_bytes
         self.fec = fec
-        self._streams: DeficitRoundRobin[int, tuple[_Msg, int]] = DeficitRoundRobin()
+        self._streams: DeficitRoundRobin[int, tuple[Message, int]] = DeficitRoundRobin()
         self._next_msg: dict[int, int] = {}
         self._handles = 0
-        self._expiry: list[tuple[int, int, _Msg]] = []  # (deadline, handle, message) queued
+        self._expiry: list[tuple[int, int, Message]] = []  # (deadline, handle, message) queued
         self._queued_bytes = 0
         self._held: Item | None = None
         self._deferred: deque[Item] = deque()  # repairs and parity waiting for their link
         self._repairs: deque[int] = deque()
         self._parity: deque[Item] = deque()
         self.next_seq = 0
-        self._inflight: dict[int, _Sent] = {}
+        self._inflight: dict[int, SentRecord] = {}
         self._inflight_bytes = 0
         self._lowest = 0  # no record below this is in flight (it only rises)
         self._inflight_expiry: list[tuple[int, int]] = []  # (deadline, seq)
@@ -198,6 +116,12 @@ class Outbox:
         self.queue = [0] * links
         self.burst = 1.0  # mean length of loss bursts (EWMA, gain 1/8): sizes FEC
         self.stats = OutboxStats()
+        # `deadline`'s parts, kept as the heaps change (_UNKNOWN: recompute; _NEVER: none)
+        self._due_expiry = _NEVER  # the earliest queued message's deadline + 1
+        self._due_inflight = _NEVER  # the earliest tracked record's deadline + 1
+        self.logs_moved = 0
+        """Bumped whenever `oldest_unacked` of some link may have changed (a record left
+        flight, or a log's head moved): a cache of those is valid while it has not."""
 
     # --- accepting messages ----------------------------------------------------------------
 
@@ -223,7 +147,7 @@ class Outbox:
         else:
             frags = [data[i : i + p] for i in range(0, len(data), p)]
         self._handles += 1
-        m = _Msg(stream, frags, deadline, self._handles, copies, now)
+        m = Message(stream, frags, deadline, self._handles, copies, now)
         if stream not in self._streams:
             self._streams.add_queue(stream)
             self._next_msg[stream] = 0
@@ -231,6 +155,8 @@ class Outbox:
             self._streams.push(stream, (m, index), len(frag))
         self._queued_bytes += len(data)
         heapq.heappush(self._expiry, (deadline, m.handle, m))
+        if self._due_expiry >= 0 and deadline + 1 < self._due_expiry:
+            self._due_expiry = deadline + 1
         self.stats.messages += 1
         return m.handle
 
@@ -241,13 +167,14 @@ class Outbox:
             self._held or self._deferred or self._repairs or self._parity or len(self._streams)
         )
 
-    def take(self, now: int, can_arrive: Callable[[int, int], bool]) -> Item | None:
+    def take(self, now: int, can_arrive: Callable[[int, int, int], bool]) -> Item | None:
         """The next item to transmit: deferred, held, repairs, parity, then new fragments.
-        Items that can no longer arrive in time (`can_arrive(size, deadline)`) are dropped."""
+        Items that can no longer arrive in time (`can_arrive(size, deadline, now)`, with
+        the size of the body to send) are dropped."""
         deferred = self._deferred
         while deferred:
             item = deferred.popleft()
-            if item.kind != _REPAIR or item.seq in self._inflight:  # else acked meanwhile
+            if item.kind != REPAIR or item.seq in self._inflight:  # else acked meanwhile
                 return item
         if self._held is not None:
             item, self._held = self._held, None
@@ -258,9 +185,9 @@ class Outbox:
             sent = self._inflight.get(seq)
             if sent is None:
                 continue  # acknowledged or expired meanwhile
-            if not can_arrive(len(sent.record), sent.deadline):
+            if not can_arrive(len(sent.record), sent.deadline, now):
                 continue
-            item = Item(_REPAIR, len(sent.record), sent.deadline)
+            item = Item(REPAIR, len(sent.record), sent.deadline)
             item.seq, item.body = seq, sent.record
             item.avoid = sent.links[-1] if sent.links else -1
             return item
@@ -271,11 +198,11 @@ class Outbox:
             if got is None:
                 return None
             _, (m, index), size = got
-            if not can_arrive(size + 14, m.deadline):
+            if not can_arrive(size + 14, m.deadline, now):
                 self._queued_bytes -= size
                 self._expire(m)
                 continue
-            item = Item(_NEW, size + 14, m.deadline)
+            item = Item(NEW, size + 14, m.deadline)
             item.msg, item.frag, item.copies = m, index, m.copies
             return item
 
@@ -293,6 +220,7 @@ class Outbox:
             if m.msg >= 0 or (now - m.queued_at) * 2 <= m.deadline - m.queued_at:
                 return
             heapq.heappop(expiry)
+            self._due_expiry = _UNKNOWN
             self._expire(m)
 
     def abandon(self, item: Item) -> None:
@@ -313,7 +241,7 @@ class Outbox:
     def commit(self, item: Item, now: int) -> bytes:
         """`item` is going out now: for a new fragment, number it and build its record.
         Returns the body to send."""
-        if item.kind != _NEW:
+        if item.kind != NEW:
             return item.body
         m = item.msg
         if m is None:
@@ -337,11 +265,15 @@ class Outbox:
         self._queued_bytes -= len(frag)
         if item.frag == count - 1:
             m.done = True  # fully handed over: no longer expires from the queue
-        sent = _Sent(record, m)
+            if m.deadline + 1 >= self._due_expiry:  # it may have been the earliest
+                self._due_expiry = _UNKNOWN
+        sent = SentRecord(record, m)
         m.unacked += 1
         self._inflight[seq] = sent
         self._inflight_bytes += len(record)
         heapq.heappush(self._inflight_expiry, (m.deadline, seq))
+        if self._due_inflight >= 0 and m.deadline + 1 < self._due_inflight:
+            self._due_inflight = m.deadline + 1
         self.stats.records += 1
         item.seq, item.body = seq, record
         if self.fec is not None:
@@ -351,7 +283,7 @@ class Outbox:
 
     def _queue_parity(self, parity: Parity, deadline: int) -> None:
         body = encode_body(parity)
-        item = Item(_PARITY, len(body), deadline)
+        item = Item(PARITY, len(body), deadline)
         item.body, item.seq = body, parity.base
         self._parity.append(item)
 
@@ -366,15 +298,18 @@ class Outbox:
 
     def on_transmitted(self, item: Item, link: int, link_seq: int, now: int) -> None:
         """`item` went out on `link` as datagram `link_seq` (unwrapped)."""
-        if item.kind == _PARITY:
+        if item.kind == PARITY:
             return
         sent = self._inflight.get(item.seq)
         if sent is None:
             return
         sent.links.append(link)
         sent.at = now
-        self._links[link].append((link_seq, item.seq, now))
-        if item.kind == _REPAIR:
+        log = self._links[link]
+        if not log:
+            self.logs_moved += 1
+        log.append((link_seq, item.seq, now))
+        if item.kind == REPAIR:
             self.stats.repairs += 1
 
     # --- feedback --------------------------------------------------------------------------
@@ -406,8 +341,12 @@ class Outbox:
                 if i >= 0 and seq <= cut[i][1]:
                     keys.append(seq)
         arrival, owd = self._acked_arrival, self.owd
+        if keys:
+            self.logs_moved += 1
         for seq in keys:
             sent = inflight.pop(seq)
+            if sent.deadline + 1 <= self._due_inflight:  # it may have been the earliest
+                self._due_inflight = _UNKNOWN
             m = sent.msg
             m.unacked -= 1
             self._inflight_bytes -= len(sent.record)
@@ -434,6 +373,7 @@ class Outbox:
             or (log[0][0] < highest and now - log[0][2] > rack_ns)
             or now - log[0][2] > timeout_ns
         ):
+            self.logs_moved += 1
             _, seq, _ = log.popleft()
             if seq in self._inflight:
                 self.stats.lost += 1
@@ -457,6 +397,7 @@ class Outbox:
         inflight = self._inflight
         top = self._top[link]
         while log and log[0][2] < horizon:
+            self.logs_moved += 1
             link_seq, seq, _ = log.popleft()
             if seq in inflight:
                 self.stats.lost += 1
@@ -497,6 +438,7 @@ class Outbox:
         no later datagram reveals)."""
         log = self._links[link]
         while log and now - log[0][2] >= timeout_ns:
+            self.logs_moved += 1
             _, seq, _ = log.popleft()
             if seq in self._inflight:
                 self.stats.lost += 1
@@ -505,6 +447,7 @@ class Outbox:
     def on_link_down(self, link: int) -> None:
         """Everything in flight on a link that went down is to be repaired elsewhere."""
         log = self._links[link]
+        self.logs_moved += 1
         while log:
             _, seq, _ = log.popleft()
             if seq in self._inflight:
@@ -512,11 +455,13 @@ class Outbox:
 
     # --- time ------------------------------------------------------------------------------
 
-    def _expire(self, m: _Msg) -> None:
+    def _expire(self, m: Message) -> None:
         """Drop what is left of message `m` unsent, and report it."""
         if m.done:
             return
         m.done = m.settled = True
+        if m.deadline + 1 >= self._due_expiry:  # it may have been the earliest
+            self._due_expiry = _UNKNOWN
         dropped = self._streams.drop_head_while(m.stream, lambda it: it[0] is m)
         if len(dropped) < len(m.frags):  # not all at the head (some sent, or behind others)
             dropped += self._streams.drop_where(m.stream, lambda it: it[0] is m)
@@ -530,35 +475,45 @@ class Outbox:
 
     def deadline(self) -> int | None:
         """When the earliest queued message or tracked record reaches its deadline.
-        (A query: it only discards bookkeeping of what is already finished.)"""
-        while self._expiry and self._expiry[0][2].done:
-            heapq.heappop(self._expiry)
-        best = self._expiry[0][0] + 1 if self._expiry else None
-        heap, inflight = self._inflight_expiry, self._inflight
-        while heap and heap[0][1] not in inflight:  # acknowledged: no deadline to keep
-            heapq.heappop(heap)
-        if heap:
-            first = heap[0][0] + 1
-            best = first if best is None else min(best, first)
-        fec = self.fec.deadline() if self.fec is not None else None
-        if fec is not None:
-            best = fec if best is None else min(best, fec)
-        return best
+        (A query: it only discards bookkeeping of what is already finished.) Its parts
+        are kept as messages and records come and go; only a part whose earliest entry
+        left is looked up again."""
+        best = self._due_expiry
+        if best < 0:
+            expiry = self._expiry
+            while expiry and expiry[0][2].done:
+                heapq.heappop(expiry)
+            best = self._due_expiry = expiry[0][0] + 1 if expiry else _NEVER
+        first = self._due_inflight
+        if first < 0:
+            heap, inflight = self._inflight_expiry, self._inflight
+            while heap and heap[0][1] not in inflight:  # acknowledged: no deadline to keep
+                heapq.heappop(heap)
+            first = self._due_inflight = heap[0][0] + 1 if heap else _NEVER
+        best = min(best, first)
+        if self.fec is not None:
+            fec = self.fec.deadline()
+            if fec is not None and fec < best:
+                best = fec
+        return None if best == _NEVER else best
 
     def on_timer(self, now: int) -> None:
         while self._expiry and (self._expiry[0][2].done or self._expiry[0][0] < now):
             _, _, m = heapq.heappop(self._expiry)
+            self._due_expiry = _UNKNOWN
             self._expire(m)
         self.flush_fec(now)
         heap = self._inflight_expiry
         while heap and heap[0][0] < now:
             _, seq = heapq.heappop(heap)
+            self._due_inflight = _UNKNOWN
             sent = self._inflight.pop(seq, None)
             if sent is not None:  # past its deadline, never acknowledged
+                self.logs_moved += 1
                 self._inflight_bytes -= len(sent.record)
                 self._unconfirmed(sent.msg)
 
-    def _unconfirmed(self, m: _Msg) -> None:
+    def _unconfirmed(self, m: Message) -> None:
         if not m.settled:
             m.settled = True
             self.stats.unconfirmed += 1
@@ -589,3 +544,5 @@ class Outbox:
         for log in self._links:
             log.clear()
         self._queued_bytes = self._inflight_bytes = 0
+        self._due_expiry = self._due_inflight = _NEVER
+        self.logs_moved += 1

@@ -41,7 +41,8 @@ class Pacer:
 
     def next_release(self, now: int) -> int:
         """The earliest time (>= now) at which the next datagram may leave."""
-        return max(self._next, now)
+        release = self._next
+        return release if release > now else now
 
     @property
     def free_at(self) -> int:
@@ -58,9 +59,10 @@ class Pacer:
 
     def reserve(self, size: int, now: int) -> int:
         """Book the link for a datagram of `size` payload bytes; return its release time."""
-        start = max(self._next, now - self.burst_ns)
-        self._next = start + self.tx_ns(size)
-        return max(start, now)
+        earliest, rate = now - self.burst_ns, self.rate_bps
+        start = self._next if self._next > earliest else earliest
+        self._next = start + ((size + self.overhead) * 8 * NS_PER_S + rate - 1) // rate  # tx_ns
+        return start if start > now else now
 
     def hold_until(self, until: int) -> None:
         """Release nothing before `until`: the link's bottleneck is still draining what
