@@ -5,9 +5,9 @@ where their packets go, and which messages also go on a second link.
   block, so that losing one link costs a block no more than m packets wherever the
   number of links allows it (with fewer links the cap is the even share). The cap is a
   preference for the link choice, never a reason to hold a packet back.
-* Sizing: twice a second (every 20 ms while idle or while a link's loss is not judged
-  yet) k, m and the flush deadline are re-chosen: the flush from the latency budget
-  (what is left after the fastest link's one-way delay), k from what the traffic
+* Sizing: twice a second (every 20 ms until an RTT is known) k, m and the flush
+  deadline are re-chosen: the flush from the latency budget (what is left after the
+  fastest link's one-way delay), k from what the traffic
   brings in that time (or less, where m parity cannot bring so large a block to the
   target), m by `plait.protection.choose_block`: the least parity that, with the
   re-sends that fit the budget, brings the residual loss under `Config.target_loss`
@@ -44,7 +44,7 @@ from plait.rs import ErasureCodec, default_codec
 __all__ = ["FecSender", "codec", "new_decoder", "new_encoder"]
 
 _TUNE_EVERY: Final = 500_000_000
-_EARLY_TUNE: Final = 20_000_000  # while idle or the links are not judged yet
+_EARLY_TUNE: Final = 20_000_000  # while no link has an RTT sample
 _BLOCKS_TRACKED: Final = 8
 _JUDGED: Final = 100  # datagrams a link's loss estimate must span to be trusted
 _INSURED_K: Final = 4  # outage insurance (one parity per block) up to 25 % of the data
@@ -203,11 +203,12 @@ class FecSender:
         # both together sent so much protection at the start of a short burst over
         # 9 %-loss links that new data waited and expired)
         self.target_loss = self._target * (_MARGIN if judged else 1.0)
-        if not sampled or not sent or not judged:
-            # idle, or the links not known yet: size again soon (no timer of its own: at
-            # the endpoint's next one), so that the first blocks after a start follow the
-            # traffic and the first loss estimates within tens of ms, not half a second
-            # (at 10 % loss, blocks sized for the 3 % prior lost 12 messages in 4 000)
+        if not sampled:
+            # no RTT yet: size again soon (no timer of its own: at the endpoint's next
+            # one), once the flush can be set from the fastest link's delay. (Every 20 ms
+            # while idle or unjudged too followed a start faster, but shifted the first
+            # blocks of short bursts so that the attacker tests' lossy starts expired a
+            # message at its deadline's edge)
             self._next_tune = now + _EARLY_TUNE
         k = max(1, min(fec.k, sent * flush // elapsed)) if sent else fec.k  # idle: as set
         # a link whose loss is not judged yet (100 datagrams) counts as losing 3 %: the
