@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -54,3 +56,24 @@ def write_json(name: str, payload: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"environment": environment(), **payload}, indent=2) + "\n")
     return path
+
+
+def child_runs(script: str, args: list[str], runs: int, compiled: bool) -> dict[str, list[Any]]:
+    """`runs` runs of `script --child ARGS` per build, alternating, each in a fresh
+    interpreter (`PLAIT_PURE_PYTHON=1` for the pure one; the compiled one only if it is
+    built): each build's list of the children's JSON "rows"."""
+    builds = ["compiled", "pure"] if compiled else ["pure"]
+    results: dict[str, list[Any]] = {build: [] for build in builds}
+    for run in range(runs):
+        for build in builds:
+            env = {k: v for k, v in os.environ.items() if k != "PLAIT_PURE_PYTHON"}
+            if build == "pure":
+                env["PLAIT_PURE_PYTHON"] = "1"
+            cmd = [sys.executable, script, "--child", *args]
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)  # noqa: S603  (our own script)
+            got = json.loads(out.stdout)
+            if got["compiled"] != (build == "compiled"):
+                raise RuntimeError(f"asked for the {build} build, got compiled={got['compiled']}")
+            results[build].append(got["rows"])
+            print(f"  run {run + 1}/{runs} {build}: done", file=sys.stderr, flush=True)
+    return results

@@ -57,12 +57,10 @@ import cProfile
 import datetime
 import gc
 import json
-import os
 import pstats
 import random
 import ssl
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -72,7 +70,7 @@ from typing import Protocol
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import measure, write_json
+from _harness import child_runs, measure, write_json
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import DatagramFrameReceived
@@ -493,21 +491,8 @@ def _child(messages: int, filler: bytes) -> None:
 def _both_builds(messages: int, runs: int) -> list[tuple[str, list[dict[str, object]]]]:
     """`runs` runs of each build, alternating, each in a fresh interpreter; the builds
     that exist here (the compiled one only if it is built)."""
-    builds = ["compiled", "pure"] if plait.COMPILED else ["pure"]
-    results: dict[str, list[list[dict[str, object]]]] = {build: [] for build in builds}
-    for run in range(runs):
-        for build in builds:
-            env = {k: v for k, v in os.environ.items() if k != "PLAIT_PURE_PYTHON"}
-            if build == "pure":
-                env["PLAIT_PURE_PYTHON"] = "1"
-            cmd = [sys.executable, __file__, "--child", "--messages", str(messages)]
-            out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)  # noqa: S603  (this script)
-            got = json.loads(out.stdout)
-            if got["compiled"] != (build == "compiled"):
-                raise RuntimeError(f"asked for the {build} build, got compiled={got['compiled']}")
-            results[build].append(got["rows"])
-            print(f"  run {run + 1}/{runs} {build}: done", file=sys.stderr, flush=True)
-    return [(build, _medians(results[build])) for build in builds]
+    results = child_runs(__file__, ["--messages", str(messages)], runs, plait.COMPILED)
+    return [(build, _medians(rows)) for build, rows in results.items()]
 
 
 def _medians(runs: list[list[dict[str, object]]]) -> list[dict[str, object]]:

@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import random
 import statistics
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import measure, write_json
+from _harness import child_runs, measure, write_json
 
 import plait
 from plait import rs
@@ -198,21 +196,8 @@ def _child() -> None:
 
 def _both_builds(runs: int) -> list[tuple[str, list[dict[str, Any]]]]:
     """`runs` runs of each build, alternating, each in a fresh interpreter."""
-    builds = ["compiled", "pure"] if plait.COMPILED else ["pure"]
-    results: dict[str, list[list[dict[str, Any]]]] = {build: [] for build in builds}
-    for run in range(runs):
-        for build in builds:
-            env = {k: v for k, v in os.environ.items() if k != "PLAIT_PURE_PYTHON"}
-            if build == "pure":
-                env["PLAIT_PURE_PYTHON"] = "1"
-            cmd = [sys.executable, __file__, "--child"]
-            out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)  # noqa: S603  (this script)
-            got = json.loads(out.stdout)
-            if got["compiled"] != (build == "compiled"):
-                raise RuntimeError(f"asked for the {build} build, got compiled={got['compiled']}")
-            results[build].append(got["rows"])
-            print(f"  run {run + 1}/{runs} {build}: done", file=sys.stderr, flush=True)
-    return [(build, _medians(results[build])) for build in builds]
+    results = child_runs(__file__, [], runs, plait.COMPILED)
+    return [(build, _medians(rows)) for build, rows in results.items()]
 
 
 def _medians(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
