@@ -272,8 +272,8 @@ Job = tuple[str, tuple[Any, ...], int, dict[str, float], int, int, float | None]
 
 
 def _run(job: Job) -> dict[str, float]:
-    _, links, budget_ms, _, seed, seconds, cap = job
-    where = job[3]
+    """One simulation of a job; the stream starts two RTTs in (at least 250 ms)."""
+    _, links, budget_ms, where, seed, seconds, cap = job
     warmup = max(250, 2 * int(where.get("rtt_ms", 0)))
     return measure(
         links, budget_ms, seed=seed, seconds=seconds, warmup_ms=warmup, max_protection=cap

@@ -90,9 +90,9 @@ def protection_loss(health: LinkHealth, prior: float) -> float:
     by it left 3e-4 where 1e-4 was the target), unless the short one jumped well above
     it (a link that turned lossy is followed at once); `prior` at least while neither
     spans `_JUDGED` datagrams."""
-    short = health.loss if health.loss_span >= _JUDGED else 0.0
     if health.span_long < _JUDGED:
-        return max(short, health.loss, prior)
+        return max(health.loss, prior)
+    short = health.loss if health.loss_span >= _JUDGED else 0.0
     long = health.loss_long
     return short if short > 2 * long + _JUMP else long
 
@@ -242,8 +242,8 @@ class FecSender:
         # links, 4.8 Mbit/s of data in a 0.6 s burst: 7-10 % shed where blocks of 16
         # delivered everything)
         data_bps = sent * (self.outbox.max_payload + _WIRE_EXTRA) * 8 * NS_PER_S // elapsed
-        room = self.links.usable_bps() / data_bps - 1.0 - _HEADROOM if data_bps else 0.0
-        if judged:
+        if judged and data_bps:
+            room = self.links.usable_bps() / data_bps - 1.0 - _HEADROOM
             k = choose_block(
                 views,
                 budget_ns=latency_ns,
@@ -253,13 +253,13 @@ class FecSender:
                 target=self.target_loss,
                 max_protection=min(self.max_protection, room),
             )[0]
-        m = self._plan(k)
+        m, self._copies = self._plan(k)
         encoder.set_params(k, m, fec.flush_ns if fec.flush_ns is not None else flush)
         encoder.parity_for = self.parity_for
 
-    def _plan(self, k: int) -> int:
-        """The parity of a block of `k` records (and, for the planned k, whether copies
-        may be sent): `choose_protection` for the views of the last tune, plus insurance."""
+    def _plan(self, k: int) -> tuple[int, bool]:
+        """(parity, whether copies may be sent) for blocks of `k` records:
+        `choose_protection` for the views of the last tune, plus insurance."""
         m, copies = choose_protection(
             self._views,
             budget_ns=self._budget_ns,
@@ -269,8 +269,6 @@ class FecSender:
             target=self.target_loss,
             max_protection=self.max_protection,
         )
-        if not self._m_by_k:
-            self._copies = copies
         if not self.authenticated or (self._insure and k >= _INSURED_K):
             # without a psk anyone on the path can forge the acknowledgements re-sends
             # rely on; or what a dying link held can only be rebuilt from parity on the
@@ -278,15 +276,16 @@ class FecSender:
             # bought only while it is cheap: with blocks of fewer records (a budget
             # near the RTT) one parity would cost a copy
             m = max(m, 1)
-        self._m_by_k[k] = m
-        return m
+        return m, copies
 
     def parity_for(self, k: int) -> int:
         """The parity of a block flushed with `k` records, fewer than planned: what the
         policy gives `k` (blocks of a bursty or slowing source, or the first blocks of
         a session, were sent with parity sized for full blocks, up to m per record)."""
         m = self._m_by_k.get(k)
-        return self._plan(k) if m is None else m
+        if m is None:
+            m = self._m_by_k[k] = self._plan(k)[0]
+        return m
 
     def wants_copy(self, item: Item, link: int, now: int, usable_bps: int) -> bool:
         """Whether a new fragment going out on `link` should also go on a second link:

@@ -175,15 +175,15 @@ def choose_block(
     1.3e-4, at twice the cost; the cheapest that reaches the target wins."""
     if not links or _arq_alone(links, budget_ns, burst, target):
         return k_max, 0, True
-    best: tuple[tuple[bool, float, float], int, int, bool] | None = None
-    for k in range(k_max, 0, -1):
-        key, m, copies = _best(links, budget_ns, k, m_max, burst, target, max_protection)
-        if best is None or key < best[0]:
-            best = (key, k, m, copies)
-        if not key[0]:
+    best = (*_best(links, budget_ns, k_max, m_max, burst, target, max_protection), k_max)
+    for k in range(k_max - 1, 0, -1):
+        if not best[0][0]:
             break  # reached: a smaller block needs as much parity per record or more
-    assert best is not None
-    return best[1], best[2], best[3]
+        found = (*_best(links, budget_ns, k, m_max, burst, target, max_protection), k)
+        if found[0] < best[0]:
+            best = found
+    _, m, copies, k = best
+    return k, m, copies
 
 
 def _best(
