@@ -61,12 +61,12 @@ from plait.wire import (
     Close,
     Feedback,
     PacketType,
-    Parity,
     Probe,
     decode_body,
     encode_body,
     parse_data,
     parse_header,
+    parse_parity,
 )
 
 __all__ = ["Endpoint"]
@@ -223,17 +223,20 @@ class Endpoint(Timers):
         links, outbox = self.links, self.outbox
         if not outbox.pending() or not links.carrying():
             return out  # no link carries data now: what is queued waits, to its deadline
-        can_arrive = links.can_arrive
+        can_arrive, fec = links.can_arrive, self._fec
         deferred: list[Item] = []  # repairs waiting for a busy link: new data goes on
         while True:
             item = outbox.take(now, can_arrive)
             if item is None:
                 break
+            base = fec.block_base(item)
+            spread = fec.spread(base)
             chosen = links.choose(
                 item.size + HEADER_SIZE,
                 item.deadline,
                 now,
-                allowed=self._fec.rule(item),
+                spread=spread,
+                cap=fec.cap() if spread is not None else 0,
                 earliest=item.kind != 0,
                 avoid=item.avoid,
             )
@@ -242,10 +245,10 @@ class Endpoint(Timers):
                     item.kind == 0
                     and not item.copies
                     and self.config.auto_duplicate
-                    and self._fec.wants_copy(item, chosen, now, self._usable_now)
+                    and fec.wants_copy(item, chosen, now, self._usable_now)
                 ):
                     item.copies = 1  # nothing else saves it in time: send two now
-                self._send_item(item, chosen, now, out)
+                self._send_item(item, chosen, now, out, base)
             elif links.wake_at is None:
                 self.outbox.abandon(item)  # it cannot arrive in time on any link
             elif item.kind != 0 and len(deferred) < _MAX_DEFERRED:
@@ -299,8 +302,9 @@ class Endpoint(Timers):
         """True when more than HELLO may go out: a session, and with a psk, its keys."""
         return self._hs.can_seal and not self.closed
 
-    def _send_item(self, item: Item, link: int, now: int, out: list[tuple[bytes, int]]) -> None:
-        base = self._fec.block_base(item)
+    def _send_item(
+        self, item: Item, link: int, now: int, out: list[tuple[bytes, int]], base: int | None
+    ) -> None:
         body = self.outbox.commit(item, now)
         ptype = PacketType.DATA if item.kind != PARITY else PacketType.PARITY
         datagram = self._transmit(link, ptype, body, now, False)
@@ -489,12 +493,12 @@ class Endpoint(Timers):
             self._emit(FecRecovered(count=count))
 
     def _on_parity(self, body: Buffer, offset: int, link: int, now: int, meta: Meta) -> None:
-        parity = decode_body(PacketType.PARITY, body, offset)
+        base, k, m, index, shard = parse_parity(body, offset)
         self._accept(link, now, meta)
-        if self._decoder is None or not isinstance(parity, Parity):
+        if self._decoder is None:
             return
-        base = self.inbox.window.unwrap(parity.base, SEQ32)
-        self._rebuilt(self._decoder.on_parity(base, parity, now), now)
+        base = self.inbox.window.unwrap(base, SEQ32)
+        self._rebuilt(self._decoder.on_shard(base, k, m, index, shard, now), now)
 
     def _on_feedback(self, body: Buffer, offset: int, link: int, now: int, meta: Meta) -> None:
         fb = decode_body(PacketType.FEEDBACK, body, offset)

@@ -202,13 +202,17 @@ class BlockEncoder:
 
     def on_timer(self, now: int) -> list[Parity]:
         """Flush the open block if its deadline has passed."""
-        if self._records and now >= self._opened_at + self._block_flush:
-            return _records_of(self._close())
-        return []
+        return _records_of(self.close_due(now))
 
     def flush(self) -> list[Parity]:
         """Close the open block now, whatever its size."""
-        return _records_of(self._close()) if self._records else []
+        return _records_of(self.close_due(0, force=True))
+
+    def close_due(self, now: int, *, force: bool = False) -> ParityBlock | None:
+        """`on_timer` (or with `force`, `flush`) as one `ParityBlock`, like `push`."""
+        if self._records and (force or now >= self._opened_at + self._block_flush):
+            return self._close()
+        return None
 
     def _close(self) -> ParityBlock | None:
         records, self._records = self._records, []
@@ -385,7 +389,14 @@ class BlockDecoder:
     def on_parity(self, seq_base: int, parity: Parity, now: int = 0) -> list[tuple[int, bytes]]:
         """A PARITY shard arrived at `now`; `seq_base` is its unwrapped base. Returns
         records rebuilt now. Shards that cannot be right are dropped and counted."""
-        k, m, shard = parity.count, parity.parity_count, parity.shard
+        return self.on_shard(
+            seq_base, parity.count, parity.parity_count, parity.index, parity.shard, now
+        )
+
+    def on_shard(
+        self, seq_base: int, k: int, m: int, index: int, shard: bytes, now: int
+    ) -> list[tuple[int, bytes]]:
+        """`on_parity` from the record's fields (`plait.wire.parse_parity`)."""
         width = len(shard)
         stats = self.stats
         stats.parity_received += 1
@@ -410,7 +421,6 @@ class BlockDecoder:
         elif block.k != k or block.m != m or block.width != width:
             stats.drop("inconsistent parity")
             return []
-        index = parity.index
         if index in block.parity or self._keep(block, index, shard):
             return self._attempt(block, now)
         return []  # it alone outgrew the parity bytes: dropped (counted)

@@ -22,7 +22,6 @@ where their packets go, and which messages also go on a second link.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Final
 
 from plait._types import NS_PER_S
@@ -32,8 +31,8 @@ from plait.links import LinkHealth
 from plait.linkset import LinkSet
 from plait.outbox import Item, Outbox
 from plait.protection import (
+    MAX_ROUNDS,
     LinkView,
-    arq_rounds,
     choose_block,
     choose_protection,
     needs_copy,
@@ -60,6 +59,8 @@ _WIRE_EXTRA: Final = 11 + 16 + 6 + 28  # a record's header, tag, fields and IP/U
 _HEADROOM: Final = 0.25  # of the data rate, left free by a smaller block's parity
 _JUMP: Final = 0.01  # a short loss estimate this far above twice the long one: a change
 _DATA_OVERHEAD: Final = 14  # a new fragment's item size over its payload
+_NEVER: Final = -(1 << 62)  # `_copy_below`: no time left is short enough for a copy
+_ALWAYS: Final = 1 << 62  # ... every time left is
 _CODEC: list[ErasureCodec] = []  # one per process: stateless but for its caches
 
 
@@ -104,6 +105,7 @@ class FecSender:
         "_block_loss",
         "_budget_ns",
         "_copies",
+        "_copy_at",
         "_insure",
         "_m_by_k",
         "_next_tune",
@@ -112,6 +114,7 @@ class FecSender:
         "_spread",
         "_target",
         "_tuned_at",
+        "_tunes",
         "_views",
         "authenticated",
         "config",
@@ -141,6 +144,9 @@ class FecSender:
         self._copies = True  # the plan allows copies (within Config.max_protection)
         self._spread: dict[int, list[int]] = {}  # block base -> its datagrams per link
         self._next_tune = now
+        self._tunes = 0  # tunes so far: a tune moves `_copy_below`'s inputs
+        # per link: `_copy_below`'s last answer and the key of its inputs then
+        self._copy_at: list[tuple[tuple[int, int, float, int, int, int], int] | None] = []
 
     def block_base(self, item: Item) -> int | None:
         """The block `item` belongs to (None: FEC off, or a repair)."""
@@ -152,26 +158,29 @@ class FecSender:
         base = fec.block_base
         return self.outbox.next_seq if base is None else base
 
-    def rule(self, item: Item) -> Callable[[int], bool] | None:
-        """The links `item` should prefer (None: any)."""
+    def spread(self, base: int | None) -> list[int] | None:
+        """The packets block `base` sent so far per link (None: none yet, or no block);
+        a link with `cap()` of them is not preferred for the next (`LinkSet.choose`)."""
+        return None if base is None else self._spread.get(base)
+
+    def cap(self) -> int:
+        """The packets of one block a link should carry at most (see the module doc)."""
         fec = self.outbox.fec
-        base = self.block_base(item)
-        if fec is None or base is None:
-            return None
-        counts = self._spread.get(base)
-        if counts is None:
-            return None
-        cap = max(fec.m, -(-(fec.k + fec.m) // max(1, len(self.links.carrying()))))
-        return lambda link: counts[link] < cap
+        if fec is None:
+            return 0
+        return max(fec.m, -(-(fec.k + fec.m) // max(1, len(self.links.carrying()))))
 
     def on_sent(self, base: int | None, link: int) -> None:
         """A packet of block `base` went out on `link`."""
         if base is None:
             return
-        counts = self._spread.setdefault(base, [0] * len(self.links))
+        spread = self._spread
+        counts = spread.get(base)
+        if counts is None:
+            counts = spread[base] = [0] * len(self.links.links)
+            if len(spread) > _BLOCKS_TRACKED:
+                del spread[next(iter(spread))]
         counts[link] += 1
-        while len(self._spread) > _BLOCKS_TRACKED:
-            del self._spread[next(iter(self._spread))]
 
     def due(self, now: int) -> bool:
         return now >= self._next_tune
@@ -179,6 +188,7 @@ class FecSender:
     def tune(self, now: int, latency_ns: int) -> None:
         """Re-size the next blocks from what the links measured."""
         self._next_tune = now + _TUNE_EVERY
+        self._tunes += 1
         records = self.outbox.stats.records
         elapsed = max(1, now - self._tuned_at)
         sent = records - self._records_at
@@ -301,19 +311,44 @@ class FecSender:
         behind = self.outbox.queued_bytes - (item.size - _DATA_OVERHEAD)  # not counting item
         if behind * 800 > usable_bps:
             return False
-        first, round_ns = links.arq_times(link, self.feedback_ns, self.outbox.burst)
+        return item.deadline - now < self._copy_below(link)
+
+    def _copy_below(self, link: int) -> int:
+        """The time left under which a new fragment on `link` needs a copy: `needs_copy`
+        turned into a threshold (more time, more re-sends, less loss), kept per link
+        until its inputs move (RTTs and reports, link states, the burst length, the
+        code, a tune)."""
+        links, burst, fec = self.links, self.outbox.burst, self.outbox.fec
+        k, m = (fec.k, fec.m) if fec is not None else (1, 0)
+        key = (links.moved, links.epoch.value, burst, k, m, self._tunes)
+        cached = self._copy_at[link] if link < len(self._copy_at) else None
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        below = self._copy_threshold(link, burst, (k, m))
+        while len(self._copy_at) <= link:
+            self._copy_at.append(None)
+        self._copy_at[link] = (key, below)
+        return below
+
+    def _copy_threshold(self, link: int, burst: float, code: tuple[int, int]) -> int:
+        first, round_ns = self.links.arq_times(link, self.feedback_ns, burst)
         if not first:
-            return False  # no RTT known yet: nothing to weigh
-        loss = protection_loss(links.links[link].health, _LOSS_PRIOR)
-        return needs_copy(
-            loss,
-            self._repair_loss,
-            arq_rounds(item.deadline - now, first, round_ns),
-            self.code(),
-            target=self.target_loss,
-            max_protection=self.max_protection,
-            block_loss=self._block_loss,
-        )
+            return _NEVER  # no RTT known yet: nothing to weigh
+        loss = protection_loss(self.links.links[link].health, _LOSS_PRIOR)
+        # the fewest re-sends after which `needs_copy` says no: copies below the time
+        # they take (`arq_rounds` inverted)
+        for rounds in range(MAX_ROUNDS + 1):
+            if not needs_copy(
+                loss,
+                self._repair_loss,
+                rounds,
+                code,
+                target=self.target_loss,
+                max_protection=self.max_protection,
+                block_loss=self._block_loss,
+            ):
+                return _NEVER if rounds == 0 else first + (rounds - 1) * max(0, round_ns)
+        return _ALWAYS
 
     def code(self) -> tuple[int, int]:
         """(k, m) of the blocks being sent now ((1, 0): no FEC)."""

@@ -19,7 +19,6 @@ If a candidate exists but none is free now, the caller waits until `wake_at`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Final
 
 from plait.capacity import Capacity, Phase
@@ -34,9 +33,10 @@ from plait.wire import HEADER_SIZE, PacketType, pack_header
 __all__ = ["Link", "LinkSet"]
 
 _M32: Final = 0xFFFF_FFFF
-#: `LinkSet.choose`'s question: (size, deadline, now, link to avoid, links allowed).
-Ask = tuple[int, int, int, int, Callable[[int], bool] | None]
-_NO_ASK: Final[Ask] = (0, 0, 0, -1, None)
+#: `LinkSet.choose`'s question: (size, deadline, now, link to avoid, the block's packets
+#: per link, and how many of them a link should carry at most).
+Ask = tuple[int, int, int, int, list[int] | None, int]
+_NO_ASK: Final[Ask] = (0, 0, 0, -1, None, 0)
 
 
 class Link:
@@ -250,24 +250,27 @@ class LinkSet:
         deadline: int,
         now: int,
         *,
-        allowed: Callable[[int], bool] | None = None,
+        spread: list[int] | None = None,
+        cap: int = 0,
         earliest: bool = False,
         avoid: int = -1,
     ) -> int | None:
         """The link for a datagram now, or None (then `wake_at` says when to retry, or is
-        None if no link can take it in time). `allowed` and `avoid` are preferences: they
-        are dropped rather than let them hold a datagram back. A link whose path is not
-        known to carry `size` (`Link.room`) is never chosen."""
+        None if no link can take it in time). `spread` (per link, packets of the
+        datagram's FEC block sent so far: links with `cap` of them are not preferred) and
+        `avoid` are preferences: they are dropped rather than let them hold a datagram
+        back. A link whose path is not known to carry `size` (`Link.room`) is never
+        chosen."""
         self.wake_at = None
         if earliest or self.scheduling is Scheduling.EARLIEST_ARRIVAL:
-            return self._choose_earliest(size, deadline, now, allowed, avoid)
+            return self._choose_earliest(size, deadline, now, spread, cap, avoid)
         carrying = self.carrying()
         # the question `_can_take` answers for the striper, set once per choice (no
         # closure is built per datagram)
-        self._ask = (size, deadline, now, avoid, allowed)
+        self._ask = (size, deadline, now, avoid, spread, cap)
         chosen = self.striper.choose(size, self._can_take)
-        if chosen is None and (allowed is not None or avoid >= 0):
-            self._ask = (size, deadline, now, -1, None)
+        if chosen is None and (spread is not None or avoid >= 0):
+            self._ask = (size, deadline, now, -1, None, 0)
             chosen = self.striper.choose(size, self._can_take)
         self._ask = _NO_ASK
         if chosen is not None:
@@ -287,21 +290,27 @@ class LinkSet:
         turn it is."""
         if i not in self._carrying_ids:
             return False
-        size, deadline, now, avoid, allowed = self._ask
+        size, deadline, now, avoid, spread, cap = self._ask
         link = self.links[i]
         if size > link.room:
             return False
         pacer = link.pacer
         if pacer._next > now:  # not free now
             return False
-        if i == avoid or (allowed is not None and not allowed(i)):
+        if i == avoid or (spread is not None and spread[i] >= cap):
             return False
         rate = pacer.rate_bps
         tx = ((size + pacer.overhead) * 8_000_000_000 + rate - 1) // rate
         return now + tx + (link.rtt.srtt >> 1) + link.margin_ns <= deadline
 
     def _choose_earliest(
-        self, size: int, deadline: int, now: int, allowed: Callable[[int], bool] | None, avoid: int
+        self,
+        size: int,
+        deadline: int,
+        now: int,
+        spread: list[int] | None,
+        cap: int,
+        avoid: int,
     ) -> int | None:
         """The feasible link where the datagram arrives first (preferences as in choose)."""
         feasible = [
@@ -309,8 +318,8 @@ class LinkSet:
             for link in self.carrying()
             if size <= link.room and (arrival := link.arrival(size, now)) <= deadline
         ]
-        if allowed is not None:
-            feasible = [f for f in feasible if allowed(f[1])] or feasible
+        if spread is not None:
+            feasible = [f for f in feasible if spread[f[1]] < cap] or feasible
         if len(feasible) > 1 and avoid >= 0:
             feasible = [f for f in feasible if f[1] != avoid] or feasible
         if not feasible:
@@ -417,6 +426,12 @@ class LinkSet:
         """The smallest RTT seen on any link (0 before any sample)."""
         rtts = [ln.health.rtt.min_rtt for ln in self.links if ln.health.rtt.samples]
         return min(rtts) if rtts else 0
+
+    @property
+    def moved(self) -> int:
+        """Bumped by whatever moves `arq_times`' inputs but a state change (`epoch`):
+        a datagram from the peer (its report, RTT, jitter), a margin."""
+        return self._moved
 
     def arq_times(self, link: int, feedback_ns: int, burst: float = 1.0) -> tuple[int, int]:
         """(first, round) for `plait.protection`: how long after sending on `link` a

@@ -32,9 +32,9 @@ from typing import Final
 from plait.dwrr import DeficitRoundRobin
 from plait.errors import BackpressureError
 from plait.events import Event, MessageExpired, MessageUnconfirmed
-from plait.fec import BlockEncoder
+from plait.fec import BlockEncoder, ParityBlock
 from plait.sendstate import NEW, PARITY, REPAIR, Item, Message, OutboxStats, SentRecord
-from plait.wire import Parity, encode_body, pack_data
+from plait.wire import pack_data, pack_parity
 
 __all__ = ["Item", "Outbox"]
 
@@ -277,24 +277,27 @@ class Outbox:
         self.stats.records += 1
         item.seq, item.body = seq, record
         if self.fec is not None:
-            for parity in self.fec.add(seq, record, now):
-                self._queue_parity(parity, m.deadline)
+            block = self.fec.push(seq, record, now)
+            if block is not None:
+                self._queue_parity(block, m.deadline)
         return record
 
-    def _queue_parity(self, parity: Parity, deadline: int) -> None:
-        body = encode_body(parity)
-        item = Item(PARITY, len(body), deadline)
-        item.body, item.seq = body, parity.base
-        self._parity.append(item)
+    def _queue_parity(self, block: ParityBlock, deadline: int) -> None:
+        base, count, shards = block.base, block.count, block.shards
+        queue, m = self._parity, len(shards)
+        for i in range(m):
+            body = pack_parity(base, count, m, i, shards[i])
+            item = Item(PARITY, len(body), deadline)
+            item.body, item.seq = body, base
+            queue.append(item)
 
     def flush_fec(self, now: int, force: bool = False) -> None:
         """Send the open FEC block's parity if its flush deadline passed (or `force`)."""
         if self.fec is None:
             return
-        parity = self.fec.flush() if force else self.fec.on_timer(now)
-        deadline = now + 10**9
-        for p in parity:
-            self._queue_parity(p, deadline)
+        block = self.fec.close_due(now, force=force)
+        if block is not None:
+            self._queue_parity(block, now + 10**9)
 
     def on_transmitted(self, item: Item, link: int, link_seq: int, now: int) -> None:
         """`item` went out on `link` as datagram `link_seq` (unwrapped)."""

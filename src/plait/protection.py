@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from typing import Final
 
 __all__ = [
+    "MAX_ROUNDS",
     "LinkView",
     "arq_rounds",
     "choose_block",
@@ -45,7 +46,7 @@ __all__ = [
     "residual_with_copies",
 ]
 
-_MAX_ROUNDS: Final = 8  # beyond this, q^r is 0 for any loss a link stays UP with
+MAX_ROUNDS: Final = 8  # beyond this, q^r is 0 for any loss a link stays UP with
 _MAX_LOSS: Final = 0.5
 _BURSTY: Final = 1.5
 """Mean loss burst (datagrams) from which losses are not independent: a burst hides
@@ -63,8 +64,8 @@ def arq_rounds(budget_ns: int, first_ns: int, round_ns: int) -> int:
     if budget_ns < first_ns or first_ns <= 0:
         return 0
     if round_ns <= 0:
-        return _MAX_ROUNDS
-    return min(_MAX_ROUNDS, 1 + (budget_ns - first_ns) // round_ns)
+        return MAX_ROUNDS
+    return min(MAX_ROUNDS, 1 + (budget_ns - first_ns) // round_ns)
 
 
 def residual_arq(loss: float, repair_loss: float, rounds: int) -> float:

@@ -81,8 +81,10 @@ __all__ = [
     "encode_header",
     "pack_data",
     "pack_header",
+    "pack_parity",
     "parse_data",
     "parse_header",
+    "parse_parity",
 ]
 
 # HELLO body flag: this HELLO answers the peer's HELLO.
@@ -305,10 +307,23 @@ def encode_header(ptype: PacketType, header: Header) -> bytes:
 
 
 def _encode_parity(body: Parity) -> bytes:
-    problem = _parity_problem(body.count, body.parity_count, body.index, len(body.shard))
+    return pack_parity(body.base, body.count, body.parity_count, body.index, body.shard)
+
+
+def pack_parity(base: int, count: int, parity_count: int, index: int, shard: bytes) -> bytes:
+    """The body of a PARITY record from its fields, without a `Parity` object (the
+    sender's path: one per shard of every block).
+
+    Raises:
+        EncodeError: a field is outside its wire range or the fields are inconsistent.
+    """
+    problem = _parity_problem(count, parity_count, index, len(shard))
     if problem:
         raise EncodeError(problem)
-    return _PARITY.pack(0, body.base, body.count, body.parity_count, body.index) + body.shard
+    try:
+        return _PARITY.pack(0, base, count, parity_count, index) + shard
+    except struct.error as exc:
+        raise EncodeError(f"Parity field out of range: {exc}") from None
 
 
 def _encode_feedback(body: Feedback) -> bytes:
@@ -417,6 +432,17 @@ def _decode_data(data: Buffer, off: int) -> Data:
 
 
 def _decode_parity(data: Buffer, off: int) -> Parity:
+    base, count, parity_count, index, shard = parse_parity(data, off)
+    return Parity(base=base, count=count, parity_count=parity_count, index=index, shard=shard)
+
+
+def parse_parity(data: Buffer, off: int) -> tuple[int, int, int, int, bytes]:
+    """A PARITY body's (base, count, parity_count, index, shard), checked as `decode_body`
+    checks it, without a `Parity` object (the receiver's path).
+
+    Raises:
+        MalformedPacket: the body is truncated or its fields are inconsistent.
+    """
     need(data, off + _PARITY.size, "PARITY")
     flags, base, count, parity_count, index = _PARITY.unpack_from(data, off)
     off += _PARITY.size
@@ -425,9 +451,7 @@ def _decode_parity(data: Buffer, off: int) -> Parity:
     problem = _parity_problem(count, parity_count, index, len(data) - off)
     if problem:
         raise MalformedPacket(problem)
-    return Parity(
-        base=base, count=count, parity_count=parity_count, index=index, shard=bytes(data[off:])
-    )
+    return base, count, parity_count, index, bytes(data[off:])
 
 
 def _decode_feedback(data: Buffer, off: int) -> Feedback:
