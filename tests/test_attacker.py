@@ -109,7 +109,8 @@ class Attacked(RuleBasedStateMachine):
         # arrival, order, to, link, data, sent
         self.heap: list[tuple[int, int, str, int, bytes, int]] = []
         self.order = 0
-        self.seen: deque[tuple[str, int, bytes]] = deque(maxlen=400)  # to, link, data
+        # to, link, data, sent
+        self.seen: deque[tuple[str, int, bytes, int]] = deque(maxlen=400)
         self.sent: dict[str, dict[int, list[int]]] = {"a": {}, "b": {}}  # by sender, stream
         self.deadline: dict[tuple[str, int, int], int] = {}
         self.last: dict[str, dict[int, int]] = {"a": {}, "b": {}}  # by receiver, stream
@@ -133,7 +134,7 @@ class Attacked(RuleBasedStateMachine):
     def _flush(self, side: str) -> None:
         ep, peer = self.ep[side], "b" if side == "a" else "a"
         for data, link in ep.datagrams_to_send(now=self.now):
-            self.seen.append((peer, link, data))
+            self.seen.append((peer, link, data, self.now))
             self.order += 1
             arrival = self.now + DELAYS[link] + self.rng.randrange(3 * MS)
             heapq.heappush(self.heap, (arrival, self.order, peer, link, data, self.now))
@@ -248,16 +249,25 @@ class Attacked(RuleBasedStateMachine):
             session ^= 1
         self._feed(side, bytes((first,)) + session.to_bytes(4, "big") + rest, link)
 
-    def _pick(self, pick: int) -> tuple[str, int, bytes] | None:
+    def _pick(self, pick: int) -> tuple[str, int, bytes, int] | None:
         return self.seen[pick % len(self.seen)] if self.seen else None
 
     @rule(pick=st.integers(0, 10**6), shift=st.integers(0, 2))
     def replay(self, pick: int, shift: int) -> None:
-        """A datagram seen on the wire, again, now: on its link (shift 0) or another."""
+        """A datagram seen on the wire, again, now: on its link (shift 0) or another. On
+        its own link it may arrive before the original, but (as in `reorder`) not sooner
+        than the link's delay after it was sent: an attacker with a faster path than the
+        link's makes round trips look shorter than the path's, and the peer-clock map
+        then judges deadlines late by half the difference (docs/robustness.md)."""
         seen = self._pick(pick)
-        if seen is not None:
-            side, link, data = seen  # on its own link, it may arrive before the original
-            self._feed(side, data, (link + shift) % len(RATES), genuine=shift == 0)
+        if seen is None:
+            return
+        side, link, data, sent = seen
+        if shift == 0 and sent + DELAYS[link] > self.now:
+            self.order += 1
+            heapq.heappush(self.heap, (sent + DELAYS[link], self.order, side, link, data, sent))
+            return
+        self._feed(side, data, (link + shift) % len(RATES), genuine=shift == 0)
 
     @rule(side=st.sampled_from(SIDES), pick=st.integers(0, 10**6), link=st.integers(0, 3))
     def replay_old_session(self, side: str, pick: int, link: int) -> None:
@@ -299,14 +309,14 @@ class WithPsk(Attacked):
     def truncate(self, pick: int, cut: int) -> None:
         seen = self._pick(pick)
         if seen is not None:
-            side, link, data = seen
+            side, link, data, _ = seen
             self._feed(side, data[: cut % len(data)], link)
 
     @rule(pick=st.integers(0, 10**6), size=st.integers(0, MAX_UDP), fill=st.binary(max_size=4))
     def oversize(self, pick: int, size: int, fill: bytes) -> None:
         seen = self._pick(pick)
         if seen is not None:
-            side, link, data = seen
+            side, link, data, _ = seen
             fill = fill or b"\x00"
             size = max(size, len(data) + 1)
             self._feed(side, (data + fill * (size // len(fill) + 1))[:size], link)
@@ -315,7 +325,7 @@ class WithPsk(Attacked):
     def flip(self, pick: int, bits: list[int]) -> None:
         seen = self._pick(pick)
         if seen is not None:
-            side, link, data = seen
+            side, link, data, _ = seen
             out = bytearray(data)
             for bit in {b % (len(out) * 8) for b in bits}:
                 out[bit >> 3] ^= 1 << (bit & 7)

@@ -48,6 +48,7 @@ _BLOCKS_TRACKED: Final = 8
 _JUDGED: Final = 100  # datagrams a link's loss estimate must span to be trusted
 _INSURED_K: Final = 4  # outage insurance (one parity per block) up to 25 % of the data
 _UNJUDGED: Final = 0.03  # the loss assumed of a link not judged yet (FEC sizing)
+_UNREPORTED: Final = 0.10  # ... while no link has a report yet: the session's first RTT
 _LOSS_PRIOR: Final = 0.01  # the loss assumed of a link until then (copy decisions)
 _MARGIN: Final = 0.5
 """Plans aim at this share of `Config.target_loss` once every link's loss is judged:
@@ -213,12 +214,19 @@ class FecSender:
         # both together sent so much protection at the start of a short burst over
         # 9 %-loss links that new data waited and expired)
         self.target_loss = self._target * (_MARGIN if judged else 1.0)
-        if not sampled:
-            # no RTT yet: size again soon (no timer of its own: at the endpoint's next
-            # one), once the flush can be set from the fastest link's delay. (Every 20 ms
-            # while idle or unjudged too followed a start faster, but shifted the first
-            # blocks of short bursts so that the attacker tests' lossy starts expired a
-            # message at its deadline's edge)
+        # before the first report nothing is known of any link: blocks sized for 3 %
+        # left the first round trip of 5-10 % links under-protected (the misses of the
+        # sweep's short budgets); after it, a link not judged yet is taken at 3 % (10 %
+        # until judged cost links whose capacity moves 1 % of their messages)
+        reported = any(ln.health.span_long > 0 for ln in carrying)
+        prior = _UNJUDGED if reported else _UNREPORTED
+        if not sampled or not reported:
+            # no RTT or no report yet: size again soon (no timer of its own: at the
+            # endpoint's next one), once the flush can be set from the fastest link's
+            # delay and the loss from a report. (Every 20 ms while idle or unjudged too
+            # followed a start faster, but shifted the first blocks of short bursts so
+            # that the attacker tests' lossy starts expired a message at its deadline's
+            # edge)
             self._next_tune = now + _EARLY_TUNE
         k = max(1, min(fec.k, sent * flush // elapsed)) if sent else fec.k  # idle: as set
         # a link whose loss is not judged yet (100 datagrams) counts as losing 3 %: the
@@ -227,7 +235,7 @@ class FecSender:
         # takes 3 s to carry 100 datagrams of a 4 Mbit/s stream)
         measured = self.links.protection_views(self.feedback_ns, self.outbox.burst)
         views = [
-            (share, protection_loss(ln.health, _UNJUDGED), first, rnd)
+            (share, protection_loss(ln.health, prior), first, rnd)
             for ln, (share, _, first, rnd) in zip(carrying, measured, strict=True)
         ]
         total = sum(share for share, _, _, _ in views)

@@ -122,6 +122,7 @@ class LinkSet:
         "_carrying_ids",
         "_carrying_key",
         "_moved",
+        "_waits",
         "adaptive",
         "epoch",
         "links",
@@ -146,6 +147,7 @@ class LinkSet:
         self._carrying_ids: frozenset[int] = frozenset()
         self._carrying_key = -1  # the links' transitions when _carrying was computed
         self._ask: Ask = _NO_ASK
+        self._waits: dict[int, int] = {}  # link -> tx time of what waits for it this pass
         self._moved = 0  # bumped by whatever moves `arq_times`' inputs but a state change
         # per link: arq_times' last answer, and (_moved, epoch, feedback_ns, burst) then
         self._arq: list[tuple[tuple[int, int, int, float], tuple[int, int]]] = [
@@ -312,23 +314,43 @@ class LinkSet:
         cap: int,
         avoid: int,
     ) -> int | None:
-        """The feasible link where the datagram arrives first (preferences as in choose)."""
+        """The feasible link where the datagram arrives first, other than `avoid` if it can.
+        The FEC spread narrows the choice only to a link free now: where the link it
+        prefers is busy, the datagram goes where it arrives first (waiting for a
+        preferred 2 Mbit/s link, parity held everything queued behind it while faster
+        links idled)."""
+        waits = self._waits
         feasible = [
             (arrival, link.id, link)
             for link in self.carrying()
-            if size <= link.room and (arrival := link.arrival(size, now)) <= deadline
+            if size <= link.room
+            and (arrival := link.arrival(size, now) + waits.get(link.id, 0)) <= deadline
         ]
-        if spread is not None:
-            feasible = [f for f in feasible if spread[f[1]] < cap] or feasible
-        if len(feasible) > 1 and avoid >= 0:
-            feasible = [f for f in feasible if f[1] != avoid] or feasible
         if not feasible:
             return None
-        _, best, link = min(feasible)
-        if link.pacer.ready(now):
+        if len(feasible) > 1 and avoid >= 0:
+            # a repair avoids the link that lost it even where that link is free (it may
+            # be dead but not yet judged so: back on it, repairs after an outage were
+            # lost again)
+            feasible = [f for f in feasible if f[1] != avoid] or feasible
+        preferred = feasible
+        if spread is not None:
+            preferred = [f for f in feasible if spread[f[1]] < cap] or feasible
+        _, best, link = min(preferred)
+        if link.pacer.ready(now) and best not in waits:
             return best
+        _, best, link = min(feasible)
+        if link.pacer.ready(now) and best not in waits:
+            return best
+        # it waits for that link: what is chosen after it this pass sees the link later
+        waits[best] = waits.get(best, 0) + link.pacer.tx_ns(size)
         self.wake_at = link.pacer.next_release(now)
         return None
+
+    def begin_pass(self) -> None:
+        """A new pass of `datagrams_to_send`: nothing waits for a link yet."""
+        if self._waits:
+            self._waits = {}
 
     def next_free(self) -> int | None:
         """The earliest time a data-carrying link is free again (None: no such link)."""
