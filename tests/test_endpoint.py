@@ -341,6 +341,33 @@ def test_datagrams_may_arrive_as_views_of_a_reused_buffer() -> None:
     assert [e.data for e in got] == [b"kept intact"]
 
 
+@settings(max_examples=10, deadline=None)
+@given(
+    links=st.integers(3, 6),
+    order=st.randoms(use_true_random=False),
+    k=st.integers(2, 16),
+    share=st.floats(0.1, 1.0),
+    loss=st.floats(0.0, 0.03),
+    seed=st.integers(0, 2**16),
+)
+def test_fixed_heavy_fec_within_capacity_sheds_nothing(
+    links: int, order: random.Random, k: int, share: float, loss: float, seed: int
+) -> None:
+    """Any fixed code up to one parity per record, links in any order of delay, traffic
+    (with its parity) well within what the links carry: nothing waits so long at the
+    sender that it is shed, whichever link each shard would reach first."""
+    m = max(1, round(k * share))
+    delays = [10 + 10 * i for i in range(links)]
+    order.shuffle(delays)
+    cfg = _config(links, fec=plait.FecConfig(k=k, m=m, adaptive=False), psk=bytes(32))
+    net = Net.build(cfg, seed=seed, delays_ms=delays, loss=[loss] * links, jitter_ms=2)
+    sent, deadlines = _run_traffic(
+        net, messages=200, streams=2, size=1200, gap_ns=2 * MS, rng=random.Random(seed)
+    )
+    assert check_delivery(net, sent, deadlines) >= 196
+    assert net.a.stats().messages_expired_sending == 0
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_parity_does_not_queue_behind_one_slow_link(seed: int) -> None:
     """Heavy parity (6 + 6) over 2/5/8 Mbit/s links where the 2 Mbit/s one has the least
