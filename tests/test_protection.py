@@ -24,6 +24,7 @@ from plait.protection import (
     choose_block,
     choose_fec,
     choose_protection,
+    copy_below,
     fec_left,
     needs_copy,
     repair_loss,
@@ -318,3 +319,42 @@ def test_independent_loss_is_not_taken_for_bursts(seed: int) -> None:
     assert result.ok, result.summary()
     assert max(bursts) < 1.5, bursts
     assert sorted(bursts)[len(bursts) // 2] < 1.2, bursts
+
+
+@given(
+    loss=st.floats(0.0, 0.6),
+    repair=st.floats(0.0, 0.6),
+    first=st.integers(-5, 400_000_000),
+    rnd=st.integers(-5, 200_000_000),
+    k=st.integers(1, 16),
+    m=st.integers(0, 8),
+    target=st.sampled_from([1e-2, 1e-4, 1e-6]),
+    cap=st.floats(0.0, 2.0),
+    left=st.integers(-10_000_000, 2_000_000_000),
+)
+def test_copy_threshold_answers_as_needs_copy(
+    loss: float,
+    repair: float,
+    first: int,
+    rnd: int,
+    k: int,
+    m: int,
+    target: float,
+    cap: float,
+    left: int,
+) -> None:
+    """The threshold kept per link gives, for any time left, the per-message answer:
+    `needs_copy` with the re-sends `arq_rounds` fits in that time."""
+    below = copy_below(
+        loss, repair, first, rnd, (k, m), target=target, max_protection=cap, block_loss=0.02
+    )
+    direct = needs_copy(
+        loss,
+        repair,
+        arq_rounds(left, first, rnd),
+        (k, m),
+        target=target,
+        max_protection=cap,
+        block_loss=0.02,
+    )
+    assert (left < below) == direct

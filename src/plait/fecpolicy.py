@@ -31,11 +31,11 @@ from plait.links import LinkHealth
 from plait.linkset import LinkSet
 from plait.outbox import Item, Outbox
 from plait.protection import (
-    MAX_ROUNDS,
+    NEVER,
     LinkView,
     choose_block,
     choose_protection,
-    needs_copy,
+    copy_below,
     repair_loss,
 )
 from plait.rs import ErasureCodec, default_codec
@@ -60,8 +60,6 @@ _WIRE_EXTRA: Final = 11 + 16 + 6 + 28  # a record's header, tag, fields and IP/U
 _HEADROOM: Final = 0.25  # of the data rate, left free by a smaller block's parity
 _JUMP: Final = 0.01  # a short loss estimate this far above twice the long one: a change
 _DATA_OVERHEAD: Final = 14  # a new fragment's item size over its payload
-_NEVER: Final = -(1 << 62)  # `_copy_below`: no time left is short enough for a copy
-_ALWAYS: Final = 1 << 62  # ... every time left is
 _CODEC: list[ErasureCodec] = []  # one per process: stateless but for its caches
 
 
@@ -147,7 +145,9 @@ class FecSender:
         self._next_tune = now
         self._tunes = 0  # tunes so far: a tune moves `_copy_below`'s inputs
         # per link: `_copy_below`'s last answer and the key of its inputs then
-        self._copy_at: list[tuple[tuple[int, int, float, int, int, int], int] | None] = []
+        self._copy_at: list[tuple[tuple[int, int, float, int, int, int], int] | None] = [
+            None for _ in links.links
+        ]
 
     def block_base(self, item: Item) -> int | None:
         """The block `item` belongs to (None: FEC off, or a repair)."""
@@ -329,36 +329,24 @@ class FecSender:
         links, burst, fec = self.links, self.outbox.burst, self.outbox.fec
         k, m = (fec.k, fec.m) if fec is not None else (1, 0)
         key = (links.moved, links.epoch.value, burst, k, m, self._tunes)
-        cached = self._copy_at[link] if link < len(self._copy_at) else None
+        cached = self._copy_at[link]
         if cached is not None and cached[0] == key:
             return cached[1]
         below = self._copy_threshold(link, burst, (k, m))
-        while len(self._copy_at) <= link:
-            self._copy_at.append(None)
         self._copy_at[link] = (key, below)
         return below
 
     def _copy_threshold(self, link: int, burst: float, code: tuple[int, int]) -> int:
         first, round_ns = self.links.arq_times(link, self.feedback_ns, burst)
         if not first:
-            return _NEVER  # no RTT known yet: nothing to weigh
-        loss = protection_loss(self.links.links[link].health, _LOSS_PRIOR)
-        # the fewest re-sends after which `needs_copy` says no: copies below the time
-        # they take (`arq_rounds` inverted)
-        for rounds in range(MAX_ROUNDS + 1):
-            if not needs_copy(
-                loss,
-                self._repair_loss,
-                rounds,
-                code,
-                target=self.target_loss,
-                max_protection=self.max_protection,
-                block_loss=self._block_loss,
-            ):
-                return _NEVER if rounds == 0 else first + (rounds - 1) * max(0, round_ns)
-        return _ALWAYS
-
-    def code(self) -> tuple[int, int]:
-        """(k, m) of the blocks being sent now ((1, 0): no FEC)."""
-        encoder = self.outbox.fec
-        return (encoder.k, encoder.m) if encoder is not None else (1, 0)
+            return NEVER  # no RTT known yet: nothing to weigh
+        return copy_below(
+            protection_loss(self.links.links[link].health, _LOSS_PRIOR),
+            self._repair_loss,
+            first,
+            round_ns,
+            code,
+            target=self.target_loss,
+            max_protection=self.max_protection,
+            block_loss=self._block_loss,
+        )

@@ -32,12 +32,15 @@ from collections.abc import Sequence
 from typing import Final
 
 __all__ = [
+    "ALWAYS",
     "MAX_ROUNDS",
+    "NEVER",
     "LinkView",
     "arq_rounds",
     "choose_block",
     "choose_fec",
     "choose_protection",
+    "copy_below",
     "fec_left",
     "needs_copy",
     "repair_loss",
@@ -261,3 +264,52 @@ def needs_copy(
         return False
     others = loss if block_loss is None else block_loss
     return residual_arq(loss, repair_loss, rounds) * fec_left(k, m, others) > target
+
+
+NEVER: Final = -(1 << 62)
+"""`copy_below` when no time left is short enough for a copy."""
+ALWAYS: Final = 1 << 62
+"""... and when every time left is."""
+
+
+def copy_below(
+    loss: float,
+    repair_loss: float,
+    first_ns: int,
+    round_ns: int,
+    fec: tuple[int, int],
+    *,
+    target: float,
+    max_protection: float,
+    block_loss: float | None = None,
+) -> int:
+    """`needs_copy` as a time threshold: a message with less than this left (ns) needs a
+    copy, with this or more it does not; the same answer as `needs_copy` with the re-sends
+    `arq_rounds` fits in the time left, but computed once for a link instead of per
+    message (more time, more re-sends, less loss)."""
+    if first_ns <= 0:
+        return (
+            NEVER
+            if not needs_copy(
+                loss,
+                repair_loss,
+                0,
+                fec,
+                target=target,
+                max_protection=max_protection,
+                block_loss=block_loss,
+            )
+            else ALWAYS
+        )
+    for rounds in range(MAX_ROUNDS + 1):
+        if not needs_copy(
+            loss,
+            repair_loss,
+            rounds,
+            fec,
+            target=target,
+            max_protection=max_protection,
+            block_loss=block_loss,
+        ):
+            return NEVER if rounds == 0 else first_ns + (rounds - 1) * max(0, round_ns)
+    return ALWAYS
