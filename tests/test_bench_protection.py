@@ -1,0 +1,66 @@
+"""bench/protection.py's judgement of the sweep: how many misses the target allows, which
+cells nothing can reach, and the least residual any code within the allowance leaves
+where no re-send can arrive (`fec_bound`)."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+sys.path.append(str(Path(__file__).resolve().parent.parent / "bench"))
+
+import protection as bench  # bench/protection.py (bench/ is a folder of scripts)
+
+
+def _cell(loss: float, rtt_ms: int, factor: float) -> dict[str, Any]:
+    return {"loss": loss, "rtt_ms": rtt_ms, "budget_ms": max(1, int(rtt_ms * factor))}
+
+
+def test_allowed_is_the_poisson_quantile() -> None:
+    assert bench.allowed(14_820) == 4  # mean 1.48: P(<= 4) = 0.98, P(<= 3) = 0.94
+    assert bench.allowed(13_376) == 3
+    assert bench.allowed(0) == 0
+
+
+def test_fec_bound_by_hand() -> None:
+    # 10 ms RTT, 10 ms budget: 2.8 ms after the one-way delay and serialization holds
+    # two records 2.63 ms apart; the best code within 1.0 is two records + two parity,
+    # lost when the record and at least two of the other three are
+    p = 0.03
+    two_of_three = 3 * p**2 * (1 - p) + p**3
+    assert math.isclose(bench.fec_bound(_cell(p, 10, 1.0)) or 0.0, p * two_of_three)
+    assert (bench.fec_bound(_cell(0.05, 10, 1.0)) or 0.0) > 1e-4  # beyond the default cap
+    assert bench.fec_bound(_cell(0.0, 10, 1.0)) == 0.0
+
+
+def test_fec_bound_only_where_no_resend_fits() -> None:
+    assert bench.fec_bound(_cell(0.1, 10, 2.0)) is None  # 20 ms >= 1.5 RTT + 2 datagrams
+    assert bench.fec_bound(_cell(0.1, 100, 5.0)) is None
+    assert bench.fec_bound(_cell(0.1, 50, 0.75)) is not None
+    assert bench.fec_bound(_cell(0.1, 10, 0.75)) is None  # nothing arrives: n/a
+    assert bench.infeasible(_cell(0.1, 10, 0.75))
+
+
+@given(
+    loss=st.floats(0.0, 0.3),
+    rtt_ms=st.sampled_from((10, 50, 100, 300, 600)),
+    factor=st.floats(0.5, 1.4),
+    cap=st.floats(0.0, 3.0),
+)
+def test_fec_bound_more_allowance_or_time_never_worse(
+    loss: float, rtt_ms: int, factor: float, cap: float
+) -> None:
+    cell = _cell(loss, rtt_ms, factor)
+    bound = bench.fec_bound(cell, cap)
+    if bound is None:
+        return
+    assert 0.0 <= bound <= loss + 1e-12  # never worse than sending each record once
+    assert (bench.fec_bound(cell, cap + 0.5) or 0.0) <= bound + 1e-12
+    later = {**cell, "budget_ms": cell["budget_ms"] + 3}
+    more_time = bench.fec_bound(later, cap)
+    assert more_time is None or more_time <= bound + 1e-12
