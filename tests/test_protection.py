@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from plait import Endpoint
-from plait.config import Config, HealthConfig
+from plait.config import Config, FecConfig, HealthConfig, LinkConfig
 from plait.fecpolicy import protection_loss
 from plait.links import LinkHealth
 from plait.protection import (
@@ -27,6 +27,7 @@ from plait.protection import (
     copy_below,
     fec_left,
     needs_copy,
+    plan_residual,
     repair_loss,
     residual,
     residual_arq,
@@ -34,6 +35,7 @@ from plait.protection import (
 )
 from plait.sim import Cbr, EndpointLike, Scenario, link, run
 from plait.sim.runner import default_endpoint
+from tests.harness import Net
 
 MS = 1_000_000
 S = 1_000_000_000
@@ -155,10 +157,7 @@ def test_a_smaller_block_is_chosen_only_where_it_comes_closer_to_the_target(
 
     def residual_of(size: int) -> float:
         parity, copy = plan(size)
-        total = sum(share for share, _, _, _ in views)
-        p = min(0.5, sum(share * loss for share, loss, _, _ in views) / total)
-        left = fec_left(size, parity, p) if parity else 1.0
-        return residual_with_copies(views, budget, left, 1e-4, copies=copy)[1]
+        return plan_residual(views, budget_ns=budget, k=size, m=parity, copies=copy, target=1e-4)
 
     if residual_of(k_max) <= 1e-4:
         assert k == k_max
@@ -358,3 +357,55 @@ def test_copy_threshold_answers_as_needs_copy(
         block_loss=0.02,
     )
     assert (left < below) == direct
+
+
+@given(
+    views=links,
+    budget=st.integers(0, 2_000 * MS),
+    k=st.integers(1, 32),
+    m=st.integers(0, 16),
+    target=st.sampled_from([1e-2, 1e-4, 1e-6]),
+)
+def test_plan_residual_falls_with_parity_and_copies(
+    views: list[tuple[float, float, int, int]], budget: int, k: int, m: int, target: float
+) -> None:
+    """More parity, or copies of what it leaves, never leave more lost; nothing leaves
+    more than the links lose."""
+
+    def res(parity: int, copies: bool) -> float:
+        return plan_residual(views, budget_ns=budget, k=k, m=parity, copies=copies, target=target)
+
+    worst = max(min(loss, 0.5) for _, loss, _, _ in views)
+    assert 0.0 <= res(m, copies=False) <= worst + 1e-12
+    assert res(m + 1, copies=False) <= res(m, copies=False) + 1e-15
+    assert res(m, copies=True) <= res(m, copies=False) + 1e-15
+
+
+def _planned_loss(loss: float, rtt_ms: int, budget_ms: int, *, fec: bool = True) -> float | None:
+    """`Stats.planned_loss` of the sender 1.5 s into a 4 Mbit/s stream of 1316-byte
+    messages over four 5 Mbit/s links of that loss and RTT."""
+    cfg = Config(
+        links=[LinkConfig(rate_bps=5_000_000)] * 4,
+        psk=bytes(32),
+        latency_ns=budget_ms * MS,
+        fec=FecConfig() if fec else None,
+    )
+    net = Net.build(cfg, seed=3, delays_ms=[rtt_ms // 2] * 4, loss=[loss] * 4)
+    net.run_until(max(250, 2 * rtt_ms) * MS)
+    for _ in range(570):  # 1.5 s
+        net.send("a", bytes(1316))
+        net.run_until(net.now + 2_632 * 1000)
+    return net.a.stats().planned_loss
+
+
+def test_planned_loss_tells_when_the_target_is_out_of_reach() -> None:
+    """Over 10 % loss with a budget of one RTT no re-send fits and blocks hold one
+    record: the plan says it leaves more than the target (what the relay warns of);
+    over 1 % loss with room for re-sends it reaches it; without FEC there is no plan."""
+    short = _planned_loss(0.10, 20, 20)
+    assert short is not None
+    assert short > 1e-3
+    roomy = _planned_loss(0.01, 20, 200)
+    assert roomy is not None
+    assert roomy <= 1e-4
+    assert _planned_loss(0.01, 20, 200, fec=False) is None

@@ -187,6 +187,25 @@ def test_toml(tmp_path: Path) -> None:
     assert pc.mtu == 1500
 
 
+def test_protection_settings_reach_plait(tmp_path: Path) -> None:
+    """--target-loss and --max-protection (or their TOML keys) become the session's
+    `plait.Config` fields; plait's own bounds refuse what is out of range."""
+    base = ["--listen", "127.0.0.1:5000", "--link", "127.0.0.1:7000=127.0.0.1:7001"]
+    pc = parse([*base, "--max-protection", "2", "--target-loss", "1e-3"]).plait_config()
+    assert (pc.max_protection, pc.target_loss) == (2.0, 1e-3)
+    path = _write(tmp_path, "target_loss = 1e-5\nmax_protection = 3\n")
+    pc = parse(["--config", str(path), *base]).plait_config()
+    assert (pc.max_protection, pc.target_loss) == (3.0, 1e-5)
+    for flag, value, why in [
+        ("--max-protection", "20", "max_protection must be in"),
+        ("--max-protection", "nan", "max_protection must be in"),
+        ("--target-loss", "0.9", "target_loss must be in"),
+        ("--target-loss", "x", "invalid float"),
+    ]:
+        with pytest.raises(RelayConfigError, match=why):
+            parse([*base, flag, value])
+
+
 def test_flags_override_the_file(tmp_path: Path) -> None:
     (tmp_path / "key.hex").write_bytes(bytes(32))  # 32 raw bytes work too
     path = str(_write(tmp_path, TOML))
@@ -416,6 +435,24 @@ def test_a_psk_mismatch_is_announced(ends: Ends, tmp_path: Path) -> None:
             thread.join(5.0)
             relay.close()
     assert sum(said in n for n in b.notices) == 1
+
+
+def test_a_warning_when_protection_cannot_reach_the_target(pair: Callable[..., _Pair]) -> None:
+    """While this end carries traffic and the plan leaves more than the target lost, one
+    warning that says what to raise; a notice when it is back within; nothing while
+    nothing is carried (an idle end's plan is sized for no traffic)."""
+    p = pair()
+    a, said = p.a, "above the target 0.0001"
+    a._check_plan(3e-3)  # nothing carried yet
+    assert not any(said in n for n in a.notices)
+    a._carried += 1
+    a._check_plan(3e-3)
+    a._carried += 1
+    a._check_plan(4e-3)  # still short: said once
+    assert sum(said in n and "--max-protection 1" in n for n in a.notices) == 1
+    a._carried += 1
+    a._check_plan(5e-5)
+    assert any("reaches the target 0.0001 again" in n for n in a.notices)
 
 
 def test_once_ends_serve_when_the_peer_closes(ends: Ends, pair: Callable[..., _Pair]) -> None:

@@ -170,6 +170,7 @@ def test_metrics_are_scraped_while_the_relays_run(
     for name in ("plait_repairs_total", "plait_fec_recovered_total", "plait_fec_parity_sent_total"):
         assert (name, ()) in second_b
     assert ("plait_messages_expired_total", (("side", "receiving"),)) in second_b
+    assert 0 <= second_a["plait_planned_loss_ratio", ()] <= 1e-4  # loopback: nothing lost
     assert "process_cpu_seconds_total" in {name for name, _ in second_a}
     for before, after in ((first_a, second_a), (first_b, second_b)):
         grown = _counters(after)

@@ -67,6 +67,8 @@ _TOP_KEYS: Final = frozenset(
         "initiator",
         "psk_file",
         "latency_ms",
+        "target_loss",
+        "max_protection",
         "fec",
         "mtu",
         "busy_poll_us",
@@ -118,6 +120,10 @@ class RelayConfig:
     initiator: bool = False
     psk: bytes | None = None
     latency_ms: float = 150.0
+    target_loss: float = 1e-4
+    """The share of messages protection may leave lost (`plait.Config.target_loss`)."""
+    max_protection: float = 1.0
+    """The most protection may add, as a share of the data (`plait.Config.max_protection`)."""
     fec: plait.FecConfig | None = attrs.field(factory=plait.FecConfig)
     mtu: int = 1500
     """Largest IP packet on any link: a bound; plait finds each path's own (`plait.pmtu`)."""
@@ -153,6 +159,8 @@ class RelayConfig:
                 fec=self.fec,
                 psk=self.psk,
                 latency_ns=round(self.latency_ms * 1_000_000),
+                target_loss=self.target_loss,
+                max_protection=self.max_protection,
                 mtu=self.mtu,
                 # the relay waits for its peer for ever and replaces a lost session
                 # itself (`reopen_after`): the endpoint's own timeouts stay off
@@ -351,6 +359,8 @@ def _toml_fec(value: object, what: str) -> plait.FecConfig | None:
 _SCALARS: Final[dict[str, tuple[str, type]]] = {
     "initiator": ("initiator", bool),
     "latency_ms": ("latency_ms", float),
+    "target_loss": ("target_loss", float),
+    "max_protection": ("max_protection", float),
     "mtu": ("mtu", int),
     "busy_poll_us": ("busy_poll_us", int),
     "spin_us": ("spin_us", int),
@@ -461,6 +471,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--latency-ms", type=float, metavar="MS", help="each datagram's deadline (default 150)"
     )
+    p.add_argument(
+        "--target-loss",
+        type=float,
+        metavar="SHARE",
+        help="the share of messages protection may leave lost (default 1e-4)",
+    )
+    p.add_argument(
+        "--max-protection",
+        type=float,
+        metavar="SHARE",
+        help="the most FEC and copies may add, as a share of the data (default 1.0)",
+    )
     p.add_argument("--fec", metavar="K:M|off", help="Reed-Solomon block (default 8:2, adaptive)")
     p.add_argument(
         "--mtu",
@@ -534,6 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
 _FLAGS: Final = {
     "initiator": "initiator",
     "latency_ms": "latency_ms",
+    "target_loss": "target_loss",
+    "max_protection": "max_protection",
     "mtu": "mtu",
     "busy_poll_us": "busy_poll_us",
     "spin_us": "spin_us",

@@ -112,6 +112,13 @@ class RelayCollector:
         for reason, n in sorted(ep.drops.items()):
             drops.add_metric([reason], n)
         yield from (est, usable, sent, delivered, expired, repairs, drops)
+        if ep.planned_loss is not None:
+            planned = _gauge(
+                "plait_planned_loss_ratio",
+                "the share of messages the protection plan expects to lose (0-1)",
+            )
+            planned.add_metric([], ep.planned_loss)
+            yield planned
         fec = ep.fec
         if fec is None:
             return

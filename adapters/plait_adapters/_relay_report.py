@@ -122,6 +122,11 @@ def final_report(r: RelayStats) -> str:
         )
     else:
         lines.append(f"  repair     {ep.repairs} re-sent (FEC off)")
+    if ep.planned_loss is not None:
+        lines.append(
+            f"  plan       leaves {ep.planned_loss:.1e} of messages lost by its model "
+            "(plait.Stats.planned_loss)"
+        )
     learnt, not_open = r.session.learnt, r.session.not_open
     lines += [
         f"  link {ln.link:<5} {ln.state:<9} rtt {_ms(ln.srtt_ns):>8}  loss {ln.loss:5.1%}  "

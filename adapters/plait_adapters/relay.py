@@ -123,6 +123,8 @@ class Relay:
         self.notices: deque[str] = deque(maxlen=_NOTICES)
         self._carried = self._emitted = self._full = self._no_dest = self._errors = 0
         self._strangers = 0
+        self._short = False  # the protection plan is above the target (told once)
+        self._carried_seen = 0  # `_carried` at the last `_watch`
         self._drop_log = CountLog(_LOG, logging.WARNING, "local datagrams dropped:")
         self._drops_due = time.monotonic() + _DROPS_EVERY_S
         self._t0, self._cpu0 = time.monotonic(), time.process_time()
@@ -277,6 +279,7 @@ class Relay:
                 f"{failed} HELLOs failed authentication: the peer holds another psk",
                 logging.WARNING,
             )
+        self._check_plan(stats.endpoint.planned_loss)
         if time.monotonic() >= self._drops_due:
             self._drops_due = time.monotonic() + _DROPS_EVERY_S
             self._drop_log.update(
@@ -287,6 +290,27 @@ class Relay:
                     "local socket errors": self._errors,
                 }
             )
+
+    def _check_plan(self, planned: float | None) -> None:
+        """A warning when, while this end carries traffic, protection cannot reach the
+        target loss within `max_protection` at the loss and latency the links show
+        (`plait.Stats.planned_loss`), and a notice when it can again."""
+        sending, self._carried_seen = self._carried > self._carried_seen, self._carried
+        if planned is None or not sending:
+            return
+        cfg = self.cfg
+        short = planned > cfg.target_loss
+        if short and not self._short:
+            self.notice(
+                f"protection leaves {planned:.1e} of messages lost, above the target "
+                f"{cfg.target_loss:g}: no mix of re-sends, FEC and copies within "
+                f"--max-protection {cfg.max_protection:g} reaches it at this loss and "
+                "latency (raise --max-protection or --latency-ms)",
+                logging.WARNING,
+            )
+        elif self._short and not short:
+            self.notice(f"protection reaches the target {cfg.target_loss:g} again")
+        self._short = short
 
     def _link_changed(self, link: int, why: str | None, before: dict[int, str]) -> None:
         """`on_link`: a notice when `link` waits (once per reason, also across

@@ -589,6 +589,7 @@ class Endpoint(Timers):
             usable_rate_bps=self.usable_rate_bps(),
             pmtu=self._pmtu,
             life=self._life,
+            planned_loss=self._fec.planned_loss,
         )
 
 

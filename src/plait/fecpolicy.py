@@ -36,6 +36,7 @@ from plait.protection import (
     choose_block,
     choose_protection,
     copy_below,
+    plan_residual,
     repair_loss,
 )
 from plait.rs import ErasureCodec, default_codec
@@ -122,6 +123,7 @@ class FecSender:
         "links",
         "max_protection",
         "outbox",
+        "planned_loss",
         "target_loss",
     )
 
@@ -143,6 +145,9 @@ class FecSender:
         self._copies = True  # the plan allows copies (within Config.max_protection)
         self._spread: dict[int, list[int]] = {}  # block base -> its datagrams per link
         self._next_tune = now
+        self.planned_loss: float | None = None
+        """The residual loss the current plan leaves by the model (`plan_residual`);
+        None until adaptive FEC has sized a block."""
         self._tunes = 0  # tunes so far: a tune moves `_copy_below`'s inputs
         # per link: `_copy_below`'s last answer and the key of its inputs then
         self._copy_at: list[tuple[tuple[int, int, float, int, int, int], int] | None] = [
@@ -274,6 +279,9 @@ class FecSender:
                 max_protection=min(self.max_protection, room),
             )[0]
         m, self._copies = self._plan(k)
+        self.planned_loss = plan_residual(
+            views, budget_ns=latency_ns, k=k, m=m, copies=self._copies, target=self.target_loss
+        )
         encoder.set_params(k, m, fec.flush_ns if fec.flush_ns is not None else flush)
         encoder.parity_for = self.parity_for
 

@@ -43,6 +43,7 @@ __all__ = [
     "copy_below",
     "fec_left",
     "needs_copy",
+    "plan_residual",
     "repair_loss",
     "residual",
     "residual_arq",
@@ -221,6 +222,18 @@ def _best(
             if key < best_key:
                 best, best_key = (m, copies), key
     return best_key, best[0], best[1]
+
+
+def plan_residual(
+    links: Sequence[LinkView], *, budget_ns: int, k: int, m: int, copies: bool, target: float
+) -> float:
+    """The traffic-weighted residual loss a plan leaves by the model: blocks of `k`
+    records with `m` parity (0: none), the re-sends that fit `budget_ns`, and, with
+    `copies`, a second copy of what they leave above `target` (what `choose_protection`
+    weighs; above `target` where no plan within the cap reaches it)."""
+    total = sum(share for share, _, _, _ in links) or 1.0
+    p = min(_MAX_LOSS, sum(share * loss for share, loss, _, _ in links) / total)
+    return residual_with_copies(links, budget_ns, fec_left(k, m, p), target, copies=copies)[1]
 
 
 def residual_with_copies(

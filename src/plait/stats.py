@@ -143,6 +143,12 @@ class Stats:
     role_conflicts: int
     """HELLO requests that reached this initiator while connecting: both ends are
     initiators."""
+    planned_loss: float | None = None
+    """The share of messages the current protection plan expects to lose, by its model
+    (`plait.protection.plan_residual`, at the links' measured loss and RTT): at most
+    `Config.target_loss` where re-sends, FEC and copies within `Config.max_protection`
+    can reach it, above it where they cannot (raise the cap or the latency budget).
+    None before adaptive FEC has sized a block, or with FEC off or fixed."""
 
 
 def snapshot(
@@ -159,6 +165,7 @@ def snapshot(
     usable_rate_bps: int,
     pmtu: PathMtu,
     life: Lifecycle,
+    planned_loss: float | None = None,
 ) -> Stats:
     """Build a `Stats` from an endpoint's parts (copies everything: it never changes)."""
     link_stats = tuple(
@@ -234,4 +241,5 @@ def snapshot(
         messages_unconfirmed=o.unconfirmed,
         hellos_unauthenticated=life.hellos_unauthenticated,
         role_conflicts=life.role_conflicts,
+        planned_loss=planned_loss,
     )
