@@ -83,7 +83,8 @@ def fec_left(k: int, m: int, p: float) -> float:
     if m <= 0:
         return 1.0
     n = k + m - 1
-    return 1.0 - sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(m))
+    # at least 0: the sum of what is rebuilt can round to a hair above 1
+    return max(0.0, 1.0 - sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(m)))
 
 
 def repair_loss(links: Sequence[LinkView]) -> float:
