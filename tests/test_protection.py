@@ -395,6 +395,7 @@ def _planned_loss(loss: float, rtt_ms: int, budget_ms: int, *, fec: bool = True)
     for _ in range(570):  # 1.5 s
         net.send("a", bytes(1316))
         net.run_until(net.now + 2_632 * 1000)
+    assert net.b.stats().planned_loss is None  # it sends nothing: no plan to judge
     return net.a.stats().planned_loss
 
 

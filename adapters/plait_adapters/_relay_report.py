@@ -167,6 +167,7 @@ def log_record(r: RelayStats, monotonic_s: float, wall_s: float) -> dict[str, An
         "repairs": ep.repairs,
         "fec_recovered": ep.fec.recovered if ep.fec is not None else 0,
         "fec_parity_sent": ep.fec.parity_sent if ep.fec is not None else 0,
+        "planned_loss": ep.planned_loss,
         "dropped": {
             "send_buffer_full": r.dropped_full,
             "no_destination": r.dropped_no_destination,

@@ -146,8 +146,8 @@ class FecSender:
         self._spread: dict[int, list[int]] = {}  # block base -> its datagrams per link
         self._next_tune = now
         self.planned_loss: float | None = None
-        """The residual loss the current plan leaves by the model (`plan_residual`);
-        None until adaptive FEC has sized a block."""
+        """The residual loss the plan for the traffic last sent leaves by the model
+        (`plan_residual`); None until adaptive FEC has sized a block for traffic."""
         self._tunes = 0  # tunes so far: a tune moves `_copy_below`'s inputs
         # per link: `_copy_below`'s last answer and the key of its inputs then
         self._copy_at: list[tuple[tuple[int, int, float, int, int, int], int] | None] = [
@@ -278,9 +278,10 @@ class FecSender:
                 max_protection=min(self.max_protection, room),
             )[0]
         m, self._copies = self._plan(k)
-        self.planned_loss = plan_residual(
-            views, budget_ns=latency_ns, k=k, m=m, copies=self._copies, target=self.target_loss
-        )
+        if sent:  # idle, the plan for no traffic says nothing: the last one stands
+            self.planned_loss = plan_residual(
+                views, budget_ns=latency_ns, k=k, m=m, copies=self._copies, target=self.target_loss
+            )
         encoder.set_params(k, m, fec.flush_ns if fec.flush_ns is not None else flush)
         encoder.parity_for = self.parity_for
 

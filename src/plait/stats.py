@@ -148,7 +148,8 @@ class Stats:
     (`plait.protection.plan_residual`, at the links' measured loss and RTT): at most
     `Config.target_loss` where re-sends, FEC and copies within `Config.max_protection`
     can reach it, above it where they cannot (raise the cap or the latency budget).
-    None before adaptive FEC has sized a block, or with FEC off or fixed."""
+    While this end sends nothing the plan for the traffic it last sent stands; None
+    before adaptive FEC has sized a block for traffic sent, or with FEC off or fixed."""
 
 
 def snapshot(
