@@ -410,3 +410,32 @@ def test_planned_loss_tells_when_the_target_is_out_of_reach() -> None:
     assert roomy is not None
     assert roomy <= 1e-4
     assert _planned_loss(0.01, 20, 200, fec=False) is None
+
+
+def test_a_burst_after_idle_is_sized_at_the_rate_before() -> None:
+    """The first sizing after an idle spell counts the traffic over the whole interval,
+    though it started near its end: at that rate, blocks of one record and a parity
+    each, nearly a copy of every record, until the next sizing half a second later.
+    It takes the rate from before the spell instead."""
+    cfg = Config(links=[LinkConfig(rate_bps=5_000_000)] * 4, psk=bytes(32), latency_ns=50 * MS)
+    net = Net.build(cfg, seed=5, delays_ms=[10, 15, 20, 15], loss=[0.03] * 4)
+    net.run_until(300 * MS)
+    gap = 2_632 * 1000  # 4 Mbit/s of 1316-byte messages
+
+    def stream(until: int) -> None:
+        while net.now < until:
+            net.send("a", bytes(1316))
+            net.run_until(net.now + gap)
+
+    fec = net.a._fec
+    stream(net.now + 2 * S)
+    steady = net.a.outbox.fec
+    assert steady is not None
+    k_before = steady.k
+    assert k_before >= 2
+    net.run_until(net.now + 2 * S)  # idle: sizings with nothing sent
+    net.run_until(fec._next_tune - 20 * MS)  # the burst starts just before a sizing
+    tunes = fec._tunes
+    while fec._tunes == tunes:
+        stream(net.now + gap)
+    assert steady.k >= max(2, k_before // 2), (steady.k, k_before)

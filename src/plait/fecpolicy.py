@@ -106,9 +106,11 @@ class FecSender:
         "_budget_ns",
         "_copies",
         "_copy_at",
+        "_idle",
         "_insure",
         "_m_by_k",
         "_next_tune",
+        "_rate",
         "_records_at",
         "_repair_loss",
         "_spread",
@@ -138,6 +140,8 @@ class FecSender:
         self._records_at, self._tuned_at = 0, now  # records sent at the last tune
         self._views: list[LinkView] = []  # the links as the last tune saw them
         self._budget_ns = config.latency_ns
+        self._idle = True  # the last sizing saw nothing sent since the one before
+        self._rate = 0.0  # records per ns over the last interval with traffic throughout
         self._insure = False  # a dying link's records need parity on the others
         self._m_by_k: dict[int, int] = {}  # block size -> parity, for the views above
         self._block_loss = _LOSS_PRIOR  # the traffic-weighted loss of the links (copies)
@@ -232,7 +236,19 @@ class FecSender:
             # that the attacker tests' lossy starts expired a message at its deadline's
             # edge)
             self._next_tune = now + _EARLY_TUNE
-        k = max(1, min(fec.k, sent * flush // elapsed)) if sent else fec.k  # idle: as set
+        # the records a block gathers while it may stay open: idle, as set; the first
+        # sizing after idle, at the rate before it (the traffic started somewhere in the
+        # interval: counted over all of it, blocks of one record and a parity each for
+        # up to half a second); else at the interval's rate
+        if not sent:
+            k = fec.k
+        elif self._idle and self._rate > 0.0:
+            k = max(1, min(fec.k, int(self._rate * flush)))
+        else:
+            k = max(1, min(fec.k, sent * flush // elapsed))
+            if not self._idle:
+                self._rate = sent / elapsed
+        self._idle = not sent
         # a link whose loss is not judged yet (100 datagrams) counts as losing 3 %: the
         # re-sends that fit may still do, where forcing parity until every link was
         # judged cost the first seconds of each session (a 2 Mbit/s link among four
