@@ -141,7 +141,10 @@ class FecSender:
         self._views: list[LinkView] = []  # the links as the last tune saw them
         self._budget_ns = config.latency_ns
         self._idle = True  # the last sizing saw nothing sent since the one before
-        self._rate = 0.0  # records per ns over the last interval with traffic throughout
+        # records per ns over the last interval that followed one with traffic (the
+        # burst's last may have ended early: an underestimate, still better than one
+        # counted over an idle part)
+        self._rate = 0.0
         self._insure = False  # a dying link's records need parity on the others
         self._m_by_k: dict[int, int] = {}  # block size -> parity, for the views above
         self._block_loss = _LOSS_PRIOR  # the traffic-weighted loss of the links (copies)

@@ -204,7 +204,7 @@ def _best(
     """(its key, m, copies) of the best plan for blocks of `k`: the cheapest that
     reaches the target, else the one that comes closest."""
     total = sum(share for share, _, _, _ in links) or 1.0
-    p = min(_MAX_LOSS, sum(share * loss for share, loss, _, _ in links) / total)
+    p = _block_loss(links)
     cap = min(m_max, int(max_protection * k + 1e-9))
     floor = max(1, math.ceil(burst)) if burst > 1 else 1
     ways = (True, False) if len(links) > 1 else (False,)  # a copy needs a second link
@@ -232,9 +232,14 @@ def plan_residual(
     records with `m` parity (0: none), the re-sends that fit `budget_ns`, and, with
     `copies`, a second copy of what they leave above `target` (what `choose_protection`
     weighs; above `target` where no plan within the cap reaches it)."""
+    left = fec_left(k, m, _block_loss(links))
+    return residual_with_copies(links, budget_ns, left, target, copies=copies)[1]
+
+
+def _block_loss(links: Sequence[LinkView]) -> float:
+    """The loss a block spread over the links meets: their traffic-weighted loss."""
     total = sum(share for share, _, _, _ in links) or 1.0
-    p = min(_MAX_LOSS, sum(share * loss for share, loss, _, _ in links) / total)
-    return residual_with_copies(links, budget_ns, fec_left(k, m, p), target, copies=copies)[1]
+    return min(_MAX_LOSS, sum(share * loss for share, loss, _, _ in links) / total)
 
 
 def residual_with_copies(
