@@ -287,13 +287,15 @@ def _mtu_drops(trace: Iterable[tuple[Any, ...]]) -> dict[int, list[int]]:
     return drops
 
 
-def _probe_sizes(trace: Iterable[tuple[Any, ...]], side: int) -> list[tuple[int, int, int]]:
-    """(link, IP size, fate) of every padded PROBE `side` sent."""
-    out = []
-    for kind, _time, sender, link, fate, _arrival, blob in trace:
+def _probe_sizes(
+    trace: Iterable[tuple[Any, ...]], side: int, *, times: bool = False
+) -> list[tuple[int, ...]]:
+    """(link, IP size, fate) of every padded PROBE `side` sent (and when, with `times`)."""
+    out: list[tuple[int, ...]] = []
+    for kind, time, sender, link, fate, _arrival, blob in trace:
         padded = len(blob) > 400 and bytes.fromhex(blob[:2])[0] & 0x0F == PacketType.PROBE
         if kind == "NET" and sender == side and padded:
-            out.append((link, len(blob) // 2 + 28, fate))
+            out.append((link, len(blob) // 2 + 28, fate, *((time,) if times else ())))
     return out
 
 
@@ -335,6 +337,14 @@ def test_a_path_that_shrinks_mid_run_is_found_out() -> None:
     assert lost  # the black hole was real ...
     assert all(shrink <= t < shrink + S for t in lost)  # ... and found within a second
     assert result.delivered >= 0.99 * result.sent
+    # the confirmations at the old size: as many as the link's loss before asks for, not
+    # what the black hole's own losses would (6 of them once cost 0.4 s more)
+    confirmations = [
+        size
+        for link, size, _fate, time in _probe_sizes(result.trace, 0, times=True)
+        if link == 2 and time >= shrink and size == 1500
+    ]
+    assert 1 <= len(confirmations) <= probes_for_loss(0.10)
 
 
 def test_same_seed_same_run() -> None:

@@ -426,7 +426,10 @@ class PathMtu:
                 search.due = max(search.due, now + self._recheck)
                 continue
             down[ln.id] = False
-            if health.span_long >= _SUSPECT_SPAN:  # the steady estimate, once it means much
+            if health.span_long >= _SUSPECT_SPAN and not search.confirming:
+                # the steady estimate, once it means much; not while a black hole is
+                # suspected: its own losses would ask for more probes (6 instead of 3 on
+                # a 4.5 % link shrunk to 1300 bytes, data lost for 0.4 s longer)
                 search.max_probes = probes_for_loss(health.loss_long)
             if health.loss >= SUSPECT_LOSS and health.loss_span >= _SUSPECT_SPAN:
                 search.suspect(now)
