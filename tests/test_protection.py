@@ -9,6 +9,7 @@ nothing else reaches the target and the user allows them (never more than one co
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import cast
 
 import pytest
@@ -412,14 +413,7 @@ def test_planned_loss_tells_when_the_target_is_out_of_reach() -> None:
     assert _planned_loss(0.01, 20, 200, fec=False) is None
 
 
-def test_a_burst_after_idle_is_sized_at_the_rate_before() -> None:
-    """The first sizing after an idle spell counts the traffic over the whole interval,
-    though it started near its end: at that rate, blocks of one record and a parity
-    each, nearly a copy of every record, until the next sizing half a second later.
-    It takes the rate from before the spell instead."""
-    cfg = Config(links=[LinkConfig(rate_bps=5_000_000)] * 4, psk=bytes(32), latency_ns=50 * MS)
-    net = Net.build(cfg, seed=5, delays_ms=[10, 15, 20, 15], loss=[0.03] * 4)
-    net.run_until(300 * MS)
+def _streamer(net: Net) -> Callable[[int], None]:
     gap = 2_632 * 1000  # 4 Mbit/s of 1316-byte messages
 
     def stream(until: int) -> None:
@@ -427,6 +421,18 @@ def test_a_burst_after_idle_is_sized_at_the_rate_before() -> None:
             net.send("a", bytes(1316))
             net.run_until(net.now + gap)
 
+    return stream
+
+
+def test_a_burst_after_idle_is_sized_at_its_own_rate_at_once() -> None:
+    """The first sizing after an idle spell used to count the traffic over the whole
+    interval, though it started near its end: blocks of one record and a parity each,
+    nearly a copy of every record, until the next sizing half a second later. The
+    burst's first packet pulls the sizing in to 20 ms after it, counted from it."""
+    cfg = Config(links=[LinkConfig(rate_bps=5_000_000)] * 4, psk=bytes(32), latency_ns=50 * MS)
+    net = Net.build(cfg, seed=5, delays_ms=[10, 15, 20, 15], loss=[0.03] * 4)
+    net.run_until(300 * MS)
+    stream = _streamer(net)
     fec = net.a._fec
     stream(net.now + 2 * S)
     steady = net.a.outbox.fec
@@ -434,8 +440,35 @@ def test_a_burst_after_idle_is_sized_at_the_rate_before() -> None:
     k_before = steady.k
     assert k_before >= 2
     net.run_until(net.now + 2 * S)  # idle: sizings with nothing sent
-    net.run_until(fec._next_tune - 20 * MS)  # the burst starts just before a sizing
-    tunes = fec._tunes
+    net.run_until(fec._next_tune + 200 * MS)  # the burst starts 300 ms before a sizing
+    tunes, began = fec._tunes, net.now
     while fec._tunes == tunes:
-        stream(net.now + gap)
+        stream(net.now + 1)
+    assert net.now - began <= 25 * MS
     assert steady.k >= max(2, k_before // 2), (steady.k, k_before)
+
+
+def test_blocks_are_sized_again_when_messages_are_cut_to_a_new_size() -> None:
+    """Until the path MTU search confirms 1500 bytes, 1316-byte messages go in two
+    records each; once they go whole, the record rate halves and blocks sized for the
+    old one would close by the flush, their parity late: they are sized again within
+    20 ms, from the records counted since."""
+    cfg = Config(
+        links=[LinkConfig(rate_bps=5_000_000)] * 4, psk=bytes(32), latency_ns=37 * MS, mtu=1500
+    )
+    net = Net.build(cfg, seed=7, delays_ms=[25] * 4, loss=[0.05] * 4)
+    stream = _streamer(net)
+    while net.a.state.name != "ESTABLISHED":
+        net.run_until(net.now + MS)
+    payload = net.a.outbox.max_payload
+    assert payload < 1316  # cut in two until the search is done
+    while net.a.outbox.max_payload == payload:
+        stream(net.now + 1)
+    fec, changed, tunes = net.a._fec, net.now, net.a._fec._tunes
+    while fec._tunes == tunes:
+        stream(net.now + 1)
+    assert net.now - changed <= 25 * MS
+    encoder = net.a.outbox.fec
+    assert encoder is not None
+    gap = 2_632 * 1000
+    assert (encoder.k - 1) * gap <= encoder.flush_ns  # a block fills before its flush

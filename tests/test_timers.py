@@ -47,6 +47,7 @@ def _recomputed(ep: plait.Endpoint) -> int | None:
         return None
     out, links = ep.outbox, ep.links
     times = [ep._life.due, ep._feedback.due, ep.inbox.deadline(), _outbox_due(out)]
+    times.append(ep._fec._next_tune)  # the next sizing of the FEC blocks
     if ep._hs.can_seal:
         times += [_links_due(ep), ep._pmtu.due]
         if out.pending() and links.carrying():

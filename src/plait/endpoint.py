@@ -311,7 +311,7 @@ class Endpoint(Timers):
         datagram = self._transmit(link, ptype, body, now, False)
         self.outbox.on_transmitted(item, link, self.links.links[link].health.sent - 1, now)
         out.append((datagram, link))
-        self._fec.on_sent(base, link)
+        self._fec.on_sent(base, link, now)
         if item.copies:
             size = len(body) + HEADER_SIZE
             others = [ln for ln in self.links.carrying() if ln.id != link and size <= ln.room]
@@ -351,13 +351,15 @@ class Endpoint(Timers):
             out.append((self._transmit(link, PacketType.PROBE, body, now, True), link))
             pmtu.sent(link, now, self.links)
 
-    def _fit_payload(self) -> None:
+    def _fit_payload(self, now: int) -> None:
         """Messages are cut to fit the smallest path MTU among the links that carry data,
         so any fragment may take any link; with none carrying, the size stays."""
         carrying = self.links.carrying()
         if carrying:
             self._payload_share = self._pmtu.payload(carrying)
-            self.outbox.max_payload = self._payload_share[0]
+            if self.outbox.max_payload != self._payload_share[0]:
+                self.outbox.max_payload = self._payload_share[0]
+                self._fec.resized(now)
 
     def _queue_hellos(self) -> None:
         body = self._hs.hello_body()
@@ -519,7 +521,7 @@ class Endpoint(Timers):
         self._accept(link, now, meta)
         echo_ts = meta[3]
         if echo_ts is not None and self._pmtu.on_ack(link, echo_ts, now, self.links):
-            self._fit_payload()
+            self._fit_payload(now)
 
     def _on_close(self, body: Buffer, offset: int, link: int, now: int, meta: Meta) -> None:
         close = decode_body(PacketType.CLOSE, body, offset)
@@ -539,7 +541,7 @@ class Endpoint(Timers):
             before, after = self._states[ln.id], ln.health.state
             if after is not before:
                 self._states[ln.id] = after
-                self._link_changed(ln.id, before, after)
+                self._link_changed(ln.id, before, after, now)
                 self._life.on_links(self.links.links, now)
 
     def usable_rate_bps(self) -> int:
@@ -558,7 +560,7 @@ class Endpoint(Timers):
             self._usable_reported = rate
             self._emit(UsableRateChanged(rate_bps=rate))
 
-    def _link_changed(self, link: int, before: LinkState, after: LinkState) -> None:
+    def _link_changed(self, link: int, before: LinkState, after: LinkState, now: int) -> None:
         carried = before >= LinkState.DEGRADED
         if after is LinkState.DOWN:
             self.outbox.on_link_down(link)
@@ -569,7 +571,7 @@ class Endpoint(Timers):
         elif after is LinkState.DEGRADED:
             self._emit(LinkDegraded(link=link))
         self.links.update_weights()
-        self._fit_payload()
+        self._fit_payload(now)
         self._check_usable()
 
     # --- statistics --------------------------------------------------------------------------

@@ -88,6 +88,7 @@ class Timers(LiveChanges):
         t = self._feedback.due
         if t is not None and t < best:
             best = t
+        best = min(best, self._fec.deadline())
         if self._hs.can_seal:
             best = min(best, self._links_due(), self._pmtu.due)
         if self.initiator and not self._hs.locked:
@@ -125,7 +126,7 @@ class Timers(LiveChanges):
         # called only because a pacer releases (`datagrams_to_send`'s business), it leaves
         # alone every timer not due; the links are judged again all the same, as on every
         # call (their health and path MTU suspicion follow how often they are judged)
-        work = now >= self._work_due() or self._fec.due(now)
+        work = now >= self._work_due()
         hc = self.config.health
         # until the responder has shown it holds our keys (an authenticated datagram other
         # than HELLO), keep repeating HELLO: a replayed old HELLO may have displaced our
@@ -146,7 +147,7 @@ class Timers(LiveChanges):
                 ln.health.update(now)
             self._sync_states(now)
             if self._pmtu.on_timer(now, self.links):
-                self._fit_payload()
+                self._fit_payload(now)
         if not work:
             return
         self._timer_work += 1
@@ -176,5 +177,5 @@ class Timers(LiveChanges):
     def _sync_states(self, now: int) -> None:
         raise NotImplementedError
 
-    def _fit_payload(self) -> None:
+    def _fit_payload(self, now: int) -> None:
         raise NotImplementedError
