@@ -16,8 +16,10 @@ Two parts, both in the simulator with the default config (plus a psk and `mtu=15
   no more than a process losing exactly 1e-4 shows in 95 % of runs (`allowed`: at
   4 x 3 705 messages, 4). The cells that miss the target are run again with
   ``max_protection=2`` (twice the default allowance) to show what the cap held back,
-  and, where no re-send can arrive in time, the least residual loss any code within
-  either allowance could leave at perfect timing (`fec_bound`).
+  with the residual the sender's own plan expected there (`Stats.planned_loss`: above
+  the target where plait knew it could not reach it, and said so) and, where no
+  re-send can arrive in time, the least residual loss any code within either
+  allowance could leave at perfect timing (`fec_bound`).
 
 Wire bytes count every datagram both ways with its 28 bytes of IPv4 + UDP header;
 payload bytes are the messages sent.
@@ -35,7 +37,9 @@ import hashlib
 import json
 import math
 import multiprocessing
+import random
 import re
+import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,6 +53,7 @@ from _harness import RESULTS, write_json
 
 import plait
 from plait.sim import Cbr, Scenario, link, run
+from plait.sim.runner import default_endpoint
 from plait.sim.scenarios import default_config
 
 MS = 1_000_000
@@ -64,6 +69,25 @@ def _capped(cap: float) -> Any:
         return attrs.evolve(_config(scenario), max_protection=cap)
 
     return factory
+
+
+class _PlanRead:
+    """The sender, its plan's residual (`Stats.planned_loss`) read every 500 ms while
+    the stream runs (at the end of a run it is the plan for the stream's last packets)."""
+
+    def __init__(self, endpoint: Any, start: int, stop: int, plans: list[float]) -> None:
+        self._ep, self._next, self._stop, self._plans = endpoint, start, stop, plans
+
+    def handle_timer(self, *, now: int) -> None:
+        self._ep.handle_timer(now=now)
+        if self._next <= now < self._stop:
+            self._next = now + 500 * MS
+            planned = self._ep.stats().planned_loss
+            if planned is not None:
+                self._plans.append(planned)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ep, name)
 
 
 def measure(
@@ -89,10 +113,19 @@ def measure(
         drain_ns=max(2_000, budget_ms + 1_000) * MS,  # every message settles in the run
         config_factory=_config if max_protection is None else _capped(max_protection),
     )
-    result = run(scenario, seed=seed)
+    plans: list[float] = []
+    start = scenario.clock_start_ns + (warmup_ms + 1_000) * MS  # once the links are judged
+    stop = scenario.clock_start_ns + warmup_ms * MS + scenario.duration_ns
+
+    def factory(config: plait.Config, initiator: bool, now: int, rng: random.Random) -> Any:
+        endpoint = default_endpoint(config, initiator, now, rng)
+        return _PlanRead(endpoint, start, stop, plans) if initiator else endpoint
+
+    result = run(scenario, seed=seed, endpoint_factory=factory)
     assert not result.in_flight, result.summary()  # the drain settles every message
     wire = sum(p.offered_bytes + 28 * p.offered for p in result.links)
     return {
+        "planned": statistics.median(plans) if plans else -1.0,
         "ok": float(result.ok),
         "sent": float(result.sent),
         "missed": float(result.sent - result.delivered),
@@ -109,7 +142,8 @@ def _peer(loss: float) -> tuple[Any, ...]:
 
 
 def _even(loss: float, rtt_ms: int) -> tuple[Any, ...]:
-    return tuple(link(5_000_000, rtt_ms * MS // 2, jitter_ns=MS, loss=loss) for _ in range(4))
+    jitter = int(_JITTER_MS * MS)
+    return tuple(link(5_000_000, rtt_ms * MS // 2, jitter_ns=jitter, loss=loss) for _ in range(4))
 
 
 TARGET = 1e-4  # Config.target_loss's default
@@ -164,6 +198,7 @@ def infeasible(row: dict[str, Any]) -> bool:
 
 
 _GAP_MS = 1316 * 8 / 4_000  # the stream's datagrams at 4 Mbit/s: 2.63 ms apart
+_JITTER_MS = 1.0  # the sweep links' jitter (`_even`)
 _M_MAX = plait.FecConfig().m  # the most parity per block the default config allows
 
 
@@ -174,14 +209,17 @@ def _tail(n: int, m: int, p: float) -> float:
 
 def fec_bound(row: dict[str, Any], cap: float = 1.0) -> float | None:
     """The least residual loss any code within `cap` (`Config.max_protection`) can
-    leave in a cell where no re-send can arrive (one arrives 1.5 RTT after its
-    original left at the earliest): blocks no longer than the time left after the
-    one-way delay and a datagram's serialization, the default's at most `_M_MAX`
-    parity, copies of what the parity leaves, perfect timing, independent losses.
+    leave in a cell where no re-send can arrive (one arrives 1.5 RTT, two
+    serializations and the jitter after its original left at the earliest): blocks
+    no longer than the time left after the one-way delay, a datagram's serialization
+    and the links' jitter (the parity of a
+    block of two records at 1 RTT of 10 ms would have 0.3 ms to spare on a path that
+    delays datagrams by up to 1 ms more), the default's at most `_M_MAX` parity,
+    copies of what the parity leaves, no time lost otherwise, independent losses.
     None where a re-send may fit."""
     rtt, budget, p = float(row["rtt_ms"]), float(row["budget_ms"]), float(row["loss"])
-    window = budget - rtt / 2 - _SERIALIZE_MS
-    if budget >= 1.5 * rtt + 2 * _SERIALIZE_MS or window < 0:
+    window = budget - rtt / 2 - _SERIALIZE_MS - _JITTER_MS
+    if budget >= 1.5 * rtt + 2 * _SERIALIZE_MS + _JITTER_MS or window < 0:
         return None
     best = p
     for k in range(1, min(16, int(window // _GAP_MS) + 1) + 1):
@@ -284,9 +322,9 @@ def capped_table(rows: list[dict[str, Any]]) -> str:
     protection allowance buys there."""
     again = {r["case"]: r for r in rows if "max_protection" in r}
     lines = [
-        "| loss | RTT | budget | max_protection 1 (default) | max_protection 2 "
-        "| least residual any code within 1 / 2 can leave |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| loss | RTT | budget | max_protection 1 (default) | its plan's residual "
+        "| max_protection 2 | least residual any code within 1 / 2 can leave |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in _sweep(rows):
         if _settled(r) or r["case"] not in again:
@@ -295,10 +333,19 @@ def capped_table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['loss']:.0%} | {r['rtt_ms']} ms | {r['factor']:g} RTT "
             f"| {100 * delivered(r):.2f} % / {r['overhead_worst']:.2f} "
+            f"| {_plan_text(r)} "
             f"| {100 * delivered(two):.2f} % / {two['overhead_worst']:.2f} "
             f"| {_bound_text(r)} |"
         )
     return "\n".join(lines)
+
+
+def _plan_text(row: dict[str, Any]) -> str:
+    """What the sender's plan expected while the stream ran (`Stats.planned_loss`, the
+    median of its readings and of the seeds): above the target where it knew it could
+    not reach it."""
+    planned = row.get("planned_loss")
+    return "-" if planned is None or planned < 0 else f"{planned:.1e}"
 
 
 def _bound_text(row: dict[str, Any]) -> str:
@@ -346,6 +393,7 @@ def _rows(jobs: Sequence[Job], workers: int) -> list[dict[str, Any]]:
             "delivered_worst": min(r["delivered"] for r in runs),
             "overhead_worst": max(r["overhead"] for r in runs),
             "invariants": all(r["ok"] for r in runs),
+            "planned_loss": statistics.median(r["planned"] for r in runs),
         }
         if cap is not None:
             row["max_protection"] = cap

@@ -28,18 +28,21 @@ def test_allowed_is_the_poisson_quantile() -> None:
 
 
 def test_fec_bound_by_hand() -> None:
-    # 10 ms RTT, 10 ms budget: 2.8 ms after the one-way delay and serialization holds
-    # two records 2.63 ms apart; the best code within 1.0 is two records + two parity,
-    # lost when the record and at least two of the other three are
+    # 10 ms RTT, 10 ms budget: 1.8 ms after the one-way delay, serialization and 1 ms of
+    # jitter holds one record: the best within 1.0 is a copy of each, lost when both are
     p = 0.03
-    two_of_three = 3 * p**2 * (1 - p) + p**3
-    assert math.isclose(bench.fec_bound(_cell(p, 10, 1.0)) or 0.0, p * two_of_three)
+    assert math.isclose(bench.fec_bound(_cell(p, 10, 1.0)) or 0.0, p * p)
     assert (bench.fec_bound(_cell(0.05, 10, 1.0)) or 0.0) > 1e-4  # beyond the default cap
     assert bench.fec_bound(_cell(0.0, 10, 1.0)) == 0.0
+    # 50 ms RTT, 37 ms budget: 8.7 ms hold four records (3 gaps of 2.63 ms); within 1.0
+    # the best is four records + four parity, lost when at least four of the other seven are
+    seven = sum(math.comb(7, j) * p**j * (1 - p) ** (7 - j) for j in range(4, 8))
+    assert math.isclose(bench.fec_bound(_cell(p, 50, 0.75)) or 0.0, p * seven)
 
 
 def test_fec_bound_only_where_no_resend_fits() -> None:
-    assert bench.fec_bound(_cell(0.1, 10, 2.0)) is None  # 20 ms >= 1.5 RTT + 2 datagrams
+    assert bench.fec_bound(_cell(0.1, 10, 3.0)) is None  # 30 ms >= 1.5 RTT + 2 datagrams
+    assert bench.fec_bound(_cell(0.1, 10, 2.0)) is not None  # 20 ms: + 1 ms jitter, not
     assert bench.fec_bound(_cell(0.1, 100, 5.0)) is None
     assert bench.fec_bound(_cell(0.1, 50, 0.75)) is not None
     assert bench.fec_bound(_cell(0.1, 10, 0.75)) is None  # nothing arrives: n/a
