@@ -240,7 +240,7 @@ def _sweep(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [_where(r) for r in rows if r["case"].startswith("loss") and "max_protection" not in r]
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> None:
+def plot(rows: list[dict[str, Any]], path: Path, seeds: int) -> None:
     """The sweep, one panel per loss rate: wire bytes per payload byte against the
     budget in RTTs, a line per RTT; a filled marker where the target (99.99 %) held,
     an open one where it did not, with the delivered share written next to it."""
@@ -286,7 +286,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     axes[0].set_ylabel("wire bytes per payload byte")
     axes[0].legend(fontsize=7)
     fig.suptitle(
-        "protection by cost: open markers missed the 1e-4 target (4 seeds pooled; delivered shown)",
+        f"protection by cost: open markers missed the 1e-4 target ({seeds} seeds pooled;"
+        " delivered shown)",
         fontsize=9,
     )
     fig.tight_layout()
@@ -425,7 +426,7 @@ def main() -> None:
             print()
             print(capped_table(saved["rows"]))
         if args.replot:
-            plot(saved["rows"], args.replot)
+            plot(saved["rows"], args.replot, saved["seeds"])
         return
     seconds = 5 if args.quick else 10
     seeds = range(1, args.seeds + 1)
@@ -455,7 +456,7 @@ def main() -> None:
         rows += _rows(again, args.jobs)
     print(f"wrote {write_json('protection', {'seeds': args.seeds, 'rows': rows})}")
     if args.plot:
-        plot(rows, args.plot)
+        plot(rows, args.plot, args.seeds)
 
 
 if __name__ == "__main__":

@@ -373,10 +373,12 @@ def test_hostile_probe_answers_are_ignored() -> None:
 
 @given(low=st.floats(0.0, 0.6), extra=st.floats(0.0, 0.4))
 def test_a_lossy_link_needs_more_lost_probes_before_a_size_fails(low: float, extra: float) -> None:
-    """At least RFC 8899's 3; enough that loss alone fails a size that fits less than
-    once in 10^4 (at most 12); never fewer on a lossier link."""
+    """At least RFC 8899's 3; enough that loss alone, of the probe or of its answer,
+    fails a size that fits less than once in 10^4 (at most 12); never fewer on a
+    lossier link."""
     count = probes_for_loss(low)
     assert MAX_PROBES <= count <= 12
     assert probes_for_loss(min(1.0, low + extra)) >= count
     if count < 12:
-        assert low**count <= 1e-4 * (1 + 1e-9)
+        assert (1 - (1 - low) ** 2) ** count <= 1e-4 * (1 + 1e-9)
+    assert probes_for_loss(0.10) == 6

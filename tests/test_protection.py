@@ -472,3 +472,16 @@ def test_blocks_are_sized_again_when_messages_are_cut_to_a_new_size() -> None:
     assert encoder is not None
     gap = 2_632 * 1000
     assert (encoder.k - 1) * gap <= encoder.flush_ns  # a block fills before its flush
+
+
+def test_an_end_that_sends_nothing_sizes_twice_a_second() -> None:
+    """Sizing every 20 ms until a report comes is for an end that sends, not for one
+    that only receives, which no report ever comes for (it sized its blocks 50 times a
+    second for nothing)."""
+    cfg = Config(links=[LinkConfig(rate_bps=5_000_000)] * 4, psk=bytes(32), latency_ns=150 * MS)
+    net = Net.build(cfg, seed=5, delays_ms=[10, 15, 20, 15], loss=[0.02] * 4)
+    net.run_until(300 * MS)
+    before = net.b._fec._tunes
+    _streamer(net)(net.now + 2 * S)
+    assert net.b.stats().messages_sent == 0
+    assert net.b._fec._tunes - before <= 5

@@ -224,6 +224,7 @@ class Endpoint(Timers):
         if not outbox.pending() or not links.carrying():
             return out  # no link carries data now: what is queued waits, to its deadline
         can_arrive, fec = links.can_arrive, self._fec
+        fec.tune_if_pulled(now, self.latency_ns)
         links.begin_pass()
         deferred: list[Item] = []  # repairs waiting for a busy link: new data goes on
         while True:

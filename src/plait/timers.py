@@ -88,7 +88,6 @@ class Timers(LiveChanges):
         t = self._feedback.due
         if t is not None and t < best:
             best = t
-        best = min(best, self._fec.deadline())
         if self._hs.can_seal:
             best = min(best, self._links_due(), self._pmtu.due)
         if self.initiator and not self._hs.locked:
@@ -126,7 +125,7 @@ class Timers(LiveChanges):
         # called only because a pacer releases (`datagrams_to_send`'s business), it leaves
         # alone every timer not due; the links are judged again all the same, as on every
         # call (their health and path MTU suspicion follow how often they are judged)
-        work = now >= self._work_due()
+        work = now >= self._work_due() or self._fec.due(now)
         hc = self.config.health
         # until the responder has shown it holds our keys (an authenticated datagram other
         # than HELLO), keep repeating HELLO: a replayed old HELLO may have displaced our
