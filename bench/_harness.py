@@ -77,3 +77,34 @@ def child_runs(script: str, args: list[str], runs: int, compiled: bool) -> dict[
             results[build].append(got["rows"])
             print(f"  run {run + 1}/{runs} {build}: done", file=sys.stderr, flush=True)
     return results
+
+
+class _Tapped:
+    """A real endpoint that calls `after(endpoint, now)` once each timer or arrival is
+    handled: a benchmark's view of state the simulator's result does not keep."""
+
+    def __init__(self, endpoint: Any, after: Callable[[Any, int], None]) -> None:
+        self._ep, self._after = endpoint, after
+
+    def handle_timer(self, *, now: int) -> None:
+        self._ep.handle_timer(now=now)
+        self._after(self._ep, now)
+
+    def receive_datagram(self, data: bytes, *, link: int, now: int) -> None:
+        self._ep.receive_datagram(data, link=link, now=now)
+        self._after(self._ep, now)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ep, name)
+
+
+def tapped_sender(after: Callable[[Any, int], None]) -> Callable[..., Any]:
+    """An endpoint factory for `plait.sim.run`: real endpoints, the initiator (the
+    sender in the benchmarks' scenarios) tapped by `after` (`_Tapped`)."""
+    from plait.sim.runner import default_endpoint  # noqa: PLC0415  (timing-only benches skip it)
+
+    def factory(config: Any, initiator: bool, now: int, rng: Any) -> Any:
+        endpoint = default_endpoint(config, initiator, now, rng)
+        return _Tapped(endpoint, after) if initiator else endpoint
+
+    return factory

@@ -21,7 +21,6 @@ sample comes with the handshake). Sizes are watched on the sending endpoint.
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 import sys
 from collections.abc import Sequence
@@ -32,13 +31,11 @@ import attrs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import write_json
+from _harness import tapped_sender, write_json
 
-import plait
 from plait.sim import SCENARIOS, Scenario, run
 from plait.sim.links import LinkSpec
 from plait.sim.network import Drop
-from plait.sim.runner import default_endpoint
 from plait.wire import PacketType
 
 MS = 1_000_000
@@ -46,37 +43,15 @@ S = 1_000 * MS
 SHRINK_NS = 4 * S
 
 
-class _Watched:
-    """A real endpoint that notes when the size messages are cut to changes."""
-
-    def __init__(self, endpoint: Any, log: list[tuple[int, int]]) -> None:
-        self._ep, self._log = endpoint, log
-
-    def _note(self, now: int) -> None:
-        size = self._ep.outbox.max_payload
-        if not self._log or self._log[-1][1] != size:
-            self._log.append((now, size))
-
-    def handle_timer(self, *, now: int) -> None:
-        self._ep.handle_timer(now=now)
-        self._note(now)
-
-    def receive_datagram(self, data: bytes, *, link: int, now: int) -> None:
-        self._ep.receive_datagram(data, link=link, now=now)
-        self._note(now)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._ep, name)
-
-
 def _run(scenario: Scenario, seed: int) -> tuple[Any, list[tuple[int, int]]]:
-    sizes: list[tuple[int, int]] = []
+    sizes: list[tuple[int, int]] = []  # (when, the size messages are cut to from then)
 
-    def factory(config: plait.Config, initiator: bool, now: int, rng: random.Random) -> Any:
-        endpoint = default_endpoint(config, initiator, now, rng)
-        return _Watched(endpoint, sizes) if initiator else endpoint
+    def note(endpoint: Any, now: int) -> None:
+        size = endpoint.outbox.max_payload
+        if not sizes or sizes[-1][1] != size:
+            sizes.append((now, size))
 
-    result = run(scenario, seed=seed, endpoint_factory=factory, trace_limit=10**7)
+    result = run(scenario, seed=seed, endpoint_factory=tapped_sender(note), trace_limit=10**7)
     assert result.ok, result.summary()
     return result, sizes
 

@@ -37,7 +37,6 @@ import hashlib
 import json
 import math
 import multiprocessing
-import random
 import re
 import statistics
 import sys
@@ -49,11 +48,10 @@ import attrs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import RESULTS, write_json
+from _harness import RESULTS, tapped_sender, write_json
 
 import plait
 from plait.sim import Cbr, Scenario, link, run
-from plait.sim.runner import default_endpoint
 from plait.sim.scenarios import default_config
 
 MS = 1_000_000
@@ -69,25 +67,6 @@ def _capped(cap: float) -> Any:
         return attrs.evolve(_config(scenario), max_protection=cap)
 
     return factory
-
-
-class _PlanRead:
-    """The sender, its plan's residual (`Stats.planned_loss`) read every 500 ms while
-    the stream runs (at the end of a run it is the plan for the stream's last packets)."""
-
-    def __init__(self, endpoint: Any, start: int, stop: int, plans: list[float]) -> None:
-        self._ep, self._next, self._stop, self._plans = endpoint, start, stop, plans
-
-    def handle_timer(self, *, now: int) -> None:
-        self._ep.handle_timer(now=now)
-        if self._next <= now < self._stop:
-            self._next = now + 500 * MS
-            planned = self._ep.stats().planned_loss
-            if planned is not None:
-                self._plans.append(planned)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._ep, name)
 
 
 def measure(
@@ -113,15 +92,20 @@ def measure(
         drain_ns=max(2_000, budget_ms + 1_000) * MS,  # every message settles in the run
         config_factory=_config if max_protection is None else _capped(max_protection),
     )
+    # the sender's plan (`Stats.planned_loss`) every 500 ms while the stream runs, once
+    # the links are judged (at the end of a run it is the plan for its last packets)
     plans: list[float] = []
-    start = scenario.clock_start_ns + (warmup_ms + 1_000) * MS  # once the links are judged
+    due = [scenario.clock_start_ns + (warmup_ms + 1_000) * MS]
     stop = scenario.clock_start_ns + warmup_ms * MS + scenario.duration_ns
 
-    def factory(config: plait.Config, initiator: bool, now: int, rng: random.Random) -> Any:
-        endpoint = default_endpoint(config, initiator, now, rng)
-        return _PlanRead(endpoint, start, stop, plans) if initiator else endpoint
+    def read_plan(endpoint: Any, now: int) -> None:
+        if due[0] <= now < stop:
+            due[0] = now + 500 * MS
+            planned = endpoint.stats().planned_loss
+            if planned is not None:
+                plans.append(planned)
 
-    result = run(scenario, seed=seed, endpoint_factory=factory)
+    result = run(scenario, seed=seed, endpoint_factory=tapped_sender(read_plan))
     assert not result.in_flight, result.summary()  # the drain settles every message
     wire = sum(p.offered_bytes + 28 * p.offered for p in result.links)
     return {
