@@ -28,6 +28,7 @@ payload bytes are the messages sent.
     python3 dev.py bench protection --plot docs/protection.png   # ... and draws the sweep
     python3 dev.py bench protection --replot docs/protection.png # from the last JSON
     python3 dev.py bench protection --table     # the last JSON as a markdown table
+    python3 dev.py bench protection --cell 0.10,300,0.75 --seeds 64 --jobs 2  # one cell
 """
 
 from __future__ import annotations
@@ -352,6 +353,13 @@ def _run(job: Job) -> dict[str, float]:
     )
 
 
+def _cell_job(loss: float, rtt: int, factor: float, seed: int, seconds: int) -> Job:
+    """One seed of a sweep cell: four equal links, the budget `factor` RTTs."""
+    name = f"loss {loss:4.0%} rtt {rtt:3d} ms x{factor:g}"
+    where = {"loss": loss, "rtt_ms": rtt, "factor": factor}
+    return (name, _even(loss, rtt), max(1, int(rtt * factor)), where, seed, seconds, None)
+
+
 def _rows(jobs: Sequence[Job], workers: int) -> list[dict[str, Any]]:
     """Run every job (`workers` at a time) and fold the seeds of each case into a row,
     in the order the cases were listed; the same jobs give the same rows whatever
@@ -402,6 +410,12 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, help="also draw the sweep into this PNG")
     parser.add_argument("--replot", type=Path, help="only draw results/protection.json")
     parser.add_argument("--table", action="store_true", help="only print its markdown tables")
+    parser.add_argument(
+        "--cell",
+        action="append",
+        metavar="LOSS,RTT_MS,FACTOR",
+        help="only this sweep cell (e.g. 0.05,50,0.75; repeatable), printed, no JSON written",
+    )
     args = parser.parse_args()
     if args.replot or args.table:
         saved = json.loads((RESULTS / "protection.json").read_text())
@@ -421,14 +435,13 @@ def main() -> None:
     losses = (0.0, 0.02, 0.10) if args.quick else (0.0, 0.01, 0.03, 0.05, 0.10)
     rtts = (10, 100, 600) if args.quick else (10, 50, 100, 300, 600)
     budgets = (0.75, 2.0, 10.0) if args.quick else (0.75, 1.0, 2.0, 5.0, 10.0)
-    sweep: list[Job] = []
-    for loss in losses:
-        for rtt in rtts:
-            for factor in budgets:
-                name = f"loss {loss:4.0%} rtt {rtt:3d} ms x{factor:g}"
-                where = {"loss": loss, "rtt_ms": rtt, "factor": factor}
-                budget = max(1, int(rtt * factor))
-                sweep += [(name, _even(loss, rtt), budget, where, s, seconds, None) for s in seeds]
+    cells = [(loss, rtt, factor) for loss in losses for rtt in rtts for factor in budgets]
+    if args.cell:
+        cells = [(float(a), int(b), float(c)) for a, b, c in (x.split(",") for x in args.cell)]
+    sweep = [_cell_job(*cell, seed, seconds) for cell in cells for seed in seeds]
+    if args.cell:
+        _rows(sweep, args.jobs)
+        return
     print("peer-comparison network and sweep (4 x 5 Mbit/s, 4 Mbit/s of 1316-byte datagrams)")
     rows = _rows(jobs + sweep, args.jobs)
     # where the default cap (Config.max_protection = 1) held the target back: the same
