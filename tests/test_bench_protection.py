@@ -34,10 +34,20 @@ def test_fec_bound_by_hand() -> None:
     assert math.isclose(bench.fec_bound(_cell(p, 10, 1.0)) or 0.0, p * p)
     assert (bench.fec_bound(_cell(0.05, 10, 1.0)) or 0.0) > 1e-4  # beyond the default cap
     assert bench.fec_bound(_cell(0.0, 10, 1.0)) == 0.0
-    # 50 ms RTT, 37 ms budget: 8.7 ms hold four records (3 gaps of 2.63 ms); within 1.0
-    # the best is four records + four parity, lost when at least four of the other seven are
+    # 50 ms RTT, 37 ms budget: 12 ms after the one-way delay and the jitter; four records
+    # with four parity would need two rounds of serialization (three links are free as
+    # the block closes): 3 gaps of 2.63 + 2 x 2.43 > 12; within 1.0 the best is three
+    # records + three parity, lost when at least three of the other five are
+    five = sum(math.comb(5, j) * p**j * (1 - p) ** (5 - j) for j in range(3, 6))
+    assert math.isclose(bench.fec_bound(_cell(p, 50, 0.75)) or 0.0, p * five)
+    # 2 RTT of 10 ms at 10 %: four records + four parity (two rounds) fit in 20 ms, five
+    # records do not: lost when at least four of the other seven are
+    p = 0.10
     seven = sum(math.comb(7, j) * p**j * (1 - p) ** (7 - j) for j in range(4, 8))
-    assert math.isclose(bench.fec_bound(_cell(p, 50, 0.75)) or 0.0, p * seven)
+    assert math.isclose(bench.fec_bound(_cell(p, 10, 2.0)) or 0.0, p * seven)
+    assert bench.beyond(_cell(p, 10, 2.0))  # 2.7e-4: no code within the default cap
+    assert not bench.beyond(_cell(0.05, 50, 0.75))  # 5.8e-5
+    assert not bench.beyond(_cell(p, 10, 3.0))  # a re-send may fit
 
 
 def test_fec_bound_only_where_no_resend_fits() -> None:
