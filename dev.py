@@ -34,6 +34,7 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".plait-install-stamp"
 CORE = ROOT / "src" / "plait"
+ADAPTERS = ROOT / "adapters" / "plait_adapters"
 #: {module: sha256 of the source compiled}, read by plait._build to spot stale extensions.
 BUILT = CORE / "_compiled.json"
 BUILD_LOG = VENV / "build.log"
@@ -82,7 +83,14 @@ def _sha(path: Path) -> str:
 
 
 def _extensions() -> list[Path]:
-    return sorted(CORE.glob("*.so")) + sorted(CORE.glob("*.pyd"))
+    return [p for d in (CORE, ADAPTERS) for ext in ("*.so", "*.pyd") for p in sorted(d.glob(ext))]
+
+
+def _source(name: str) -> Path:
+    """A compiled module's source: "endpoint" in src/plait, "plait_adapters.raw" in
+    adapters/plait_adapters (the keys of `BUILT`, as plait._build reads them)."""
+    package, _, module = name.rpartition(".")
+    return (ADAPTERS if package == "plait_adapters" else CORE) / f"{module}.py"
 
 
 def _clean() -> None:
@@ -101,7 +109,9 @@ def ensure_compiled() -> bool:
         built = {}
     setup = _sha(ROOT / "setup.py")
     fresh = bool(built) and built.pop("setup.py", None) == setup and bool(_extensions())
-    if fresh and all(_sha(CORE / f"{name}.py") == sha for name, sha in built.items()):
+    if fresh and all(
+        _source(name).is_file() and _sha(_source(name)) == sha for name, sha in built.items()
+    ):
         _say(f"core: compiled with mypyc ({len(built)} modules, up to date)")
         return True
     _say("core: compiling with mypyc (setup.py build_ext --inplace; about a minute)")
@@ -109,14 +119,18 @@ def ensure_compiled() -> bool:
     with BUILD_LOG.open("w") as log:
         cmd = [str(PY), "setup.py", "build_ext", "--inplace", "--parallel", "2"]
         rc = subprocess.call(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    names = sorted({p.name.split(".")[0] for p in _extensions()} - {"_core__mypyc"})
+    names = sorted(
+        (p.parent.name + "." if p.parent == ADAPTERS else "") + p.name.split(".")[0]
+        for p in _extensions()
+        if "__mypyc" not in p.name
+    )
     if rc or not names:
         _clean()
         said = [x for x in BUILD_LOG.read_text().splitlines() if "plait build: pure" in x]
         why = said[-1].split(": ", 1)[1] if said else f"the build failed, see {BUILD_LOG}"
         _say(f"core: {why}")
         return False
-    stamp = {"setup.py": setup} | {name: _sha(CORE / f"{name}.py") for name in names}
+    stamp = {"setup.py": setup} | {name: _sha(_source(name)) for name in names}
     BUILT.write_text(json.dumps(stamp, indent=1) + "\n")
     _say(f"core: compiled with mypyc ({len(names)} modules)")
     return True

@@ -1,10 +1,11 @@
 """plait's build: the core compiled with mypyc when it can be, pure Python otherwise.
 
-`pip install .` / `pip wheel .` build a wheel with the core's modules compiled to C
-extensions (mypyc, which ships with mypy) when a C compiler and the Python headers are
-there, and a pure-Python wheel otherwise. `PLAIT_PURE_PYTHON=1` asks for the pure wheel.
-`python3 dev.py` builds the same extensions in place in src/plait/ (`setup.py build_ext
---inplace`), next to their .py files. See docs/development.md.
+`pip install .` / `pip wheel .` build a wheel with the core's modules, and the adapters'
+loop (`ADAPTERS`), compiled to C extensions (mypyc, which ships with mypy) when a C
+compiler and the Python headers are there, and a pure-Python wheel otherwise.
+`PLAIT_PURE_PYTHON=1` asks for the pure wheel. `python3 dev.py` builds the same
+extensions in place (`setup.py build_ext --inplace`), next to their .py files in
+src/plait/ and adapters/plait_adapters/. See docs/development.md.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ CORE = [
     *("linkset", "live", "outbox", "pacing", "pmtu", "protection", "rs", "seq", "stats"),
     *("sendstate", "timers", "wire", "wirefast"),
 ]
+#: The thread-driven adapters' loop and the relay on top of it (`plait_adapters`), as a
+#: group of their own: a relay wakes ~500 times a second, and this interpreted code cost
+#: it a tenth of its CPU (docs/relay.md). Left interpreted: the asyncio and trio
+#: adapters (their event loops call in), socket set-up, the relay's config, metrics and
+#: reports, which run once or off the loop thread.
+ADAPTERS = ["_log", "_poller", "_relay_local", "_session", "_threaded", "raw", "relay", "uring"]
 
 
 def _say(msg: str) -> None:
@@ -64,10 +71,13 @@ def ext_modules() -> list[Extension]:
     if not _can_compile():
         _say("pure Python (no working C compiler or no Python headers)")
         return []
-    _say(f"compiling {len(CORE)} core modules with mypyc")
+    _say(f"compiling {len(CORE)} core and {len(ADAPTERS)} adapter modules with mypyc")
+    core = [f"src/plait/{name}.py" for name in CORE]
+    adapters = [f"adapters/plait_adapters/{name}.py" for name in ADAPTERS]
     return mypycify(
-        [f"src/plait/{name}.py" for name in CORE],
-        group_name="plait._core",  # the shared library is plait/_core__mypyc*.so
+        core + adapters,
+        # the shared libraries: plait/_core__mypyc*.so, plait_adapters/_loop__mypyc*.so
+        separate=[(core, "plait._core"), (adapters, "plait_adapters._loop")],
         opt_level="3",
     )
 

@@ -499,7 +499,7 @@ class Tally:
 
 
 def loop_tid(s: raw.RawSession) -> int:
-    thread = s._thread
+    thread = s._loop_thread
     if thread is None or thread.native_id is None:
         raise RuntimeError("the session's loop thread is not running")
     return thread.native_id

@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Final, Literal, Self, TypedDict, TypeVar, cast
 
 import plait
+from plait._types import IntArg
 from plait_adapters import _gc
 from plait_adapters._links import clock
 from plait_adapters._poller import Poller, Ready, setup_thread
@@ -72,7 +73,7 @@ class ThreadedSession:
         self._last_active = 0
         """When the loop last received or sent (busy-poll after activity)."""
         self._loop_ident: int | None = None
-        self._thread: threading.Thread | None = None
+        self._loop_thread: threading.Thread | None = None
 
     # --- the I/O, in subclasses --------------------------------------------------------------
 
@@ -102,10 +103,10 @@ class ThreadedSession:
 
     def start(self) -> Self:
         """Run the loop in a new daemon thread."""
-        self._thread = threading.Thread(
+        self._loop_thread = threading.Thread(
             target=self._run, args=(False,), name="plait-" + self._session.runtime, daemon=True
         )
-        self._thread.start()
+        self._loop_thread.start()
         return self
 
     def run(self) -> None:
@@ -128,9 +129,9 @@ class ThreadedSession:
     def send(
         self,
         data: bytes | bytearray | memoryview,
-        stream: int = 0,
+        stream: IntArg = 0,
         *,
-        deadline: int | None = None,
+        deadline: IntArg | None = None,
         duplicate: str | None = None,
         timeout: float | None = None,
     ) -> int:
@@ -157,6 +158,19 @@ class ThreadedSession:
         if self._stop or self._closing:
             raise plait.errors.SessionClosedError("the session is closing")
         data = check_send(cfg, data, stream, deadline, duplicate)
+        # checked ints now (the annotations are `IntArg`, so that a compiled build raises
+        # check_send's UsageError, not mypyc's TypeError, for a float or a str)
+        return self._send(data, cast(int, stream), cast("int | None", deadline), duplicate, timeout)
+
+    def _send(
+        self,
+        data: bytes,
+        stream: int,
+        deadline: int | None,
+        duplicate: str | None,
+        timeout: float | None,
+    ) -> int:
+        s, cfg = self._session, self._config
         now = clock()
         due = now + s.endpoint.latency_ns if deadline is None else deadline
         if due <= now:  # as in every adapter: -1, and MessageExpired (on the loop)
@@ -240,11 +254,11 @@ class ThreadedSession:
 
     # --- live changes (`plait.live`), run on the loop thread -------------------------------
 
-    def set_link_rate(self, link: int, rate_bps: int | None) -> None:
+    def set_link_rate(self, link: IntArg, rate_bps: IntArg | None) -> None:
         """`plait.Endpoint.set_link_rate`: a link's ceiling in int bit/s (None: none)."""
         self._call(lambda: self._session.endpoint.set_link_rate(link, rate_bps))
 
-    def set_latency(self, latency_ns: int) -> None:
+    def set_latency(self, latency_ns: IntArg) -> None:
         """`plait.Endpoint.set_latency`: the default budget, int ns (>= 1 ms)."""
         self._call(lambda: self._session.endpoint.set_latency(latency_ns))
 
@@ -265,15 +279,15 @@ class ThreadedSession:
         the session has."""
         self._closing = True
         on_loop = threading.get_ident() == self._loop_ident
-        if on_loop or (self._thread is not None and not self._done):
+        if on_loop or (self._loop_thread is not None and not self._done):
             self._command(lambda: self._begin_close(abort))
-        if self._thread is not None and not on_loop:
+        if self._loop_thread is not None and not on_loop:
             if not self._wait_for(lambda: self._session.closed, timeout):
                 self._command(lambda: self._begin_close(True))
             self._stop = True
             self._wake()
-            self._thread.join(_JOIN_S)
-        elif self._thread is None and self._loop_ident is None:
+            self._loop_thread.join(_JOIN_S)
+        elif self._loop_thread is None and self._loop_ident is None:
             self._teardown()
         error = self._session.error
         if error is not None and not isinstance(error, KeyboardInterrupt):
@@ -344,7 +358,7 @@ class ThreadedSession:
     def _call(self, fn: Callable[[], T], fallback: bool = False) -> T:
         """`fn()` on the loop thread (here if this is it, or no loop runs); its result,
         or what it raised. With `fallback`, if the loop has stopped meanwhile, here."""
-        if self._done or threading.get_ident() == self._loop_ident or self._thread is None:
+        if self._done or threading.get_ident() == self._loop_ident or self._loop_thread is None:
             return fn()
         done: list[tuple[T | None, BaseException | None]] = []
 

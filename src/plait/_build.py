@@ -2,13 +2,15 @@
 
 A compiled build has, next to each core module's .py file, a C extension of the same
 name (built in place by `python3 dev.py`, or shipped in a compiled wheel); Python's
-import system prefers the extension. `PLAIT_PURE_PYTHON=1` in the environment puts a
-finder in front that loads plait's modules from their .py files instead, so both builds
-can run from one tree. `plait.COMPILED` tells which one was imported.
+import system prefers the extension. The same goes for the adapters' loop
+(`plait_adapters`: setup.py's `ADAPTERS`). `PLAIT_PURE_PYTHON=1` in the environment puts
+a finder in front that loads both packages' modules from their .py files instead, so
+both builds can run from one tree. `plait.COMPILED` tells which one was imported.
 
 In a source tree, `python3 dev.py` records the hash of each source it compiled
-(`_compiled.json`); if a source has changed since, the extensions are stale, and the
-.py files are used with a warning until dev.py rebuilds them.
+(`_compiled.json`: "endpoint" for plait's, "plait_adapters.raw" for the adapters'); if
+a source has changed since, the extensions are stale, and the .py files are used with
+a warning until dev.py rebuilds them.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ __all__ = ["STAMP", "is_compiled", "select"]
 _HERE = Path(__file__).resolve().parent
 #: Written by dev.py next to the in-place extensions: {module: sha256 of its source}.
 STAMP = _HERE / "_compiled.json"
+#: Where the adapters' sources are in a source tree (the stamp is only written there).
+_ADAPTERS = _HERE.parent.parent / "adapters" / "plait_adapters"
+_PACKAGES = ("plait.", "plait_adapters.")
 
 
 class _PureFinder:
@@ -38,7 +43,7 @@ class _PureFinder:
     def find_spec(
         fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
-        if path is None or not fullname.startswith("plait."):
+        if path is None or not fullname.startswith(_PACKAGES):
             return None
         name = fullname.rpartition(".")[2]
         for entry in path:
@@ -54,12 +59,17 @@ def _stale() -> list[str]:
         built = json.loads(STAMP.read_text())
     except (OSError, ValueError):
         return []
-    return [
-        name
-        for name, digest in built.items()
-        if name != "setup.py"
-        and hashlib.sha256((_HERE / f"{name}.py").read_bytes()).hexdigest() != digest
-    ]
+    return [name for name, digest in built.items() if name != "setup.py" and _sha(name) != digest]
+
+
+def _sha(name: str) -> str:
+    """The hash of a compiled module's source now ("" if it is gone)."""
+    package, _, module = name.rpartition(".")
+    path = (_ADAPTERS if package == "plait_adapters" else _HERE) / f"{module}.py"
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
 
 
 def select() -> None:
