@@ -505,6 +505,8 @@ def test_an_unjudged_link_weighs_its_reports_against_the_prior(
     said = lost / span
     weighed = protection_loss(health, prior, weight)
     assert min(said, prior) - 1e-12 <= weighed <= max(said, prior) + 1e-12
+    if abs(said - prior) > 1e-6:  # both count: strictly between (a floor would sit on one)
+        assert min(said, prior) < weighed < max(said, prior)
     assert protection_loss(health, prior) >= prior
     health.lost_long, health.span_long = 2.0 * lost, 2.0 * span  # same share, twice the span
     if span * 2 < 100:
