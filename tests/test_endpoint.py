@@ -5,6 +5,7 @@ duplicating links; fragmentation; misuse; determinism; backpressure; live change
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 import struct
 
@@ -383,3 +384,39 @@ def test_parity_does_not_queue_behind_one_slow_link(seed: int) -> None:
     assert net.a.stats().messages_expired_sending == 0
     per_link = [ln.datagrams_out for ln in net.a.links.links]
     assert min(per_link[1:]) > per_link[0]  # the faster links carry more than the slow one
+
+
+class _Arrivals:
+    """Stands in for an endpoint and notes when datagrams reach it."""
+
+    def __init__(self, ep: plait.Endpoint) -> None:
+        self.ep = ep
+        self.times: set[int] = set()
+
+    def receive_datagram(self, data: bytes, *, link: int, now: int) -> None:
+        self.times.add(now)
+        self.ep.receive_datagram(data, link=link, now=now)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.ep, name)
+
+
+def test_a_steady_stream_carries_feedback_with_its_arrivals() -> None:
+    """Reports nearly due when data arrives go with it, so a receiver of a steady stream
+    does not wake once more per report; they stay one interval apart all the same."""
+    cfg = plait.Config(links=[plait.LinkConfig(rate_bps=5_000_000)] * 4, latency_ns=150 * MS)
+    net = Net.build(cfg, seed=5, delays_ms=[10, 15, 20, 15])
+    arrivals = _Arrivals(net.b)
+    net.b = arrivals  # type: ignore[assignment]  # a recording stand-in
+    gap = 1316 * 8 * 1_000_000_000 // 4_000_000  # 4 Mbit/s of 1316-byte datagrams
+    for i in range(2_000_000_000 // gap):
+        net.send("a", payload(0, i, 1316))
+        net.run_until(net.now + gap)
+    interval = cfg.feedback_interval_ns
+    reports = [t for t, _, kind in net.sent_types["b"] if kind == 3 and t > 500 * MS]
+    assert len(reports) > 100
+    with_arrival = sum(t in arrivals.times for t in reports)
+    assert with_arrival >= 0.7 * len(reports)
+    spacing = [b - a for a, b in itertools.pairwise(reports)]
+    assert min(spacing) >= interval * 3 // 4
+    assert max(spacing) <= interval + 2 * gap

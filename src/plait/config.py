@@ -219,7 +219,8 @@ class Config:
     """Bound on bytes queued for sending; beyond it `send` refuses (backpressure)."""
     streams: int = attrs.field(default=8, validator=_validate_range(1, 256))
     feedback_interval_ns: int = attrs.field(default=10 * NS_PER_MS, validator=_validate_positive)
-    """Longest the receiver waits, after new data, before sending a FEEDBACK."""
+    """Longest the receiver waits, after new data, before sending a FEEDBACK (one due
+    within a quarter of this goes with the data that arrives then)."""
     target_loss: float = attrs.field(default=1e-4, validator=_validate_range(1e-9, 0.5))
     """The residual loss protection aims for (1e-4: 99.99 % of messages delivered): re-sends,
     FEC and copies are chosen, by cost, to reach it (`plait.protection`)."""

@@ -477,8 +477,8 @@ class Endpoint(Timers):
         seq = self.inbox.window.unwrap(seq_wire, SEQ32)
         deadline = self._clock.unwrap_us(deadline_us, now)
         new = self.inbox.on_record(seq, deadline, stream, msg, payload, index, count, now)
-        if new:
-            self._feedback.soon(now)
+        if new and self._feedback.soon(now):
+            self._queue_feedback(now)
         return seq, new
 
     def _rebuilt(self, rebuilt: list[tuple[int, bytes]], now: int) -> None:

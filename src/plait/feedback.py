@@ -45,11 +45,14 @@ class FeedbackTimer:
         self.last = now
         """When the last report went (the start counts as one)."""
 
-    def soon(self, now: int) -> None:
+    def soon(self, now: int) -> bool:
         """New data arrived: report one interval after the last report, or now if that
-        has passed already."""
-        if self.due is None:
-            self.due = max(now, self.last + self.interval_ns)
+        has passed already. True when the report is due within a quarter interval: the
+        caller sends it with this arrival rather than waking again for it."""
+        due = self.due
+        if due is None:
+            due = self.due = max(now, self.last + self.interval_ns)
+        return due - now <= self.interval_ns >> 2
 
     def sent(self, now: int) -> None:
         """A report was queued at `now`."""
